@@ -1,0 +1,1 @@
+"""Hydra config tree of equissl (a package so that Hydra finds it when installed)."""

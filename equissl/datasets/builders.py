@@ -1,0 +1,92 @@
+"""Dataset builders keyed by the data config's ``impl`` and the Lightning datamodule.
+
+A builder maps ``(data_cfg, method_cfg, split) -> Dataset`` whose items follow the batch
+contract and which exposes ``action_space`` and ``labels`` (``[N]`` int64, -1 unknown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from equissl.datasets.contract import ActionSpace
+from equissl.datasets.iebench import IEBenchDataset
+from equissl.registry import Registry
+
+Builder = Callable[[dict[str, Any], dict[str, Any], str], Dataset]
+DATASETS: Registry[Builder] = Registry("dataset")
+
+
+@DATASETS.register("iebench")
+def build_iebench(data: dict[str, Any], method: dict[str, Any], split: str) -> IEBenchDataset:
+    return IEBenchDataset(
+        root=data["root"],
+        split=split,
+        num_views=int(method.get("num_views", data["num_views"])),
+        image_size=data.get("image_size"),
+        splits_dir=data.get("splits_dir"),
+        action_components=tuple(method.get("action", ("rotation",))),
+        canonical_sign=bool(data.get("canonical_sign", False)),
+    )
+
+
+def build_dataset(data: dict[str, Any], method: dict[str, Any], split: str) -> Dataset:
+    """Build split ``split`` of the dataset described by ``data`` for ``method``."""
+    return DATASETS.get(data.get("impl", "iebench"))(data, method, split)
+
+
+def num_classes_of(*datasets: Dataset) -> int:
+    """``max label + 1`` over the datasets (labels may be non-contiguous); 0 if unlabelled."""
+    top = max((int(np.max(ds.labels)) for ds in datasets if len(ds.labels)), default=-1)
+    return top + 1
+
+
+class PretrainDataModule(pl.LightningDataModule):
+    """Training loader of the SSL stage (no validation loop: evaluation is a separate stage).
+
+    Args:
+        data: resolved ``data`` config section (per-device ``batch_size``).
+        method: resolved ``method`` config section (``num_views``, ``action``).
+    """
+
+    def __init__(self, data: dict[str, Any], method: dict[str, Any]) -> None:
+        super().__init__()
+        self.data_cfg = data
+        self.method_cfg = method
+        if int(data["num_views"]) != int(method["num_views"]):
+            raise ValueError(
+                f"data.num_views={data['num_views']} but method {method['name']} uses "
+                f"{method['num_views']} views per object; set data.num_views={method['num_views']}"
+            )
+        self.train_set = build_dataset(data, method, data["train_split"])
+
+    @property
+    def action_space(self) -> ActionSpace:
+        return self.train_set.action_space
+
+    @property
+    def num_classes(self) -> int:
+        return num_classes_of(self.train_set)
+
+    def train_dataloader(self) -> DataLoader:
+        workers = int(self.data_cfg["num_workers"])
+        batch = int(self.data_cfg["batch_size"])
+        if len(self.train_set) < batch:
+            raise ValueError(
+                f"data.batch_size={batch} exceeds the {len(self.train_set)} training objects of "
+                f"{self.data_cfg['root']}; lower data.batch_size"
+            )
+        return DataLoader(
+            self.train_set,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,  # batch statistics (variance, covariance) need full batches
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

@@ -1,0 +1,133 @@
+"""On-disk format of 3DIEBench / 3DIEBench-T, read as published (DESIGN §2.2).
+
+``<root>/<synset>/<obj_id>/image_{i}.jpg`` + ``latent_{i}.npy`` (float64, 7 or 10 values);
+split files ``{split}_images.npy`` (unicode object paths such as ``/02691156/dc8d…/``)
+and ``{split}_labels.npy`` (int64) in ``splits_dir`` (default ``<root>/data``).
+
+Every reader error names the offending file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image
+
+from equissl.datasets.iebench_actions import LATENT_DIMS
+
+_IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
+
+# Normalisation statistics of 3DIEBench used by the SIE / EquiCaps reference code.
+MEAN = (0.5016, 0.5037, 0.5060)
+STD = (0.1030, 0.0999, 0.0969)
+
+
+class DatasetFormatError(RuntimeError):
+    """A file of the dataset is missing, unreadable or malformed (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: object directories (relative to root) and their labels."""
+
+    entries: list[str]
+    labels: np.ndarray  # [N] int64
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def default_splits_dir(root: str | Path) -> Path:
+    return Path(root) / "data"
+
+
+def load_split(root: str | Path, split: str, splits_dir: str | Path | None = None) -> Split:
+    """Read ``{split}_images.npy`` and ``{split}_labels.npy``.
+
+    Raises:
+        DatasetFormatError: missing/unreadable files, length mismatch, bad dtypes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"dataset root {root} is not a directory")
+    sdir = Path(splits_dir) if splits_dir else default_splits_dir(root)
+    images_file = sdir / f"{split}_images.npy"
+    labels_file = sdir / f"{split}_labels.npy"
+    arrays = []
+    for f in (images_file, labels_file):
+        if not f.is_file():
+            raise DatasetFormatError(
+                f"split file {f} not found (set data.splits_dir to the folder holding "
+                f"{split}_images.npy and {split}_labels.npy; the SIE repository ships them "
+                "in its data/ folder)"
+            )
+        try:
+            arrays.append(np.load(f, allow_pickle=False))
+        except Exception as err:  # numpy raises several types for corrupt files
+            raise DatasetFormatError(f"cannot read split file {f}: {err}") from err
+    images, labels = arrays
+    if images.dtype.kind not in "US" or images.ndim != 1:
+        raise DatasetFormatError(f"{images_file} must be a 1-D string array, got {images.dtype}")
+    if labels.dtype.kind not in "iu" or labels.shape != images.shape:
+        raise DatasetFormatError(
+            f"{labels_file} must be integer labels of length {len(images)}, "
+            f"got {labels.dtype} {labels.shape}"
+        )
+    entries = [str(e).strip("/") for e in images]
+    return Split(entries=entries, labels=labels.astype(np.int64))
+
+
+def image_path(root: Path, entry: str, view: int) -> Path:
+    return root / entry / f"image_{view}.jpg"
+
+
+def latent_path(root: Path, entry: str, view: int) -> Path:
+    return root / entry / f"latent_{view}.npy"
+
+
+def count_views(object_dir: Path) -> int:
+    """Number of views of one object, from its ``image_{i}.jpg`` files (0..V-1 contiguous)."""
+    if not object_dir.is_dir():
+        raise DatasetFormatError(f"object directory {object_dir} not found")
+    ids = sorted(int(m.group(1)) for p in object_dir.iterdir() if (m := _IMAGE_RE.match(p.name)))
+    if not ids:
+        raise DatasetFormatError(f"no image_*.jpg in {object_dir}")
+    if ids != list(range(len(ids))):
+        raise DatasetFormatError(f"views in {object_dir} are not numbered 0..{len(ids) - 1}")
+    return len(ids)
+
+
+def read_image(path: Path) -> Tensor:
+    """Decode a JPEG to ``[3, H, W]`` uint8, naming the file on failure."""
+    try:
+        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+    except FileNotFoundError:
+        raise DatasetFormatError(f"image {path} not found") from None
+    try:
+        return decode_image(data, mode=ImageReadMode.RGB)
+    except Exception as err:
+        raise DatasetFormatError(f"image {path} cannot be decoded: {err}") from err
+
+
+def read_latent(path: Path, latent_dim: int | None = None) -> np.ndarray:
+    """Load one view's latent vector ``[P]`` float64 and check its length and finiteness."""
+    try:
+        lat = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetFormatError(f"latent {path} not found") from None
+    except Exception as err:
+        raise DatasetFormatError(f"latent {path} cannot be read: {err}") from err
+    lat = np.asarray(lat).reshape(-1)
+    expected = (latent_dim,) if latent_dim else LATENT_DIMS
+    if lat.shape[0] not in expected:
+        raise DatasetFormatError(
+            f"latent {path} has {lat.shape[0]} values; expected {' or '.join(map(str, expected))}"
+        )
+    if not np.all(np.isfinite(lat)):
+        raise DatasetFormatError(f"latent {path} contains non-finite values")
+    return lat

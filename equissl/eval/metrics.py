@@ -1,0 +1,48 @@
+"""Metrics of the evaluation stage, in the conventions of the papers (DESIGN §5.3).
+
+* ``r2_global`` — SIE/EquiCaps code: one scalar mean over every output component,
+  ``1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean of *all* entries of y. A constant predictor
+  can score well above 0 on quaternions, whose components have different means.
+* ``r2_sklearn`` — seq-JEPA / scikit-learn ``r2_score(multioutput="uniform_average")``:
+  R² of each output column against its own mean, averaged over columns.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def top1(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of ``[N, C]`` logits whose argmax equals ``labels [N]``."""
+    return float((logits.argmax(-1) == labels).float().mean())
+
+
+def balanced_top1(logits: Tensor, labels: Tensor) -> float:
+    """Mean over the classes present in ``labels`` of their per-class recall."""
+    pred = logits.argmax(-1)
+    recalls = [float((pred[labels == c] == c).float().mean()) for c in labels.unique()]
+    return float(sum(recalls) / len(recalls))
+
+
+def r2_global(pred: Tensor, target: Tensor) -> float:
+    """R² with one global target mean (SIE ``r2_score``); ``[N, K]`` inputs."""
+    target = target.double()
+    ss_res = ((target - pred.double()) ** 2).sum()
+    ss_tot = ((target - target.mean()) ** 2).sum()
+    return float(1.0 - ss_res / ss_tot)
+
+
+def r2_sklearn(pred: Tensor, target: Tensor) -> float:
+    """Per-output R² averaged over outputs (scikit-learn ``uniform_average``); ``[N, K]``.
+
+    Outputs with zero variance follow scikit-learn: 1 if predicted exactly, else 0.
+    """
+    target = target.double().reshape(len(target), -1)
+    pred = pred.double().reshape(len(pred), -1)
+    ss_res = ((target - pred) ** 2).sum(0)
+    ss_tot = ((target - target.mean(0)) ** 2).sum(0)
+    safe = ss_tot > 0
+    scores = torch.where(safe, 1.0 - ss_res / torch.where(safe, ss_tot, 1.0),
+                         (ss_res == 0).double())
+    return float(scores.mean())

@@ -1,0 +1,132 @@
+"""Reports of the evaluation stage: results.json, a Markdown table, PNG plots, TensorBoard.
+
+``results.json`` schema (DESIGN §5, a contract)::
+
+    {"checkpoint": str, "method": str, "data": str, "config": {...},
+     "metrics": {"<part>/<probe>/<metric>": float}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from equissl.geometry import quaternion_angle  # noqa: E402
+
+PART_ORDER = ("full", "inv", "equi")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def markdown_table(results: Iterable[dict[str, Any]]) -> str:
+    """One row per (run, part), one column per ``probe/metric``."""
+    results = list(results)
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    columns: list[str] = []
+    for res in results:
+        by_part: dict[str, dict[str, float]] = {}
+        for key, value in res["metrics"].items():
+            part, probe_metric = key.split("/", 1)
+            by_part.setdefault(part, {})[probe_metric] = value
+            if probe_metric not in columns:
+                columns.append(probe_metric)
+        order = sorted(by_part, key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p))
+        label = f"{res['method']} ({res['data']})"
+        rows += [(label, part, by_part[part]) for part in order]
+    columns.sort()
+    head = "| run | part | " + " | ".join(columns) + " |"
+    sep = "|---|---|" + "---|" * len(columns)
+    body = [
+        f"| {label} | {part} | " + " | ".join(_fmt(m[c]) if c in m else "" for c in columns) + " |"
+        for label, part, m in rows
+    ]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def plot_headline(results: dict[str, Any], path: Path) -> None:
+    """Bar chart of each probe's headline metric per part."""
+    headline = ("classification/top1", "rotation/r2_global", "color/r2_global",
+                "translation/r2_global")
+    parts = sorted({k.split("/")[0] for k in results["metrics"]},
+                   key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else 99)
+    metrics = [h for h in headline if any(f"{p}/{h}" in results["metrics"] for p in parts)]
+    if not metrics:
+        return
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics), 3.2))
+    width = 0.8 / max(1, len(parts))
+    for i, part in enumerate(parts):
+        vals = [results["metrics"].get(f"{part}/{m}", float("nan")) for m in metrics]
+        ax.bar([j + i * width for j in range(len(metrics))], vals, width, label=part)
+    ax.set_xticks([j + width * (len(parts) - 1) / 2 for j in range(len(metrics))], metrics,
+                  fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_title(f"{results['method']} on {results['data']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
+    """Predicted vs true relative rotation angle (degrees) of quaternion regressions."""
+    true_deg = quaternion_angle(target.double()).rad2deg()
+    pred_deg = quaternion_angle(pred.double()).rad2deg()
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    ax.scatter(true_deg, pred_deg, s=4, alpha=0.4)
+    ax.plot([0, 180], [0, 180], color="black", lw=0.7)
+    ax.set_xlabel("true angle (deg)")
+    ax.set_ylabel("predicted angle (deg)")
+    ax.set_xlim(0, 180)
+    ax.set_ylim(0, 180)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = True) -> str:
+    """Write ``results.json``, ``results.md``, ``metrics.png`` (+ TensorBoard scalars)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
+    table = markdown_table([results])
+    _atomic_write_text(out_dir / "results.md",
+                       f"# {results['method']} on {results['data']}\n\n"
+                       f"checkpoint: `{results['checkpoint']}`\n\n{table}")
+    plot_headline(results, out_dir / "metrics.png")
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(out_dir / "tb")) as writer:
+            for key, value in results["metrics"].items():
+                writer.add_scalar(key, value, 0)
+    return table
+
+
+def combine(result_files: Iterable[Path], out_dir: Path) -> str:
+    """One Markdown table (and ``combined.json``) over several ``results.json`` files."""
+    results = [json.loads(Path(f).read_text()) for f in sorted(result_files)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results)
+    _atomic_write_text(out_dir / "results.md", table)
+    _atomic_write_text(out_dir / "combined.json", json.dumps(
+        [{k: r[k] for k in ("checkpoint", "method", "data", "metrics")} for r in results],
+        indent=2))
+    return table

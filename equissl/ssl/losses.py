@@ -1,0 +1,39 @@
+"""Loss terms shared by methods, with batch statistics gathered across ranks.
+
+The VICReg variance and covariance terms are lightly's (``variance_loss``: mean of
+``relu(1 − sqrt(Var + 1e-4))`` per dimension; ``covariance_loss``: squared off-diagonal
+covariances summed and divided by the dimension). They are applied to embeddings
+all-gathered over every process (with gradients), so a 2-rank run computes the same value
+as one process on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from lightly.loss.vicreg_loss import covariance_loss, variance_loss
+from lightly.utils.dist import gather
+from torch import Tensor
+
+
+def gather_cat(x: Tensor) -> Tensor:
+    """Concatenate ``x [B, ...]`` from every rank along dim 0 (autograd-aware); no-op alone."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return torch.cat(gather(x), dim=0)
+    return x
+
+
+def invariance_term(a: Tensor, b: Tensor) -> Tensor:
+    """Mean squared error between ``[B, D]`` embeddings (per rank, as the references)."""
+    return F.mse_loss(a, b)
+
+
+def variance_term(x: Tensor) -> Tensor:
+    """VICReg variance hinge of ``x [B, D]`` over the global batch."""
+    return variance_loss(gather_cat(x))
+
+
+def covariance_term(x: Tensor) -> Tensor:
+    """VICReg covariance penalty of ``x [B, D]`` over the global batch."""
+    return covariance_loss(gather_cat(x))

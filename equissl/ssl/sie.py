@@ -1,0 +1,79 @@
+"""SIE: Split Invariant-Equivariant representations (Garrido, Najman, LeCun, ICML 2023).
+
+The representation ``[B, 512]`` is split into an invariant part ``[:inv_dim]`` and an
+equivariant part ``[inv_dim:]`` (the SIE code's layout). Each part has its own projector.
+A hypernetwork predictor maps the equivariant embedding of view 1 through ``W(action)`` to
+predict view 2's. Loss (SIE ``models.SIE.forward``)::
+
+    sim·MSE(inv₁, inv₂) + equi_factor·sim·MSE(pred, equi₂)
+    + std·½[v(Z₁) + v(Z₂)] + pred_std·½ v(pred) + cov·[c(Z₁) + c(Z₂)]
+
+with ``Z = [inv ‖ equi]`` embeddings, ``v`` the VICReg variance hinge and ``c`` the
+covariance penalty, both over the batch gathered across ranks. Variants are configs:
+``pred_std_coeff=0`` (SIENoVar), ``inv_dim=0`` (SIEOnlyEqui), ``action=[rotation, color]``
+(SIERotColor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from equissl.datasets.contract import ActionSpace
+from equissl.models.heads import HypernetPredictor, projector
+from equissl.ssl.base import METHODS, SSLMethod
+from equissl.ssl.losses import covariance_term, invariance_term, variance_term
+
+
+@METHODS.register("sie")
+class SIE(SSLMethod):
+    def __init__(self, config: dict[str, Any], action_space: ActionSpace, num_classes: int = 0):
+        super().__init__(config, action_space, num_classes)
+        self.inv_dim = int(self.mcfg["inv_dim"])
+        self.equi_dim = self.repr_dim - self.inv_dim
+        if not 0 <= self.inv_dim < self.repr_dim:
+            raise ValueError(f"method.inv_dim={self.inv_dim} must lie in [0, {self.repr_dim})")
+        dims = list(self.mcfg["projector"])
+        self.projector_inv = projector(self.inv_dim, dims) if self.inv_dim > 0 else None
+        self.projector_equi = projector(self.equi_dim, dims)
+        self.predictor = HypernetPredictor(dims[-1], action_space.action_dim)
+
+    @property
+    def parts(self) -> dict[str, slice]:
+        parts = {"full": slice(0, self.repr_dim), "equi": slice(self.inv_dim, self.repr_dim)}
+        if self.inv_dim > 0:
+            parts["inv"] = slice(0, self.inv_dim)
+        return parts
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Representation ``[B, D]``, invariant embedding (or None) and equivariant embedding."""
+        r = self.backbone(x)
+        inv = self.projector_inv(r[:, : self.inv_dim]) if self.projector_inv is not None else None
+        return r, inv, self.projector_equi(r[:, self.inv_dim:])
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        views = batch["views"]
+        action = self.relative_action(batch["latents"], 0, 1)
+        r1, inv1, equi1 = self.embed(views[:, 0])
+        _, inv2, equi2 = self.embed(views[:, 1])
+        pred = self.predictor(equi1, action)
+        z1 = equi1 if inv1 is None else torch.cat((inv1, equi1), dim=1)
+        z2 = equi2 if inv2 is None else torch.cat((inv2, equi2), dim=1)
+        terms = {
+            "invariance": invariance_term(inv1, inv2) if inv1 is not None else z1.new_zeros(()),
+            "equivariance": invariance_term(pred, equi2),
+            "variance": 0.5 * (variance_term(z1) + variance_term(z2)),
+            "pred_variance": 0.5 * variance_term(pred),
+            "covariance": covariance_term(z1) + covariance_term(z2),
+        }
+        m = self.mcfg
+        terms["loss"] = (
+            m["sim_coeff"] * terms["invariance"]
+            + m["equi_factor"] * m["sim_coeff"] * terms["equivariance"]
+            + m["std_coeff"] * terms["variance"]
+            + m["pred_std_coeff"] * terms["pred_variance"]
+            + m["cov_coeff"] * terms["covariance"]
+        )
+        return terms, r1
