@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image
 
 from equissl.datasets.iebench_actions import LATENT_DIMS
 
@@ -105,13 +105,13 @@ def count_views(object_dir: Path) -> int:
 def read_image(path: Path) -> Tensor:
     """Decode a JPEG to ``[3, H, W]`` uint8, naming the file on failure."""
     try:
-        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise DatasetFormatError(f"image {path} not found") from None
-    try:
-        return decode_image(data, mode=ImageReadMode.RGB)
-    except Exception as err:
+    except Exception as err:  # PIL raises OSError/SyntaxError/ValueError on corrupt files
         raise DatasetFormatError(f"image {path} cannot be decoded: {err}") from err
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def read_latent(path: Path, latent_dim: int | None = None) -> np.ndarray:

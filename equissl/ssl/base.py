@@ -82,9 +82,8 @@ class SSLMethod(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         terms, reps = self.compute_loss(batch)
-        bad = {k: float(v) for k, v in terms.items() if not torch.isfinite(v).all()}
-        if bad:
-            values = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        if not all(torch.isfinite(v.detach()).all() for v in terms.values()):
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
                 f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): "
                 f"{values}. Lower the learning rate, check the data, or use 32-bit precision."

@@ -59,21 +59,32 @@ class SIE(SSLMethod):
         r1, inv1, equi1 = self.embed(views[:, 0])
         _, inv2, equi2 = self.embed(views[:, 1])
         pred = self.predictor(equi1, action)
-        z1 = equi1 if inv1 is None else torch.cat((inv1, equi1), dim=1)
-        z2 = equi2 if inv2 is None else torch.cat((inv2, equi2), dim=1)
-        terms = {
-            "invariance": invariance_term(inv1, inv2) if inv1 is not None else z1.new_zeros(()),
-            "equivariance": invariance_term(pred, equi2),
-            "variance": 0.5 * (variance_term(z1) + variance_term(z2)),
-            "pred_variance": 0.5 * variance_term(pred),
-            "covariance": covariance_term(z1) + covariance_term(z2),
-        }
-        m = self.mcfg
-        terms["loss"] = (
-            m["sim_coeff"] * terms["invariance"]
-            + m["equi_factor"] * m["sim_coeff"] * terms["equivariance"]
-            + m["std_coeff"] * terms["variance"]
-            + m["pred_std_coeff"] * terms["pred_variance"]
-            + m["cov_coeff"] * terms["covariance"]
-        )
+        terms = sie_terms(inv1, inv2, equi1, equi2, pred)
+        terms["loss"] = weighted_sie_loss(terms, self.mcfg)
         return terms, r1
+
+
+def sie_terms(inv1: Tensor | None, inv2: Tensor | None, equi1: Tensor, equi2: Tensor,
+              pred: Tensor) -> dict[str, Tensor]:
+    """Unweighted SIE terms from ``[B, E]`` embeddings of views 1 and 2 and the prediction
+    ``[B, E]`` of ``equi2`` from ``equi1``; ``inv`` is ``None`` without an invariant part."""
+    z1 = equi1 if inv1 is None else torch.cat((inv1, equi1), dim=1)
+    z2 = equi2 if inv2 is None else torch.cat((inv2, equi2), dim=1)
+    return {
+        "invariance": invariance_term(inv1, inv2) if inv1 is not None else z1.new_zeros(()),
+        "equivariance": invariance_term(pred, equi2),
+        "variance": 0.5 * (variance_term(z1) + variance_term(z2)),
+        "pred_variance": 0.5 * variance_term(pred),
+        "covariance": covariance_term(z1) + covariance_term(z2),
+    }
+
+
+def weighted_sie_loss(terms: dict[str, Tensor], m: dict) -> Tensor:
+    """The SIE total from :func:`sie_terms` and the method config's coefficients."""
+    return (
+        m["sim_coeff"] * terms["invariance"]
+        + m["equi_factor"] * m["sim_coeff"] * terms["equivariance"]
+        + m["std_coeff"] * terms["variance"]
+        + m["pred_std_coeff"] * terms["pred_variance"]
+        + m["cov_coeff"] * terms["covariance"]
+    )

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from equissl.datasets.validate import validate_iebench
+
+
+def test_clean_tree_passes(iebench_tree):
+    report = validate_iebench(iebench_tree, progress=False)
+    assert report.ok, report.summary()
+    assert report.objects == 12 and report.files == 12 * 5 * 2
+
+
+def test_every_problem_is_named(iebench_tree):
+    entries = sorted(p for p in iebench_tree.glob("*/*") if p.parent.name != "data")
+    corrupt = entries[0] / "image_3.jpg"
+    corrupt.write_bytes(corrupt.read_bytes()[:40])  # truncated JPEG
+    nan_latent = entries[1] / "latent_0.npy"
+    np.save(nan_latent, np.full(7, np.nan))
+    missing = entries[2] / "latent_4.npy"
+    missing.unlink()
+    report = validate_iebench(iebench_tree, progress=False)
+    text = report.summary()
+    assert not report.ok
+    for path in (corrupt, nan_latent, missing):
+        assert str(path) in text
+
+
+def test_missing_split_entry(iebench_tree):
+    images = iebench_tree / "data" / "val_images.npy"
+    arr = np.load(images)
+    np.save(images, np.concatenate([arr, np.array(["/02691156/doesnotexist/"])]))
+    np.save(iebench_tree / "data" / "val_labels.npy", np.zeros(len(arr) + 1, dtype=np.int64))
+    report = validate_iebench(iebench_tree, progress=False)
+    assert any("doesnotexist" in p for p in report.problems)
+
+
+def test_cli_exit_status(iebench_tree):
+    cmd = [sys.executable, "-c", "from equissl.cli import validate; validate()"]
+    ok = subprocess.run([*cmd, str(iebench_tree)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = next(iebench_tree.glob("0*/*/image_0.jpg"))
+    bad.write_bytes(b"garbage")
+    fail = subprocess.run([*cmd, str(iebench_tree)], capture_output=True, text=True)
+    assert fail.returncode == 1
+    assert str(bad) in fail.stdout

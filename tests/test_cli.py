@@ -1,0 +1,104 @@
+"""End-to-end: the console scripts on a tree in the real 3DIEBench layout."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+from equissl.checkpointing import load_checkpoint
+from equissl.cli import _resolved  # registers the configs
+from equissl.ssl.base import NonFiniteLossError
+from equissl.train import pretrain
+
+FAST = ["trainer=cpu", "data.batch_size=4", "data.image_size=32", "data.num_workers=0",
+        "logger=csv", "trainer.log_every_n_steps=1"]
+
+
+def run(app: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the installed console script ``equissl-<app>`` (DDP re-launches it by name)."""
+    script = Path(sys.executable).parent / f"equissl-{app}"
+    return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def compose_pretrain(overrides: list[str]) -> dict:
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        return _resolved(compose("pretrain", overrides=overrides))
+
+
+def test_pretrain_then_evaluate(iebench_tree, tmp_path):
+    args = [f"data.root={iebench_tree}", *FAST, "trainer.max_steps=2", "evaluate_after=true",
+            "eval.probe.epochs=2", "eval.num_workers=0"]
+    res = run("pretrain", *args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dirs = list((tmp_path / "outputs" / "pretrain").iterdir())
+    assert len(run_dirs) == 1 and run_dirs[0].name.startswith("sie_3diebench_")
+    ckpt = run_dirs[0] / "checkpoints" / "last.ckpt"
+    meta = load_checkpoint(ckpt)["equissl"]  # weights_only load
+    assert meta["config"]["method"]["name"] == "sie"
+    assert meta["config"]["method"]["equi_factor"] == 0.45
+    results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
+    assert set(results) == {"checkpoint", "method", "data", "config", "metrics"}
+    assert results["method"] == "sie" and results["data"] == "3diebench"
+    for part in ("full", "inv", "equi"):
+        for key in ("classification/top1", "classification/balanced_top1",
+                    "rotation/r2_global", "rotation/r2_sklearn"):
+            assert f"{part}/{key}" in results["metrics"]
+    assert "| sie (3diebench) | equi |" in res.stdout
+
+    # the evaluation stage on its own, from the checkpoint alone
+    ev = run("evaluate", f"checkpoint={ckpt}", "eval.probe.epochs=2", "eval.num_workers=0",
+             "eval.probe.probes=[rotation]", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    out = next(run_dirs[0].glob("eval_*/results.json"))
+    metrics = json.loads(out.read_text())["metrics"]
+    assert "equi/rotation/r2_global" in metrics and not any("classification" in k for k in metrics)
+    assert (out.parent / "results.md").is_file() and (out.parent / "rotation_equi.png").is_file()
+
+    # same command again: same run directory, resumes from last.ckpt
+    again = run("pretrain", *args[:-3], "trainer.max_steps=3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("method.sim_cooef=1", "sim_cooef"),
+    ("data.batch_size=many", "batch_size"),
+    ("method=nosuchmethod", "nosuchmethod"),
+])
+def test_config_errors_fail_at_start(iebench_tree, tmp_path, override, message):
+    res = run("pretrain", f"data.root={iebench_tree}", "trainer=cpu", override, cwd=tmp_path)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.ckpt"))
+
+
+def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
+    config = compose_pretrain([f"data.root={iebench_tree}", *FAST, "trainer.max_steps=0",
+                               "method=vicreg"])
+    ckpt = pretrain(config, tmp_path / "run")
+    state = load_checkpoint(ckpt)
+    assert state["global_step"] == 0 and state["equissl"]["config"]["method"]["name"] == "vicreg"
+
+    from equissl.datasets.builders import PretrainDataModule
+    from equissl.ssl import build_method
+
+    dm = PretrainDataModule(config["data"], config["method"])
+    method = build_method(config, dm.action_space, dm.num_classes)
+    batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(4)])
+    batch["views"][0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss"):
+        method.training_step(batch, 0)
+
+
+def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
+    res = run("pretrain", f"data.root={iebench_tree}", *FAST, "trainer.max_steps=2",
+              "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+              cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpts = list((tmp_path / "outputs").rglob("last.ckpt"))
+    assert len(ckpts) == 1
+    assert load_checkpoint(ckpts[0])["global_step"] == 2
