@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 from PIL import Image
+from torch import Tensor
 
 from equissl.datasets.iebench_actions import LATENT_DIMS
 

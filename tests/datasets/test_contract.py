@@ -5,8 +5,8 @@ from equissl.datasets.contract import check_batch, make_item
 
 
 def test_make_item_types():
-    item = make_item(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(2, 7, dtype=torch.float64),
-                     label=3, index=9)
+    views = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    item = make_item(views, torch.zeros(2, 7, dtype=torch.float64), label=3, index=9)
     assert item["views"].dtype == torch.float32
     assert item["latents"].dtype == torch.float32
     assert item["label"].dtype == torch.int64 and item["label"].shape == ()
