@@ -75,8 +75,10 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1,
                         save_on_train_epoch_end=True),
-        TQDMProgressBar(refresh_rate=max(1, int(config["trainer"]["log_every_n_steps"]) // 5)),
     ]
+    if config["trainer"]["enable_progress_bar"]:
+        refresh = max(1, int(config["trainer"]["log_every_n_steps"]) // 5)
+        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     logger = build_logger(config["logger"], run_dir)
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
