@@ -59,6 +59,14 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert "equi/rotation/r2_global" in metrics and not any("classification" in k for k in metrics)
     assert (out.parent / "results.md").is_file() and (out.parent / "rotation_equi.png").is_file()
 
+    # a multirun sweep ends with one combined table
+    sweep = run("evaluate", "-m", f"checkpoint={ckpt}", "eval.probe.epochs=1,2",
+                "eval.num_workers=0", "eval.probe.probes=[rotation]", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    combined = list((tmp_path / "multirun" / "evaluate").glob("*/combined.json"))
+    assert len(combined) == 1 and len(json.loads(combined[0].read_text())) == 2
+    assert "combined results of 2 run(s)" in sweep.stdout
+
     # same command again: same run directory, resumes from last.ckpt
     again = run("pretrain", *args[:-3], "trainer.max_steps=3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
