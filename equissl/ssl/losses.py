@@ -1,8 +1,10 @@
 """Loss terms shared by methods, with batch statistics gathered across ranks.
 
-The VICReg variance and covariance terms are lightly's (``variance_loss``: mean of
-``relu(1 − sqrt(Var + 1e-4))`` per dimension; ``covariance_loss``: squared off-diagonal
-covariances summed and divided by the dimension). They are applied to embeddings
+The VICReg variance term is lightly's ``variance_loss`` (mean of ``relu(1 − sqrt(Var + 1e-4))``
+per dimension). The covariance term is the same formula as lightly's ``covariance_loss``
+(squared off-diagonal covariances summed, divided by the dimension; checked against it in
+the tests) computed as ``Σ cov² − Σ diag²``: lightly indexes the off-diagonal entries with a
+boolean mask, which costs ~15 % of a CPU training step at D = 2048. They are applied to embeddings
 all-gathered over every process (with gradients), so a 2-rank run computes the same value
 as one process on the concatenated batch.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from lightly.loss.vicreg_loss import covariance_loss, variance_loss
+from lightly.loss.vicreg_loss import variance_loss
 from lightly.utils.dist import gather
 from torch import Tensor
 
@@ -36,4 +38,7 @@ def variance_term(x: Tensor) -> Tensor:
 
 def covariance_term(x: Tensor) -> Tensor:
     """VICReg covariance penalty of ``x [B, D]`` over the global batch."""
-    return covariance_loss(gather_cat(x))
+    x = gather_cat(x)
+    x = x - x.mean(dim=0)
+    cov = (x.T @ x) / (x.shape[0] - 1)
+    return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / x.shape[1]

@@ -24,6 +24,14 @@ def test_covariance_by_hand():
     assert covariance_term(y).item() == pytest.approx(0.0)
 
 
+def test_covariance_matches_lightly():
+    from lightly.loss.vicreg_loss import covariance_loss
+
+    torch.manual_seed(3)
+    x = torch.randn(32, 64) @ torch.randn(64, 64)
+    assert covariance_term(x).item() == pytest.approx(covariance_loss(x).item(), rel=1e-5)
+
+
 def test_invariance_is_mse():
     a = torch.tensor([[1.0, 2.0]])
     b = torch.tensor([[0.0, 0.0]])

@@ -47,7 +47,7 @@ def make_contact_sheet(root: str | Path, out_png: str | Path, objects_per_class:
         draw.text((4, i * h + h // 2 - 5), text, fill="black")
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
+    sheet.quantize(colors=256, dither=Image.Dither.NONE).save(out_png, optimize=True)
     return out_png
 
 
