@@ -120,6 +120,30 @@ class IEBenchDataConfig(DataConfig):
 
 
 @dataclass
+class PDEGenerateConfig:
+    """Trajectories to generate into ``data.root`` when it holds none."""
+
+    num_trajectories: int = 512
+    seed: int = 0
+
+
+@dataclass
+class PDEDataConfig(DataConfig):
+    """Windows of PDE trajectories under Lie point symmetries (equissl.datasets.pde)."""
+
+    impl: str = "pde"
+    equation: str = MISSING  # kdv | ks | burgers
+    window: int = 16  # frames per view (the public code's crop_t)
+    strengths: dict[str, float] = field(default_factory=dict)  # max |ε| per generator
+    mode: str = "coords"  # coords (the paper's) | grid (Fourier-shift resampling)
+    composition: str = "expm"  # expm (exact) | strang (public code's Lie–Trotter, 2 steps)
+    val_every: int = 5  # trajectory ids divisible by this form the val split
+    in_chans: int = 3  # (t, x, u) coordinate channels
+    batch_size: int = 32  # 1-D setting of Mialon et al.
+    generate: PDEGenerateConfig | None = None
+
+
+@dataclass
 class TrainerConfig:
     """Passed to ``lightning.pytorch.Trainer`` (same names)."""
 
@@ -204,7 +228,7 @@ def register_configs() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     schemas = {
         "method": {"vicreg_schema": VICRegConfig, "sie_schema": SIEConfig},
-        "data": {"iebench_schema": IEBenchDataConfig},
+        "data": {"iebench_schema": IEBenchDataConfig, "pde_schema": PDEDataConfig},
         "backbone": {"backbone_schema": BackboneConfig},
         "trainer": {"trainer_schema": TrainerConfig},
         "logger": {"logger_schema": LoggerConfig},

@@ -27,9 +27,14 @@ TRAINER_KEYS = (
 def prepare_data(data: dict[str, Any]) -> None:
     """Render the dataset into ``data.root`` first when ``data.generate`` asks for it."""
     gen = data.get("generate")
-    if not gen or data.get("impl") != "iebench":
+    if not gen:
         return
     root = Path(data["root"])
+    if data.get("impl") == "pde":
+        from equissl.datasets.pde import generate_pde
+
+        generate_pde(data["equation"], root, **gen)  # skips complete chunk files
+        return
     splits_dir = Path(data.get("splits_dir") or root / "data")
     if (splits_dir / f"{data['train_split']}_images.npy").is_file():
         return

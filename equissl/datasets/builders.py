@@ -35,6 +35,19 @@ def build_iebench(data: dict[str, Any], method: dict[str, Any], split: str) -> I
     )
 
 
+@DATASETS.register("pde")
+def build_pde(data: dict[str, Any], method: dict[str, Any], split: str) -> Dataset:
+    from equissl.datasets.pde import PDEWindowDataset
+
+    split_name = "val" if split == data.get("val_split", "val") else "train"
+    return PDEWindowDataset(
+        root=data["root"], split=split_name,
+        num_views=int(method.get("num_views", data["num_views"])), window=int(data["window"]),
+        strengths=dict(data.get("strengths") or {}), mode=data["mode"],
+        composition=data["composition"], val_every=int(data["val_every"]),
+    )
+
+
 def build_dataset(data: dict[str, Any], method: dict[str, Any], split: str) -> Dataset:
     """Build split ``split`` of the dataset described by ``data`` for ``method``."""
     return DATASETS.get(data.get("impl", "iebench"))(data, method, split)

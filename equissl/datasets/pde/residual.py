@@ -15,16 +15,19 @@ from equissl.datasets.pde.equations import Equation1D
 from equissl.datasets.pde.spectral import wavenumbers
 
 
-def align_rows(x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """Resample rows ``u [T, X]`` sampled at uniform, row-shifted grids ``x [T, X]`` onto the
-    grid of row 0. Returns ``(x0 [X], u_aligned [T, X])``."""
+def align_rows(x: Tensor, u: Tensor, start: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Resample rows ``u [T, X]`` sampled at uniform, row-shifted periodic grids ``x [T, X]``
+    (common spacing) onto the grid ``start + j·dx`` (default: row 0's grid) by exact Fourier
+    shifts. Returns ``(grid [X], u_resampled [T, X])``."""
     n = u.shape[-1]
     dx = x[0, 1] - x[0, 0]
+    start = x[0, 0] if start is None else start
     length = (dx * n).reshape(1)
-    shift = (x[0, 0] - x[:, 0])[:, None]  # value at x0 + j dx = u_row(x_row + j dx + shift)
+    shift = (start - x[:, 0])[:, None]  # value at start + j dx = u_row(x_row + j dx + shift)
     k = wavenumbers(n, length)[0]
     spec = torch.fft.rfft(u, dim=-1) * torch.exp(1j * k[None, :] * shift)
-    return x[0], torch.fft.irfft(spec, n=n, dim=-1)
+    grid = start + dx * torch.arange(n, dtype=dx.dtype)
+    return grid, torch.fft.irfft(spec, n=n, dim=-1)
 
 
 def time_derivative(u: Tensor, dt: Tensor | float) -> Tensor:

@@ -1,0 +1,166 @@
+"""Views of PDE trajectories on the batch contract: random time windows under sampled
+Lie point symmetries (DESIGN §2.1, §2.4).
+
+Each item is one trajectory seen in V views. A view is a window of ``window`` consecutive
+stored frames starting at a random frame, transformed by a group element
+``g = exp(Σ εᵢ Aᵢ)`` with ``εᵢ ~ U(−sᵢ, sᵢ)``:
+
+* ``views [V, 3, window, X]`` float32, channels ``(t, x, u)`` — coordinates stacked with
+  the field as in the public code of Mialon et al.;
+* ``latents [V, P + 1]``: the strengths ``ε`` of every generator, then the window's start
+  time (absolute coordinates are kept, so the window position is visible in the t channel
+  and is not part of the group element);
+* ``coeffs [K]`` (ν for Burgers), ``label = -1``, ``index`` = global trajectory id.
+
+``mode="coords"`` (default, the paper's) moves only coordinates and values — exact, nothing
+is resampled. ``mode="grid"`` (LPSDA-style) then resamples every row by an exact Fourier
+shift onto the unshifted (possibly scaled) grid, so the x channel is the same in every row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from equissl.datasets.contract import ActionSpace, Item, make_item
+from equissl.datasets.pde.residual import align_rows
+from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points
+
+# Default maximal strengths per generator (our choice, small relative to each axis: a tenth
+# of the domain for shifts, ~0.3 velocity units for boosts, ±0.1 in log-scale).
+DEFAULT_STRENGTHS = {
+    "kdv": {"t_shift": 1.0, "x_shift": 12.8, "boost": 0.3, "scale": 0.1},
+    "ks": {"t_shift": 1.0, "x_shift": 6.4, "boost": 0.3},
+    "burgers": {"t_shift": 0.2, "x_shift": 0.6, "boost": 0.1, "scale": 0.1},
+}
+
+
+class PDEActionSpace(ActionSpace):
+    """Relative group elements between views, as strengths of ``g_a⁻¹ g_b`` (exact)."""
+
+    def __init__(self, group: SymmetryGroup) -> None:
+        self.group = group
+        self.action_dim = group.dim
+        self.latent_dim = group.dim + 1
+        self.targets = ("lie",)
+
+    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        p = self.group.dim
+        rel = self.group.relative(latents_a[..., :p].double(), latents_b[..., :p].double())
+        return rel.float()
+
+    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        if name == "lie":
+            return self.relative(latents_a, latents_b)
+        return super().target(name, latents_a, latents_b)
+
+
+def _files(root: Path) -> list[Path]:
+    if root.is_file():
+        return [root]
+    files = sorted(root.glob("*.h5"))
+    if not files:
+        raise FileNotFoundError(f"no .h5 trajectory files in {root}")
+    return files
+
+
+class PDEWindowDataset(Dataset):
+    """Trajectories of ``<root>/*.h5`` (or one file) seen through symmetry-transformed windows.
+
+    Args:
+        root: folder of chunk files written by :func:`generate_pde`, or one file.
+        split: ``train`` or ``val``; trajectory ids with ``id % val_every == 0`` are val.
+        num_views: windows per item.
+        window: frames per window (16 in the paper's Navier–Stokes setting).
+        strengths: maximal strength of each generator (missing ones: defaults; 0 disables).
+        mode: ``coords`` or ``grid`` (see module docstring).
+        composition: ``expm`` (exact) or ``strang`` (the public code's Lie–Trotter).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_views: int = 2,
+        window: int = 16,
+        strengths: dict[str, float] | None = None,
+        mode: str = "coords",
+        composition: str = "expm",
+        val_every: int = 5,
+    ) -> None:
+        files = _files(Path(root))
+        us, ts, xs, cs, ids = [], [], [], [], []
+        equations = set()
+        for path in files:
+            try:
+                with h5py.File(path, "r") as f:
+                    equations.add(str(f.attrs["equation"]))
+                    self.coeff_names = json.loads(f.attrs["coeff_names"])
+                    us.append(f["u"][...].astype(np.float32))
+                    ts.append(f["t"][...])
+                    xs.append(f["x"][...])
+                    cs.append(f["coeffs"][...].astype(np.float32))
+                    ids.append(f["index"][...])
+            except (OSError, KeyError) as err:
+                raise RuntimeError(f"cannot read trajectories from {path}: {err}") from err
+        if len(equations) != 1:
+            raise ValueError(f"{root} mixes equations {sorted(equations)}")
+        self.equation = equations.pop()
+        index = np.concatenate(ids)
+        keep = (index % val_every == 0) if split == "val" else (index % val_every != 0)
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be train or val, not {split!r}")
+        self.u = torch.from_numpy(np.concatenate(us)[keep])
+        self.t = torch.from_numpy(np.concatenate(ts)[keep])
+        self.x = torch.from_numpy(np.concatenate(xs)[keep])
+        self.coeffs = torch.from_numpy(np.concatenate(cs)[keep])
+        self.index = torch.from_numpy(index[keep])
+        if len(self.index) == 0:
+            raise ValueError(f"split {split!r} of {root} is empty")
+        if not 1 <= window <= self.u.shape[1]:
+            raise ValueError(f"window={window} but trajectories have {self.u.shape[1]} frames")
+        self.split_name = split
+        self.num_views = num_views
+        self.window = window
+        self.mode = mode
+        self.composition = composition
+        if mode not in ("coords", "grid"):
+            raise ValueError(f"mode must be coords or grid, not {mode!r}")
+        self.group = SymmetryGroup.for_equation(self.equation)
+        limits = {**DEFAULT_STRENGTHS[self.equation], **(strengths or {})}
+        unknown = set(limits) - set(self.group.names)
+        if unknown:
+            raise ValueError(f"{self.equation} has no symmetries {sorted(unknown)}")
+        self.max_strength = torch.tensor([limits[n] for n in self.group.names],
+                                         dtype=torch.float64)
+        self.action_space = PDEActionSpace(self.group)
+        self.labels = np.full(len(self.index), -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def view(self, i: int, start: int, eps: Tensor) -> Tensor:
+        """One transformed window ``[3, window, X]`` (channels t, x, u)."""
+        s = slice(start, start + self.window)
+        g = self.group.element(eps, self.composition)
+        t, x, u = apply_to_points(g, self.t[i, s, None], self.x[i][None, :], self.u[i, s])
+        if self.mode == "grid":  # back onto the unshifted (scaled) grid
+            scale = (x[0, 1] - x[0, 0]) / (self.x[i, 1] - self.x[i, 0]).double()
+            grid, u = align_rows(x, u, start=scale * self.x[i, 0].double())
+            x = grid.expand_as(u)
+        return torch.stack((t.expand_as(u), x, u)).float()
+
+    def __getitem__(self, i: int) -> Item:
+        frames = self.u.shape[1]
+        starts = torch.randint(0, frames - self.window + 1, (self.num_views,))
+        eps = (2 * torch.rand(self.num_views, self.group.dim, dtype=torch.float64) - 1)
+        eps = eps * self.max_strength
+        views = torch.stack([self.view(i, int(s), e) for s, e in zip(starts, eps, strict=True)])
+        latents = torch.cat([eps, self.t[i, starts, None]], dim=1).float()
+        return make_item(views, latents, label=-1, coeffs=self.coeffs[i], index=int(self.index[i]))
