@@ -144,3 +144,11 @@ def test_dataset_views_are_solutions_and_actions_follow_the_group_law(tmp_path, 
     with pytest.raises(ValueError, match="no symmetries"):
         PDEWindowDataset(path, strengths={"rotation": 1.0})
     assert math.isfinite(float(item["views"].sum()))
+
+
+def test_contact_sheet(tmp_path):
+    from equissl.datasets.pde.contact_sheet import make_pde_contact_sheet
+
+    path = generate_pde("burgers", tmp_path, num_trajectories=2, **SMALL)["file"]
+    out = make_pde_contact_sheet(path, tmp_path / "sheet.png", 2)
+    assert out.stat().st_size > 1000
