@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from equissl.datasets.contract import ActionSpace, Item, make_item
 from equissl.datasets.pde.residual import align_rows
-from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points
+from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
 
 # Default maximal strengths per generator (our choice, small relative to each axis: a tenth
 # of the domain for shifts, ~0.3 velocity units for boosts, ±0.1 in log-scale).
@@ -38,6 +38,8 @@ DEFAULT_STRENGTHS = {
     "kdv": {"t_shift": 1.0, "x_shift": 12.8, "boost": 0.3, "scale": 0.1},
     "ks": {"t_shift": 1.0, "x_shift": 6.4, "boost": 0.3},
     "burgers": {"t_shift": 0.2, "x_shift": 0.6, "boost": 0.1, "scale": 0.1},
+    "ns": {"t_shift": 1.0, "x_shift": 3.2, "y_shift": 3.2, "boost_x": 0.1, "boost_y": 0.1,
+           "quad_boost_x": 0.01, "quad_boost_y": 0.01, "scale": 0.1},
 }
 
 
@@ -95,7 +97,7 @@ class PDEWindowDataset(Dataset):
         val_every: int = 5,
     ) -> None:
         files = _files(Path(root))
-        us, ts, xs, cs, ids = [], [], [], [], []
+        us, ts, xs, ys, cs, ids = [], [], [], [], [], []
         equations = set()
         for path in files:
             try:
@@ -105,6 +107,8 @@ class PDEWindowDataset(Dataset):
                     us.append(f["u"][...].astype(np.float32))
                     ts.append(f["t"][...])
                     xs.append(f["x"][...])
+                    if "y" in f:
+                        ys.append(f["y"][...])
                     cs.append(f["coeffs"][...].astype(np.float32))
                     ids.append(f["index"][...])
             except (OSError, KeyError) as err:
@@ -119,6 +123,8 @@ class PDEWindowDataset(Dataset):
         self.u = torch.from_numpy(np.concatenate(us)[keep])
         self.t = torch.from_numpy(np.concatenate(ts)[keep])
         self.x = torch.from_numpy(np.concatenate(xs)[keep])
+        self.two_d = self.u.ndim == 5
+        self.y = torch.from_numpy(np.concatenate(ys)[keep]) if self.two_d else None
         self.coeffs = torch.from_numpy(np.concatenate(cs)[keep])
         self.index = torch.from_numpy(index[keep])
         if len(self.index) == 0:
@@ -132,6 +138,8 @@ class PDEWindowDataset(Dataset):
         self.composition = composition
         if mode not in ("coords", "grid"):
             raise ValueError(f"mode must be coords or grid, not {mode!r}")
+        if mode == "grid" and self.two_d:
+            raise ValueError("grid mode is implemented for 1-D equations only; use mode=coords")
         self.group = SymmetryGroup.for_equation(self.equation)
         limits = {**DEFAULT_STRENGTHS[self.equation], **(strengths or {})}
         unknown = set(limits) - set(self.group.names)
@@ -146,9 +154,15 @@ class PDEWindowDataset(Dataset):
         return len(self.index)
 
     def view(self, i: int, start: int, eps: Tensor) -> Tensor:
-        """One transformed window ``[3, window, X]`` (channels t, x, u)."""
+        """One transformed window: ``[3, window, X]`` (t, x, u) in 1-D, ``[5, window, X, Y]``
+        (t, x, y, v_x, v_y) for Navier–Stokes (the paper's 5 channels; s is not shown)."""
         s = slice(start, start + self.window)
         g = self.group.element(eps, self.composition)
+        if self.two_d:
+            t, x, y, fields = apply_to_points_2d(
+                g, self.t[i, s, None, None], self.x[i][None, :, None], self.y[i][None, None, :],
+                self.u[i, s])
+            return torch.stack((t, x, y, fields[:, 1], fields[:, 2])).float()
         t, x, u = apply_to_points(g, self.t[i, s, None], self.x[i][None, :], self.u[i, s])
         if self.mode == "grid":  # back onto the unshifted (scaled) grid
             scale = (x[0, 1] - x[0, 0]) / (self.x[i, 1] - self.x[i, 0]).double()
@@ -163,4 +177,5 @@ class PDEWindowDataset(Dataset):
         eps = eps * self.max_strength
         views = torch.stack([self.view(i, int(s), e) for s, e in zip(starts, eps, strict=True)])
         latents = torch.cat([eps, self.t[i, starts, None]], dim=1).float()
-        return make_item(views, latents, label=-1, coeffs=self.coeffs[i], index=int(self.index[i]))
+        return make_item(views, latents, label=-1, coeffs=self.coeffs[i],
+                         index=int(self.index[i]))

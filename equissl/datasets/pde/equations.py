@@ -142,7 +142,7 @@ class Burgers(Equation1D):
         return -u * ux + nu * spectral_derivative(u, x_length, 2)
 
 
-EQUATIONS: Registry[type[Equation1D]] = Registry("equation")
+EQUATIONS: Registry[type] = Registry("equation")
 EQUATIONS.register("kdv")(KdV)
 EQUATIONS.register("ks")(KS)
 EQUATIONS.register("burgers")(Burgers)

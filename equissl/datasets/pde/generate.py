@@ -26,6 +26,7 @@ from equissl.datasets.pde.equations import (
     inverse_cole_hopf_state,
     solve_etdrk4,
 )
+from equissl.datasets.pde.ns2d import CHANNELS, NavierStokes2D
 from equissl.datasets.pde.storage import chunk_file, is_complete
 
 GENERATOR_VERSION = "1"
@@ -33,7 +34,25 @@ EQUATION_TEXT = {
     "kdv": "u_t + u u_x + u_xxx = 0",
     "ks": "u_t + u u_x + u_xx + u_xxxx = 0",
     "burgers": "u_t + u u_x - nu u_xx = 0",
+    "ns": "w_t + v.grad(w) = nu lap(w) + b ds/dx, s_t + v.grad(s) = nu lap(s), "
+          "w = curl v, div v = 0 (periodic)",
 }
+
+
+def _ns_batch(eq: NavierStokes2D, seed: int, ids: range,
+              device: torch.device) -> dict[str, torch.Tensor]:
+    s0, b = [], []
+    for i in ids:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
+        b.append(eq.sample_coeffs(gen, 1))
+        s0.append(eq.initial_smoke(gen, 1))
+    coeffs = torch.cat(b)
+    u = eq.solve(torch.cat(s0).to(device), coeffs[:, 0].to(device)).cpu()
+    t = torch.arange(eq.nt, dtype=torch.float64) * eq.frame_dt
+    x = eq.grid()
+    n = len(ids)
+    return {"u": u, "t": t.expand(n, -1), "x": x.expand(n, -1), "y": x.expand(n, -1),
+            "coeffs": coeffs}
 
 
 def _trajectory_inputs(eq: Equation1D, seed: int, ids: range) -> dict[str, torch.Tensor]:
@@ -106,9 +125,15 @@ def generate_pde(
     start = time.perf_counter()
     settings = {k: getattr(eq, k) for k in eq.__dataclass_fields__ if k != "params"}
     settings.update(eq.params)
+    two_d = isinstance(eq, NavierStokes2D)
     with h5py.File(tmp, "w") as f:
         n = hi - lo
-        f.create_dataset("u", (n, eq.nt, eq.nx), dtype="f8")
+        if two_d:
+            f.create_dataset("u", (n, eq.nt, len(CHANNELS), eq.nx, eq.nx), dtype="f8")
+            f.create_dataset("y", (n, eq.nx), dtype="f8")
+            f.attrs["channels"] = json.dumps(list(CHANNELS))
+        else:
+            f.create_dataset("u", (n, eq.nt, eq.nx), dtype="f8")
         f.create_dataset("t", (n, eq.nt), dtype="f8")
         f.create_dataset("x", (n, eq.nx), dtype="f8")
         f.create_dataset("coeffs", (n, len(eq.coeff_names)), dtype="f8")
@@ -119,13 +144,18 @@ def generate_pde(
             "coeff_names": json.dumps(list(eq.coeff_names)), "seed": seed, "chunk": chunk,
             "num_chunks": num_chunks, "complete": False,
             "solver": "Cole-Hopf, exact heat solution" if isinstance(eq, Burgers)
-            else f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame",
+            else f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing",
         })
         for b0 in tqdm(range(lo, hi, batch_size), desc=f"{equation} chunk {chunk}/{num_chunks}",
                        unit="batch", disable=not progress):
             ids = range(b0, min(hi, b0 + batch_size))
-            inputs = _trajectory_inputs(eq, seed, ids)
-            u, t = solve_batch(eq, inputs, dev)
+            if two_d:
+                inputs = _ns_batch(eq, seed, ids, dev)
+                u, t = inputs["u"], inputs["t"]
+                f["y"][b0 - lo: b0 - lo + len(ids)] = inputs["y"].numpy()
+            else:
+                inputs = _trajectory_inputs(eq, seed, ids)
+                u, t = solve_batch(eq, inputs, dev)
             if not torch.isfinite(u).all():
                 bad = [ids[i] for i in torch.nonzero(~torch.isfinite(u).flatten(1).all(1))[:, 0]]
                 raise FloatingPointError(f"{equation}: non-finite solution for trajectories {bad}")

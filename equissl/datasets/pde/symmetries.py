@@ -28,6 +28,13 @@ scale_burg  t → e^{2ε}t, x → e^{ε}x, u → e^{−ε}u             Burgers
 =========== ================================================ =======================
 
 KS has no scaling symmetry. Burgers' projective symmetry is not affine and is not used.
+
+2-D Navier–Stokes with buoyancy along +y (extended point ``(1, t, t², x, y, s, v_x, v_y)``):
+t/x/y shifts; Galilean boosts ``x → x + εt, v_x → v_x + ε`` (and in y); quadratic boosts
+``x → x + εt², v_x → v_x + 2εt`` (and in y; the pressure absorbs the uniform acceleration,
+the vorticity equation is unchanged); scaling ``t → e^{2ε}t, x, y → e^{ε}(x, y),
+v → e^{−ε}v, s → e^{−3ε}s`` (keeps ν and the buoyancy b). Rotations are not symmetries
+once gravity picks a direction.
 """
 
 from __future__ import annotations
@@ -67,13 +74,36 @@ def scaling_1d(t_power: float, u_power: float) -> Tensor:
     return _gen({(T, T): t_power, (T2, T2): 2 * t_power, (X, X): 1.0, (U, U): u_power})
 
 
-GENERATORS_1D: dict[str, dict[str, Tensor]] = {
+GENERATORS: dict[str, dict[str, Tensor]] = {
     "kdv": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d(),
             "scale": scaling_1d(3.0, -2.0)},
     "ks": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d()},
     "burgers": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d(),
                 "scale": scaling_1d(2.0, -1.0)},
 }
+
+
+# Extended coordinates of 2-D Navier–Stokes data: (1, t, t², x, y, s, vx, vy)
+NS_X, NS_Y, NS_S, NS_VX, NS_VY = 3, 4, 5, 6, 7
+DIM_NS = 8
+
+
+def ns_generators() -> dict[str, Tensor]:
+    g = {
+        "t_shift": {(T, ONE): 1.0, (T2, T): 2.0},
+        "x_shift": {(NS_X, ONE): 1.0},
+        "y_shift": {(NS_Y, ONE): 1.0},
+        "boost_x": {(NS_X, T): 1.0, (NS_VX, ONE): 1.0},
+        "boost_y": {(NS_Y, T): 1.0, (NS_VY, ONE): 1.0},
+        "quad_boost_x": {(NS_X, T2): 1.0, (NS_VX, T): 2.0},
+        "quad_boost_y": {(NS_Y, T2): 1.0, (NS_VY, T): 2.0},
+        "scale": {(T, T): 2.0, (T2, T2): 4.0, (NS_X, NS_X): 1.0, (NS_Y, NS_Y): 1.0,
+                  (NS_S, NS_S): -3.0, (NS_VX, NS_VX): -1.0, (NS_VY, NS_VY): -1.0},
+    }
+    return {k: _gen(v, DIM_NS) for k, v in g.items()}
+
+
+GENERATORS["ns"] = ns_generators()
 
 
 def matrix_log(m: Tensor, squarings: int = 12, terms: int = 14) -> Tensor:
@@ -108,7 +138,7 @@ class SymmetryGroup:
 
     @classmethod
     def for_equation(cls, equation: str, names: tuple[str, ...] | None = None) -> SymmetryGroup:
-        table = GENERATORS_1D[equation]
+        table = GENERATORS[equation]
         names = tuple(names or table)
         unknown = [n for n in names if n not in table]
         if unknown:
@@ -175,3 +205,14 @@ def apply_to_points(g: Tensor, t: Tensor, x: Tensor, u: Tensor) -> tuple[Tensor,
     p = torch.stack((torch.ones_like(t), t, t * t, x, u), dim=-1)  # [..., T, X, 5]
     q = torch.einsum("...ij,...tsj->...tsi", g, p)
     return q[..., T], q[..., X], q[..., U]
+
+
+def apply_to_points_2d(g: Tensor, t: Tensor, x: Tensor, y: Tensor,
+                       fields: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Navier–Stokes version of :func:`apply_to_points`: ``fields [..., 3, X, Y]`` are
+    (s, v_x, v_y); ``t, x, y`` broadcast against ``[..., X, Y]``; ``g [8, 8]``."""
+    s, vx, vy = fields.double().unbind(-3)
+    t, x, y, s, vx, vy = torch.broadcast_tensors(t.double(), x.double(), y.double(), s, vx, vy)
+    p = torch.stack((torch.ones_like(t), t, t * t, x, y, s, vx, vy), dim=-1)
+    q = p @ g.T
+    return q[..., T], q[..., NS_X], q[..., NS_Y], q[..., NS_S:].movedim(-1, -3)
