@@ -110,3 +110,18 @@ def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
     ckpts = list((tmp_path / "outputs").rglob("last.ckpt"))
     assert len(ckpts) == 1
     assert load_checkpoint(ckpts[0])["global_step"] == 2
+
+
+def test_generate_and_validate_pde(tmp_path):
+    out = tmp_path / "kdv"
+    res = run("generate", "data=pde_kdv", f"out={out}", "num_trajectories=3", "params.nx=32",
+              "params.nt=12", "params.substeps=4", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ok = run("validate", str(out), cwd=tmp_path)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    bad = out / "broken.h5"
+    bad.write_bytes(b"not hdf5")
+    fail = run("validate", str(out), cwd=tmp_path)
+    assert fail.returncode == 1 and str(bad) in fail.stdout
+    typo = run("generate", "data=pde_kdv", f"out={out}", "num_trajectorys=3", cwd=tmp_path)
+    assert typo.returncode != 0 and "num_trajectorys" in typo.stderr + typo.stdout
