@@ -53,6 +53,11 @@ def build_dataset(data: dict[str, Any], method: dict[str, Any], split: str) -> D
     return DATASETS.get(data.get("impl", "iebench"))(data, method, split)
 
 
+def _single_threaded_worker(_: int) -> None:
+    # Loader workers decode and resize; intra-op threads there only fight the training step.
+    torch.set_num_threads(1)
+
+
 def num_classes_of(*datasets: Dataset) -> int:
     """``max label + 1`` over the datasets (labels may be non-contiguous); 0 if unlabelled."""
     top = max((int(np.max(ds.labels)) for ds in datasets if len(ds.labels)), default=-1)
@@ -102,4 +107,5 @@ class PretrainDataModule(pl.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_single_threaded_worker,
         )

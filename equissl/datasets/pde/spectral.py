@@ -70,7 +70,7 @@ class ETDRK4:
         self.f1 = h * ((-4 - lr + e * (4 - 3 * lr + lr**2)) / lr**3).mean(-1)
         self.f2 = h * ((2 + lr + e * (lr - 2)) / lr**3).mean(-1)
         self.f3 = h * ((-4 - 3 * lr - lr**2 + e * (4 - lr)) / lr**3).mean(-1)
-        if not torch.is_complex(lin) or torch.all(lin.imag == 0):
+        if torch.all(lin.imag == 0):
             for name in ("Q", "f1", "f2", "f3"):  # exact values are real for real L
                 setattr(self, name, getattr(self, name).real.to(torch.complex128))
 
