@@ -17,7 +17,8 @@ burgers  u_t + u u_x − ν u_xx = 0    20    {1, …, 6}    2π      18
 
 Burgers is generated as LPSDA does, exactly, through the Cole–Hopf transform of a heat
 equation solution (``u = −2ν ∂ₓ log ψ``, ``ψ_t = ν ψ_xx``, ψ₀ the exponential of the
-sine sum rescaled to [−10, 10]), with ν varying per trajectory (it is the regression
+sine sum rescaled to [−5, 5]; LPSDA uses [−10, 10], under-resolved at nx = 256 — a named
+option ``params.cole_hopf_scale``), with ν varying per trajectory (it is the regression
 target): log-uniform in [1e-3, 1e-2] by default (LPSDA fixes ν = 0.01; the range is ours,
 a named option ``params.nu_range``). The pseudo-spectral Burgers solver is checked against
 these exact solutions in the tests.
@@ -125,7 +126,10 @@ class Burgers(Equation1D):
         kw.setdefault("length", 2 * math.pi)
         kw.setdefault("horizon", 18.0)
         kw.setdefault("jitter", 0.0)
-        kw.setdefault("params", {"nu_range": (1e-3, 1e-2), "cole_hopf_scale": 10.0})
+        # LPSDA rescales the heat initial state to [-10, 10]; at nx = 256 that forms shocks
+        # narrower than the grid (measured residual of stored data up to 18 %), so our
+        # default is 5 (residual <= 0.2 %); params.cole_hopf_scale=10 gives LPSDA's data.
+        kw.setdefault("params", {"nu_range": (1e-3, 1e-2), "cole_hopf_scale": 5.0})
         super().__init__(name="burgers", coeff_names=("nu",), **kw)
 
     def sample_coeffs(self, gen: torch.Generator, batch: int) -> Tensor:
