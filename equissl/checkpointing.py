@@ -2,35 +2,25 @@
 
 Lightning's default writer streams into the final path, so a job killed mid-write (a
 SLURM pre-emption) leaves a truncated ``last.ckpt`` that the requeued job then fails to
-load. We write to a temporary file in the same directory, fsync, and ``os.replace`` it.
+load; we write through :func:`equissl.atomic.atomic_open` instead.
 Reads use ``weights_only=True``: checkpoints never unpickle arbitrary objects.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from equissl.atomic import atomic_open
+
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

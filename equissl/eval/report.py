@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
 PART_ORDER = ("full", "inv", "equi")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(value: float) -> str:
@@ -105,9 +99,9 @@ def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
 def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = True) -> str:
     """Write ``results.json``, ``results.md``, ``metrics.png`` (+ TensorBoard scalars)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
     table = markdown_table([results])
-    _atomic_write_text(out_dir / "results.md",
+    atomic_write_text(out_dir / "results.md",
                        f"# {results['method']} on {results['data']}\n\n"
                        f"checkpoint: `{results['checkpoint']}`\n\n{table}")
     plot_headline(results, out_dir / "metrics.png")
@@ -125,8 +119,8 @@ def combine(result_files: Iterable[Path], out_dir: Path) -> str:
     results = [json.loads(Path(f).read_text()) for f in sorted(result_files)]
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
-    _atomic_write_text(out_dir / "results.md", table)
-    _atomic_write_text(out_dir / "combined.json", json.dumps(
+    atomic_write_text(out_dir / "results.md", table)
+    atomic_write_text(out_dir / "combined.json", json.dumps(
         [{k: r[k] for k in ("checkpoint", "method", "data", "metrics")} for r in results],
         indent=2))
     return table

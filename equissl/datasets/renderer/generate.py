@@ -23,6 +23,7 @@ import trimesh
 from PIL import Image
 from tqdm.auto import tqdm
 
+from equissl.atomic import atomic_write_bytes
 from equissl.datasets.renderer.shapes import SHAPES, make_shape, normalise
 
 GENERATOR_VERSION = "1"
@@ -43,12 +44,6 @@ class ObjectSpec:
     @property
     def entry(self) -> str:
         return f"/{self.synset}/{self.obj_id}/"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -154,8 +149,8 @@ def render_object(spec: ObjectSpec, out: str, views: int, resolution: int, spp: 
                                     * 101 + v) % 2**31)
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG", quality=95)
-            _atomic_write(obj_dir / f"image_{v}.jpg", buf.getvalue())
-            _atomic_write(obj_dir / f"latent_{v}.npy", _npy_bytes(latents[v]))
+            atomic_write_bytes(obj_dir / f"image_{v}.jpg", buf.getvalue())
+            atomic_write_bytes(obj_dir / f"latent_{v}.npy", _npy_bytes(latents[v]))
     return views
 
 
@@ -170,12 +165,12 @@ def write_splits(out: Path, splits: dict[str, list[ObjectSpec]], specs: list[Obj
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     for name, members in splits.items():
-        _atomic_write(data / f"{name}_images.npy",
+        atomic_write_bytes(data / f"{name}_images.npy",
                       _npy_bytes(np.array([m.entry for m in members], dtype=str)))
-        _atomic_write(data / f"{name}_labels.npy",
+        atomic_write_bytes(data / f"{name}_labels.npy",
                       _npy_bytes(np.array([m.label for m in members], dtype=np.int64)))
     classes = {s.synset: s.family or Path(s.mesh_file).parts[-4] for s in specs}
-    _atomic_write(data / "generator.json", json.dumps({**meta, "classes": classes},
+    atomic_write_bytes(data / "generator.json", json.dumps({**meta, "classes": classes},
                                                       indent=2).encode())
 
 
