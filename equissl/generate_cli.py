@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
                                chunk=args.chunk, num_chunks=args.num_chunks, device=args.device,
                                **args.params)
     elif args.data in ("3diebench", "3diebench_t"):
-        from equissl.datasets.renderer import generate_iebench
+        from equissl.datasets.render import generate_iebench
 
         summary = generate_iebench(
             args.out, num_classes=args.num_classes, objects_per_class=args.objects_per_class,

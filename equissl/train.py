@@ -38,7 +38,7 @@ def prepare_data(data: dict[str, Any]) -> None:
     splits_dir = Path(data.get("splits_dir") or root / "data")
     if (splits_dir / f"{data['train_split']}_images.npy").is_file():
         return
-    from equissl.datasets.renderer import generate_iebench
+    from equissl.datasets.render import generate_iebench
 
     log.info("data.root %s has no dataset yet: rendering it (%s)", root, gen)
     generate_iebench(root, **gen)
