@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torchvision.utils import make_grid
-
-from equissl.datasets.iebench_format import MEAN, STD
 
 
 class ViewGridLogger(pl.Callback):
-    """Logs a grid of input views (rows = objects, columns = views) to TensorBoard.
+    """Logs a picture of a batch's input views to TensorBoard every ``every_n_steps``.
 
-    Only image batches (``views [B, V, 3, H, W]``) are drawn, de-normalised with the
-    3DIEBench statistics.
+    The training dataset draws its own views (``ViewDataset.draw_views``): images as a
+    grid (rows = objects, columns = views), PDE windows as space-time heat maps.
     """
 
     def __init__(self, every_n_steps: int = 500, max_objects: int = 8) -> None:
@@ -27,16 +23,12 @@ class ViewGridLogger(pl.Callback):
                              batch: Any, batch_idx: int) -> None:
         if self.every_n_steps <= 0 or trainer.global_step % self.every_n_steps:
             return
-        views = batch["views"]
-        if views.ndim != 5 or views.shape[2] != 3 or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers:
+        dataset = getattr(trainer.datamodule, "train_set", None)
+        if not loggers or dataset is None:
             return
-        v = views[: self.max_objects].detach().float().cpu()
-        mean = torch.tensor(MEAN).view(1, 1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 1, 3, 1, 1)
-        v = (v * std + mean).clamp(0, 1)
-        grid = make_grid(v.flatten(0, 1), nrow=v.shape[1], padding=2)
+        picture = dataset.draw_views(batch["views"][: self.max_objects])
         for lg in loggers:
-            lg.experiment.add_image("inputs/views", grid, trainer.global_step)
+            lg.experiment.add_image("inputs/views", picture, trainer.global_step)

@@ -23,6 +23,47 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, f)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used as it is (the message names the file and key)."""
+
+
+def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
+    """The ``"equissl"`` self-description of a loaded checkpoint, checked: format version
+    (a newer format than this package writes is refused), required entries, and the stored
+    config against the schemas registered now (unknown or missing keys are named).
+    """
+    from equissl.config import config_problems
+    from equissl.ssl.base import CHECKPOINT_KEY, CHECKPOINT_VERSION
+
+    meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} is not an equissl checkpoint (no '{CHECKPOINT_KEY}' "
+                              "entry)")
+    version = meta.get("version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: '{CHECKPOINT_KEY}.version' is {version!r}, not an int")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version} (written by equissl "
+            f"{meta.get('package_version', '?')}); this equissl reads formats up to "
+            f"{CHECKPOINT_VERSION}: upgrade equissl"
+        )
+    if version < CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}, from before checkpoints described their "
+            f"data (format {CHECKPOINT_VERSION}); re-save it with the equissl that wrote it or "
+            "retrain"
+        )
+    absent = [k for k in ("config", "spec", "parts") if k not in meta]
+    if absent or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} lacks {absent or ['state_dict']}")
+    problems = config_problems(meta["config"])
+    if problems:
+        raise CheckpointError(f"{path}: its config does not match this equissl's schemas: "
+                              + "; ".join(problems))
+    return meta
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``, naming the file on failure."""
     path = Path(path)

@@ -31,12 +31,24 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="pretrain")
+def _one_log_stream() -> None:
+    """Lightning gives its loggers their own console handler when imported before Hydra
+    configures logging; route them through Hydra's handlers instead, so each line is
+    printed once (and lands in the run's log file)."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+@hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="pretrain")
 def _pretrain(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.eval.report import markdown_table
     from equissl.train import pretrain
 
+    _one_log_stream()
     config = _resolved(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     last = pretrain(config, run_dir)
@@ -51,17 +63,38 @@ def _pretrain(cfg: DictConfig) -> None:
         print(markdown_table([results]))
 
 
-@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="evaluate")
 def _evaluate(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.eval.report import markdown_table
 
+    _one_log_stream()
     config = _resolved(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    overrides = {"root": config["data_root"], "splits_dir": config["splits_dir"]}
-    results = evaluate_checkpoint(config["checkpoint"], config["eval"], out_dir, overrides)
+    overrides = {"root": config["data_root"], "splits_dir": config["splits_dir"],
+                 "train_split": config["train_split"], "val_split": config["val_split"]}
+    try:
+        results = evaluate_checkpoint(config["checkpoint"], config["eval"], out_dir, overrides)
+    except BaseException:
+        _remove_if_empty(out_dir)
+        raise
     print(f"\nresults: {out_dir / 'results.json'}\n")
     print(markdown_table([results]))
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Drop a run directory that a failed command left with nothing but Hydra's own files."""
+    import shutil
+
+    if path.is_dir() and all(p.name in (".hydra", "evaluate.log") for p in path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def list_parts(argv: list[str] | None = None) -> None:
+    """``equissl-list``: every registered method, dataset, backbone, probe and action space."""
+    from equissl.plugins import describe_registries
+
+    print(describe_registries())
 
 
 def pretrain() -> None:

@@ -1,9 +1,12 @@
-"""Structured configs (DESIGN §6): dataclass schemas that type-check every config group.
+"""Structured configs (DESIGN §6): the schemas every part shares, and the ConfigStore.
 
-Each YAML option under ``equissl/configs/<group>/`` starts from one of these schemas
-(``defaults: [<schema>]``), so a misspelt key or a wrong type is an error at start-up.
-Published recipes live in the YAML options and in the dataclass defaults below; every
-value names its source.
+A part's own schema lives beside the part and is registered with it
+(``@METHODS.register("sie", config=SIEConfig)``); :func:`register_configs` stores every
+registered schema in Hydra's ConfigStore as ``<group>/<name>_schema`` (with ``impl``
+filled in), so a YAML option under ``configs/<group>/`` starts from it with
+``defaults: [<name>_schema, _self_]`` and a misspelt key or a wrong type is an error at
+start-up. Published recipes live in the schemas' defaults and the YAML options; every value
+names its source.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from omegaconf import MISSING, OmegaConf
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedule. SIE: Adam, lr 1e-3, wd 1e-6, constant lr (main.py)."""
+    """Optimiser and schedule. SIE: Adam, lr 1e-3, wd 1e-6, constant lr (main.py).
+
+    The schedule is computed from the optimizer steps the run will really make
+    (``trainer.max_steps``, or epochs × batches ÷ accumulation): ``warmup_steps`` when > 0,
+    else ``warmup_epochs`` × steps per epoch.
+    """
 
     name: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -26,7 +34,8 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     exclude_bias_norm: bool = False  # no weight decay on biases and norm parameters
     scheduler: str = "none"  # none | warmup_cosine
-    warmup_epochs: int = 0
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
     # Explicit learning-rate scaling (DESIGN §7): "linear" multiplies lr by
     # global_batch / base_batch_size; "none" uses lr as given.
     lr_scaling: str = "none"
@@ -34,66 +43,47 @@ class OptimConfig:
 
 
 @dataclass
+class MomentumConfig:
+    """EMA target of momentum methods: τ from ``base_tau`` to ``final_tau`` on a cosine
+    over the run's optimizer steps (BYOL, seq-JEPA: 0.996 → 1)."""
+
+    base_tau: float = 0.996
+    final_tau: float = 1.0
+
+
+@dataclass
 class MethodConfig:
-    """Fields every method shares."""
+    """Fields every method shares.
 
-    name: str = MISSING  # the config option's name, reported in results.json
-    impl: str = MISSING  # registry key of the implementing class
-    action: list[str] = field(default_factory=lambda: ["rotation"])  # action-space targets
-    num_views: int = 2  # views per object the method consumes
-    online_probe: bool = True  # linear classifier on detached representations, logged only
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
-
-@dataclass
-class VICRegConfig(MethodConfig):
-    """VICReg on 3DIEBench as in the SIE paper's baseline (SIE main.py defaults)."""
-
-    projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
-    sim_coeff: float = 10.0
-    std_coeff: float = 10.0
-    cov_coeff: float = 1.0
-
-
-@dataclass
-class SIEConfig(MethodConfig):
-    """SIE (Garrido et al., ICML 2023), recipe of the README command of the SIE code.
-
-    512-d representation = ``inv_dim`` invariant + the rest equivariant; each part gets a
-    projector scaled by its share of ``--mlp 2048-2048-2048`` (256 -> 1024-1024-1024).
+    ``weights`` holds one weight per loss term the method computes; the loss is
+    Σ weight·term. ``action`` lists the action-space targets the method is conditioned on
+    (``None``: the dataset's default action, e.g. the relative quaternion on 3DIEBench).
     """
 
-    inv_dim: int = 256
-    projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
-    sim_coeff: float = 10.0
-    equi_factor: float = 0.45
-    std_coeff: float = 10.0
-    pred_std_coeff: float = 10.0  # 0 gives SIENoVar
-    cov_coeff: float = 1.0
+    name: str = MISSING  # the config option's name, reported in results.json
+    impl: str = MISSING  # registry key of the implementing class (filled by registration)
+    action: list[str] | None = None
+    num_views: int = 2  # views per object the method consumes (the one owner of this number)
+    online_probe: bool = True  # linear classifier on detached representations, logged only
+    weights: dict[str, float] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    momentum: MomentumConfig = field(default_factory=MomentumConfig)
 
 
 @dataclass
 class BackboneConfig:
-    name: str = "resnet18"
-    cifar_stem: bool = False
-    zero_init_residual: bool = True
+    """Fields every backbone shares; see ``equissl.models.backbones``."""
+
+    impl: str = MISSING
 
 
 @dataclass
-class GenerateConfig:
-    """Rendering settings used when the data root must be generated first (quickstart)."""
+class GenerateSettings:
+    """Fields every dataset generator shares (``equissl-generate`` and ``data.generate``)."""
 
-    num_classes: int = 10
-    objects_per_class: int = 20
-    views: int = 50
-    resolution: int = 256
-    spp: int = 16
     seed: int = 0
-    translation: bool = False
-    ood: bool = False
-    val_fraction: float = 0.2
-    mesh_root: str | None = None
-    workers: int | None = None
+    chunk: int = 0  # write part ``chunk`` of ``num_chunks`` (parallel generation)
+    num_chunks: int = 1
 
 
 @dataclass
@@ -101,46 +91,16 @@ class DataConfig:
     """Fields every dataset shares (per-device batch)."""
 
     name: str = MISSING  # the config option's name, reported in results.json
-    impl: str = MISSING  # registry key of the dataset builder
+    impl: str = MISSING  # registry key of the dataset (filled by registration)
     root: str = MISSING
     batch_size: int = 128  # per device; 8 GPUs x 128 = the SIE global batch of 1024
-    num_views: int = 2
+    # The README's spelling of the method's views per object: when set, it sets
+    # method.num_views (the method owns the number and checks it).
+    num_views: int | None = None
     num_workers: int = 4
     train_split: str = "train"
     val_split: str = "val"
-
-
-@dataclass
-class IEBenchDataConfig(DataConfig):
-    impl: str = "iebench"
-    splits_dir: str | None = None  # default <root>/data
-    image_size: int = 256  # SIE trains at 256 px
-    canonical_sign: bool = False  # quaternion sign as the reference (not canonicalised)
-    generate: GenerateConfig | None = None  # render the dataset into root if it is absent
-
-
-@dataclass
-class PDEGenerateConfig:
-    """Trajectories to generate into ``data.root`` when it holds none."""
-
-    num_trajectories: int = 512
-    seed: int = 0
-
-
-@dataclass
-class PDEDataConfig(DataConfig):
-    """Windows of PDE trajectories under Lie point symmetries (equissl.datasets.pde)."""
-
-    impl: str = "pde"
-    equation: str = MISSING  # kdv | ks | burgers
-    window: int = 16  # frames per view (the public code's crop_t)
-    strengths: dict[str, float] = field(default_factory=dict)  # max |ε| per generator
-    mode: str = "coords"  # coords (the paper's) | grid (Fourier-shift resampling)
-    composition: str = "expm"  # expm (exact) | strang (public code's Lie–Trotter, 2 steps)
-    val_every: int = 5  # trajectory ids divisible by this form the val split
-    in_chans: int = 3  # (t, x, u) coordinate channels
-    batch_size: int = 32  # 1-D setting of Mialon et al.
-    generate: PDEGenerateConfig | None = None
+    eval_views: int = 0  # views per object of the evaluation protocol (0: the dataset's)
 
 
 @dataclass
@@ -157,6 +117,7 @@ class TrainerConfig:
     log_every_n_steps: int = 50
     sync_batchnorm: bool = False
     gradient_clip_val: float | None = None
+    accumulate_grad_batches: int = 1
     limit_train_batches: float = 1.0
     enable_progress_bar: bool = True
 
@@ -164,41 +125,39 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     name: str = "tensorboard"  # tensorboard | csv | none
-    view_grid_every_n_steps: int = 500  # 0 disables the input-view grid
+    view_grid_every_n_steps: int = 500  # 0 disables the input-view pictures
 
 
 @dataclass
 class ProbeConfig:
-    """Frozen-feature probes; defaults are the SIE evaluation protocol
-    (eval_classification.py / eval_angle_prediction.py: Adam 1e-3, batch 256, 300 epochs)."""
+    """Fields every probe shares; each probe's schema adds its protocol."""
 
-    epochs: int = 300
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    hidden_dim: int = 1024  # rotation MLP 2d -> 1024 -> 1024 -> 4
-    val_pairs_per_object: int = 10  # fixed (seeded) view pairs per val object
-    probes: list[str] = field(default_factory=lambda: ["classification", "rotation"])
-    parts: list[str] | None = None  # default: every part the method names
-    seed: int = 0
-    device: str = "auto"
+    impl: str = MISSING
+    seed: int = 0  # probe initialisation and sampling (repeated evaluations agree)
 
 
 @dataclass
 class EvalRunConfig:
-    """Where the evaluation stage reads features from and writes results."""
+    """Where the evaluation stage reads features from and writes results.
+
+    ``probes`` is filled from the ``probe`` config group (``configs/probe/<name>.yaml``,
+    each at ``eval.probes.<name>``); ``eval/probes=[rotation]`` picks a subset.
+    """
 
     batch_size: int = 256  # feature extraction
     num_workers: int = 4
     cache_dir: str | None = None  # default <run dir>/features
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    parts: list[str] | None = None  # default: every part the method names
+    device: str = "auto"
+    seed: int = 0  # evaluation views (PDE windows), pairs, probe initialisation
+    probes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PretrainConfig:
     method: Any = MISSING
     data: Any = MISSING
-    backbone: BackboneConfig = MISSING
+    backbone: Any = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = 0
@@ -210,8 +169,11 @@ class PretrainConfig:
 @dataclass
 class EvaluateConfig:
     checkpoint: str = MISSING
-    data_root: str | None = None  # evaluate on another copy of the data (default: the ckpt's)
+    # Evaluate on another copy of the data (default: the checkpoint's data config).
+    data_root: str | None = None
     splits_dir: str | None = None
+    train_split: str | None = None  # probe training split (default: the data config's)
+    val_split: str | None = None
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
 
 
@@ -221,20 +183,70 @@ def run_hash(overrides: Any) -> str:
     return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
 
 
+def _registries() -> list[Any]:
+    from equissl.plugins import load_plugins
+
+    return load_plugins()
+
+
 def register_configs() -> None:
-    """Register schemas with Hydra's ConfigStore and the ``run_hash`` resolver (idempotent)."""
+    """Fill Hydra's ConfigStore from the registries and add our resolvers (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="pretrain_schema", node=PretrainConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
-    schemas = {
-        "method": {"vicreg_schema": VICRegConfig, "sie_schema": SIEConfig},
-        "data": {"iebench_schema": IEBenchDataConfig, "pde_schema": PDEDataConfig},
-        "backbone": {"backbone_schema": BackboneConfig},
-        "trainer": {"trainer_schema": TrainerConfig},
-        "logger": {"logger_schema": LoggerConfig},
-    }
-    for group, nodes in schemas.items():
-        for name, node in nodes.items():
-            cs.store(group=group, name=name, node=node)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for registry in _registries():
+        if registry.group is None:
+            continue
+        for entry in registry.entries():
+            if entry.config is None:
+                continue
+            node = OmegaConf.structured(entry.config)
+            node.impl = entry.name
+            cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)
     if not OmegaConf.has_resolver("run_hash"):
         OmegaConf.register_new_resolver("run_hash", run_hash)
+
+
+def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
+    """Keys of ``values`` (a plain dict) that ``schema`` (a dataclass) does not know, and
+    schema keys it lacks, as ``"unknown key method.foo"`` / ``"missing key data.root"``.
+    Nested dataclass fields are checked recursively; free-form dict fields are not."""
+    import dataclasses
+    import typing
+
+    if not isinstance(values, dict):
+        return [f"{prefix} should be a mapping, got {type(values).__name__}"]
+    hints = typing.get_type_hints(schema)
+    known = {f.name: f for f in dataclasses.fields(schema)}
+    problems = [f"unknown key {prefix}.{k}" for k in sorted(set(values) - set(known))]
+    problems += [f"missing key {prefix}.{k}" for k in sorted(set(known) - set(values))]
+    for name in sorted(set(known) & set(values)):
+        hint = hints.get(name)
+        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        if sub is not None and values[name] is not None:
+            problems += schema_problems(values[name], sub, f"{prefix}.{name}")
+    return problems
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """Every mismatch between a resolved pretraining config (as stored in checkpoints) and
+    the schemas registered now: top level, method, data, backbone, trainer, logger, eval."""
+    from equissl.datasets.base import DATASETS
+    from equissl.models.backbones import BACKBONES
+    from equissl.ssl.base import METHODS
+
+    problems = [p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig,
+                                                                     "config")]
+    sections = {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
+    for section, registry in sections.items():
+        values = config.get(section) or {}
+        impl = values.get("impl") if isinstance(values, dict) else None
+        if impl not in registry:
+            problems.append(f"{section}.impl={impl!r} is not registered; known: "
+                            f"{', '.join(registry.names())}")
+            continue
+        problems += schema_problems(values, registry.entry(impl).config, section)
+    return problems

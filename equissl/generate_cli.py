@@ -1,80 +1,74 @@
-"""``equissl-generate key=value ...``: render 3DIEBench-style data or PDE trajectories.
+"""``equissl-generate data=NAME out=PATH key=value ...``: write a dataset with its generator.
 
+``data`` picks a data option (``configs/data/NAME.yaml``); the remaining ``key=value``
+settings are checked against that dataset's one generation schema (the same one
+``data.generate`` uses) and handed to the one dispatcher, ``generate_dataset``.
 Examples::
 
     equissl-generate out=data/mini num_classes=10 objects_per_class=20 views=12 resolution=64
     equissl-generate data=3diebench_t out=data/mini_t chunk=3 num_chunks=8
-    equissl-generate data=pde_kdv out=data/kdv num_trajectories=512
+    equissl-generate data=pde_kdv out=data/kdv num_trajectories=512 params.nx=128
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
-@dataclass
-class GenerateArgs:
-    out: str = MISSING
-    data: str = "3diebench"  # 3diebench | 3diebench_t | pde_<equation>
-    seed: int = 0
-    chunk: int = 0
-    num_chunks: int = 1
-    # 3DIEBench-style renders
-    num_classes: int = 10
-    objects_per_class: int = 20
-    views: int = 50
-    resolution: int = 256
-    spp: int = 16
-    ood: bool = False
-    val_fraction: float = 0.2
-    mesh_root: str | None = None
-    workers: int | None = None
-    # PDE trajectories
-    num_trajectories: int = 0
-    device: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)  # equation overrides, e.g. params.nx=128
+def data_config(name: str, out: str, overrides: list[str]) -> dict[str, Any]:
+    """The resolved ``data`` section of option ``name`` with ``root=out``."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    from equissl.config import register_configs
+
+    register_configs()
+    try:
+        with initialize_config_module("equissl.configs", version_base="1.3"):
+            cfg = compose("pretrain", overrides=[f"data={name}", f"data.root={out}",
+                                                 *overrides])
+    except HydraException as err:
+        raise SystemExit(f"equissl-generate: {err}") from None
+    return OmegaConf.to_container(cfg.data, resolve=True)  # type: ignore[return-value]
 
 
-def parse(argv: list[str]) -> GenerateArgs:
+def parse(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data config, generator settings)`` from ``key=value`` arguments."""
+    from equissl.datasets.base import DATASETS
+
     bad = [a for a in argv if "=" not in a]
     if bad:
         raise SystemExit(f"equissl-generate takes key=value arguments; got {bad}\n{__doc__}")
+    args = dict(a.split("=", 1) for a in argv)
+    out = args.pop("out", None)
+    if not out:
+        raise SystemExit(f"equissl-generate: out=PATH is required\n{__doc__}")
+    name = args.pop("data", "3diebench")
+    data_overrides = [f"{k}={v}" for k, v in args.items() if k.startswith("data.")]
+    data = data_config(name, out, data_overrides)
+    schema = DATASETS.get(data["impl"]).generate_schema
+    if schema is None:
+        raise SystemExit(f"equissl-generate: data={name} has no generator")
+    dotlist = [f"{k}={v}" for k, v in args.items() if not k.startswith("data.")]
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(GenerateArgs), OmegaConf.from_dotlist(argv))
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        settings = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as err:
         raise SystemExit(f"equissl-generate: {err}") from None
+    return data, OmegaConf.to_container(settings, resolve=True)  # type: ignore[return-value]
 
 
 def main(argv: list[str]) -> int:
-    args = parse(argv)
+    from equissl.datasets.base import generate_dataset
+
+    data, settings = parse(argv)
     start = time.perf_counter()
-    if args.data.startswith("pde_"):
-        from equissl.datasets.pde import generate_pde
-
-        if args.num_trajectories <= 0:
-            raise SystemExit("equissl-generate: PDE data need num_trajectories=N (N > 0)")
-        summary = generate_pde(args.data[len("pde_"):], args.out,
-                               num_trajectories=args.num_trajectories, seed=args.seed,
-                               chunk=args.chunk, num_chunks=args.num_chunks, device=args.device,
-                               **args.params)
-    elif args.data in ("3diebench", "3diebench_t"):
-        from equissl.datasets.render import generate_iebench
-
-        summary = generate_iebench(
-            args.out, num_classes=args.num_classes, objects_per_class=args.objects_per_class,
-            views=args.views, resolution=args.resolution, spp=args.spp, seed=args.seed,
-            translation=args.data == "3diebench_t", ood=args.ood,
-            val_fraction=args.val_fraction, mesh_root=args.mesh_root, chunk=args.chunk,
-            num_chunks=args.num_chunks, workers=args.workers,
-        )
-    else:
-        raise SystemExit(f"equissl-generate: unknown data={args.data!r}; use 3diebench, "
-                         "3diebench_t or pde_<equation>")
-    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s: {summary}")
+    try:
+        summary = generate_dataset(data, settings)
+    except ValueError as err:
+        raise SystemExit(f"equissl-generate: {err}") from None
+    print(f"wrote {data['root']} in {time.perf_counter() - start:.1f} s: {summary}")
     return 0

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from equissl.callbacks import ViewGridLogger
 from equissl.checkpointing import AtomicCheckpointIO
+from equissl.datasets.base import DATASETS, generate_dataset
 from equissl.datasets.builders import PretrainDataModule
 from equissl.ssl import build_method
 
@@ -19,29 +20,25 @@ log = logging.getLogger(__name__)
 
 TRAINER_KEYS = (
     "accelerator", "devices", "num_nodes", "strategy", "max_epochs", "max_steps", "precision",
-    "log_every_n_steps", "sync_batchnorm", "gradient_clip_val", "limit_train_batches",
+    "log_every_n_steps", "sync_batchnorm", "gradient_clip_val", "accumulate_grad_batches",
+    "limit_train_batches",
     "enable_progress_bar",
 )
 
 
 def prepare_data(data: dict[str, Any]) -> None:
-    """Render the dataset into ``data.root`` first when ``data.generate`` asks for it."""
-    gen = data.get("generate")
-    if not gen:
-        return
-    root = Path(data["root"])
-    if data.get("impl") == "pde":
-        from equissl.datasets.pde import generate_pde
+    """Generate the dataset into ``data.root`` first when ``data.generate`` asks for it."""
+    cls = DATASETS.get(data["impl"])
+    if data.get("generate") and cls.needs_generation(data):
+        log.info("data.root %s: generating the dataset (%s)", data["root"], data["generate"])
+        generate_dataset(data)
 
-        generate_pde(data["equation"], root, **gen)  # skips complete chunk files
-        return
-    splits_dir = Path(data.get("splits_dir") or root / "data")
-    if (splits_dir / f"{data['train_split']}_images.npy").is_file():
-        return
-    from equissl.datasets.render import generate_iebench
 
-    log.info("data.root %s has no dataset yet: rendering it (%s)", root, gen)
-    generate_iebench(root, **gen)
+def views_per_object(config: dict[str, Any]) -> int:
+    """The method's views per object; ``data.num_views`` (the README's spelling) sets it."""
+    if config["data"].get("num_views") is not None:
+        config["method"]["num_views"] = int(config["data"]["num_views"])
+    return int(config["method"]["num_views"])
 
 
 def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
@@ -74,8 +71,8 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     pl.seed_everything(int(config["seed"]), workers=True)
     prepare_data(config["data"])
-    datamodule = PretrainDataModule(config["data"], config["method"])
-    method = build_method(config, datamodule.action_space, datamodule.num_classes)
+    datamodule = PretrainDataModule(config["data"], views_per_object(config))
+    method = build_method(config, datamodule.spec)
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list[pl.Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1,

@@ -22,7 +22,9 @@ the relative transformation methods are conditioned on. Methods never parse late
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TypedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -98,36 +100,94 @@ def check_batch(batch: dict[str, Tensor]) -> None:
 
 
 class ActionSpace(ABC):
-    """Knows a dataset's latents: relative actions and equivariant probe targets.
+    """Knows a dataset's latents: relative transformations between views and the named
+    equivariant targets they can be probed on.
 
-    Subclasses set :attr:`action_dim` (width of :meth:`relative`) and
-    :attr:`targets` (names of the equivariant probe targets they can produce, e.g.
-    ``("rotation", "color")``).
+    Subclasses set :attr:`targets` (target name -> width, e.g. ``{"rotation": 4}``),
+    :attr:`default_action` (the targets a method is conditioned on unless its config says
+    otherwise) and :attr:`latent_dim`, implement :meth:`target`, and describe themselves
+    by :meth:`spec` (a plain dict that :func:`build_action_space` turns back into an equal
+    object, stored in checkpoints).
     """
 
-    action_dim: int
-    targets: tuple[str, ...] = ()
+    kind: str  # registry name, set by ACTION_SPACES.register
+    latent_dim: int
+    targets: dict[str, int]
+    default_action: tuple[str, ...]
 
     @abstractmethod
-    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        """The transformation taking view a to view b.
+    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        """Target ``name`` of the pair (a, b): ``[..., targets[name]]`` float32.
 
         Args:
-            latents_a, latents_b: ``[..., P]`` absolute latents.
-        Returns:
-            ``[..., action_dim]`` float32 action in the parametrisation methods use.
+            latents_a, latents_b: ``[..., P]`` absolute latents of views a and b.
         """
 
-    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        """Probe target ``name`` for the pair (a, b): ``[..., D]``."""
-        raise KeyError(f"{type(self).__name__} has no target {name!r}; it offers {self.targets}")
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this action space."""
 
-    def target_dim(self, name: str) -> int:
-        """Width of :meth:`target` for ``name``."""
-        probe = torch.zeros(1, self.latent_dim)
-        return int(self.target(name, probe, probe).shape[-1])
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "params": self.params()}
 
-    latent_dim: int
+    def unknown_target(self, name: str) -> KeyError:
+        return KeyError(f"{type(self).__name__} has no target {name!r}; it offers "
+                        f"{sorted(self.targets)}")
+
+    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        """The default action between views a and b: ``[..., dim]``."""
+        return self.select().relative(latents_a, latents_b)
+
+    def select(self, components: Sequence[str] | None = None) -> Action:
+        """The action made of ``components`` (``None``: :attr:`default_action`)."""
+        return Action(self, tuple(components) if components else self.default_action)
+
+
+@dataclass(frozen=True)
+class Action:
+    """The transformation a method is conditioned on: action-space targets concatenated.
+
+    ``relative(latents_a, latents_b) -> [..., dim]`` (e.g. SIE's quaternion, 4-d, or
+    rotation + colour, 6-d).
+    """
+
+    space: ActionSpace
+    components: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.components if c not in self.space.targets]
+        if unknown or not self.components:
+            raise ValueError(
+                f"action components {list(self.components)} not available on this data; "
+                f"choose from {sorted(self.space.targets)} (method.action)"
+            )
+
+    @property
+    def dim(self) -> int:
+        return sum(self.space.targets[c] for c in self.components)
+
+    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        parts = [self.space.target(c, latents_a, latents_b) for c in self.components]
+        return torch.cat(parts, dim=-1).float()
+
+    def spec(self) -> dict[str, Any]:
+        return {"components": list(self.components), "dim": self.dim,
+                "widths": [self.space.targets[c] for c in self.components]}
 
 
 ACTION_SPACES: Registry[type[ActionSpace]] = Registry("action space")
+
+
+def register_action_space(name: str) -> Any:
+    """Class decorator: register an :class:`ActionSpace` under ``name`` (its ``kind``)."""
+
+    def decorator(cls: type[ActionSpace]) -> type[ActionSpace]:
+        cls.kind = name
+        return ACTION_SPACES.register(name)(cls)
+
+    return decorator
+
+
+def build_action_space(spec: dict[str, Any]) -> ActionSpace:
+    """Rebuild an action space from :meth:`ActionSpace.spec`."""
+    return ACTION_SPACES.get(spec["kind"])(**spec["params"])

@@ -1,28 +1,62 @@
-"""3DIEBench / 3DIEBench-T reader on the batch contract (DESIGN §2.1–2.2)."""
+"""3DIEBench / 3DIEBench-T reader on the batch contract (DESIGN §2.1–2.2), registered as
+the ``iebench`` dataset (``data=3diebench``, ``data=3diebench_t``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
+from torchvision.utils import make_grid
 
+from equissl.config import DataConfig, GenerateSettings
+from equissl.datasets.base import DATASETS, DataSpec, ViewDataset, num_classes_of
 from equissl.datasets.contract import Item, make_item
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.iebench_format import (
     MEAN,
     STD,
     count_views,
+    default_splits_dir,
     image_path,
     latent_path,
     load_split,
     read_image,
     read_latent,
 )
+
+
+@dataclass
+class RenderSettings(GenerateSettings):
+    """Settings of the 3DIEBench-style renderer (``equissl.datasets.render``)."""
+
+    num_classes: int = 10
+    objects_per_class: int = 20
+    views: int = 50
+    resolution: int = 256
+    spp: int = 16
+    ood: bool = False
+    val_fraction: float = 0.2
+    mesh_root: str | None = None
+    workers: int | None = None
+
+
+@dataclass
+class IEBenchDataConfig(DataConfig):
+    """3DIEBench(-T) in its published on-disk format (``data.root``), or our renders of it."""
+
+    splits_dir: str | None = None  # default <root>/data
+    image_size: int = 256  # SIE trains at 256 px
+    translation: bool = False  # 3DIEBench-T: latents carry a translation (10 values)
+    canonical_sign: bool = False  # quaternion sign as the reference (not canonicalised)
+    generate: RenderSettings | None = None  # render the dataset into root if it is absent
 
 
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
@@ -38,7 +72,8 @@ def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Ten
     return x
 
 
-class IEBenchDataset(Dataset):
+@DATASETS.register("iebench", config=IEBenchDataConfig)
+class IEBenchDataset(ViewDataset):
     """Objects of one split, each returned as ``num_views`` distinct random views.
 
     Args:
@@ -47,7 +82,6 @@ class IEBenchDataset(Dataset):
         num_views: views sampled (without replacement) per object per item.
         image_size: side in pixels after resizing; ``None`` keeps the stored size.
         splits_dir: folder of the split files (default ``<root>/data``).
-        action_components: targets composing the action (see :class:`IEBenchActionSpace`).
         canonical_sign: canonicalise quaternion signs (``w ≥ 0``).
 
     Items follow the batch contract: ``views [V, 3, S, S]`` normalised float32,
@@ -62,7 +96,6 @@ class IEBenchDataset(Dataset):
         num_views: int = 2,
         image_size: int | None = None,
         splits_dir: str | Path | None = None,
-        action_components: Sequence[str] = ("rotation",),
         canonical_sign: bool = False,
     ) -> None:
         self.root = Path(root)
@@ -80,7 +113,29 @@ class IEBenchDataset(Dataset):
         self.num_views = num_views
         self.image_size = image_size
         self.latent_dim = len(read_latent(latent_path(self.root, first, 0)))
-        self.action_space = IEBenchActionSpace(action_components, self.latent_dim, canonical_sign)
+        self.action_space = IEBenchActionSpace(self.latent_dim, canonical_sign)
+        self.splits_dir = Path(splits_dir) if splits_dir else default_splits_dir(self.root)
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> IEBenchDataset:
+        ds = cls(root=cfg["root"], split=split, num_views=num_views,
+                 image_size=cfg.get("image_size"), splits_dir=cfg.get("splits_dir"),
+                 canonical_sign=bool(cfg.get("canonical_sign", False)))
+        expected = 10 if cfg.get("translation") else 7
+        if ds.latent_dim != expected:
+            raise ValueError(
+                f"data={cfg.get('name')} expects {expected}-value latents "
+                f"(data.translation={bool(cfg.get('translation'))}) but {ds.root} has "
+                f"{ds.latent_dim}-value latents; use data=3diebench{'_t' if ds.latent_dim == 10 else ''}"
+            )
+        return ds
+
+    def spec(self) -> DataSpec:
+        size = self.image_size or int(read_image(image_path(self.root, self.split.entries[0],
+                                                            0)).shape[-1])
+        return DataSpec(view_shape=(3, size, size), channels=("r", "g", "b"),
+                        action_space=self.action_space.spec(),
+                        num_classes=num_classes_of(self.labels))
 
     def __len__(self) -> int:
         return len(self.split)
@@ -103,20 +158,58 @@ class IEBenchDataset(Dataset):
         views = torch.randperm(self.views_per_object)[: self.num_views].tolist()
         return self.load(index, views)
 
-    def all_views(self) -> IEBenchAllViews:
-        """Every (object, view) as a one-view item, object-major (for feature caches)."""
-        return IEBenchAllViews(self)
+    def evaluation_views(self, views_per_object: int, seed: int) -> IEBenchEvalViews:
+        """Every stored view of every object (the SIE protocol; ``views_per_object`` and
+        ``seed`` are unused: the views are the files)."""
+        return IEBenchEvalViews(self)
+
+    def draw_views(self, views: Tensor) -> Tensor:
+        """Rows = objects, columns = views, de-normalised with the 3DIEBench statistics."""
+        v = views.detach().float().cpu()
+        mean = torch.tensor(MEAN).view(1, 1, 3, 1, 1)
+        std = torch.tensor(STD).view(1, 1, 3, 1, 1)
+        v = (v * std + mean).clamp(0, 1)
+        return make_grid(v.flatten(0, 1), nrow=v.shape[1], padding=2)
+
+    def manifest(self) -> Iterable[str]:
+        """Split files' content hashes, then every object's files with sizes and mtimes."""
+        for suffix in ("images", "labels"):
+            f = self.splits_dir / f"{self.split_name}_{suffix}.npy"
+            yield f"{f}|{hashlib.sha1(f.read_bytes()).hexdigest()}"
+        yield f"image_size={self.image_size}|canonical_sign={self.action_space.canonical_sign}"
+        for entry in self.split.entries:
+            obj = self.root / entry
+            for p in sorted(obj.iterdir()):
+                st = p.stat()
+                yield f"{entry}/{p.name}|{st.st_size}|{st.st_mtime_ns}"
+
+    @classmethod
+    def needs_generation(cls, cfg: dict[str, Any]) -> bool:
+        root = Path(cfg["root"])
+        splits_dir = Path(cfg.get("splits_dir") or default_splits_dir(root))
+        return not (splits_dir / f"{cfg['train_split']}_images.npy").is_file()
+
+    @classmethod
+    def generate(cls, cfg: dict[str, Any], settings: dict[str, Any],
+                 progress: bool = True) -> dict[str, Any]:
+        from equissl.datasets.render import generate_iebench
+
+        return generate_iebench(cfg["root"], translation=bool(cfg.get("translation")),
+                                progress=progress, **settings)
+
+    generate_schema = RenderSettings
 
 
-class IEBenchAllViews(Dataset):
+class IEBenchEvalViews(Dataset):
     """Every (object, view) pair of a split, one view per item: ``[1, 3, S, S]`` views.
 
     Used by the evaluation stage's feature cache; ``index`` is the object id and the view
-    id is recoverable as ``item_index % views_per_object``.
+    id is ``item_index % views_per_object``.
     """
 
     def __init__(self, base: IEBenchDataset) -> None:
         self.base = base
+        self.views_per_object = base.views_per_object
 
     def __len__(self) -> int:
         return len(self.base) * self.base.views_per_object

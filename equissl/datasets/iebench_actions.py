@@ -16,12 +16,12 @@ index  meaning
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from equissl.datasets.contract import ACTION_SPACES, ActionSpace
+from equissl.datasets.contract import ActionSpace, register_action_space
 from equissl.geometry import (
     canonical_quaternion,
     euler_xyz_to_quaternion,
@@ -38,47 +38,34 @@ TRANSLATION = slice(7, 10)
 LATENT_DIMS = (7, 10)
 
 
-@ACTION_SPACES.register("iebench")
+@register_action_space("iebench")
 class IEBenchActionSpace(ActionSpace):
-    """Relative actions between two views of one 3DIEBench object.
+    """Relative transformations between two views of one 3DIEBench object.
 
     Args:
-        components: which targets make up :meth:`relative`, in order; ``("rotation",)``
-            gives SIE's 4-d quaternion, ``("rotation", "color")`` the 6-d RotColor action.
         latent_dim: 7 (3DIEBench) or 10 (3DIEBench-T).
         canonical_sign: return quaternions with ``w ≥ 0`` (off by default, as the reference).
 
     Targets (all ``[..., D]`` float32):
-        ``rotation`` (4): quaternion of ``R_a⁻¹ R_b`` (x, y, z, w).
+        ``rotation`` (4): quaternion of ``R_a⁻¹ R_b`` (x, y, z, w) — the default action.
         ``color`` (2): (Δ floor hue, Δ spot hue), plain differences.
         ``translation`` (3, 3DIEBench-T): ``t_b − t_a`` in the base (world) frame.
         ``translation_object`` (3, 3DIEBench-T): ``R_a⁻¹ (t_b − t_a)``, in view a's object frame.
     """
 
-    def __init__(
-        self,
-        components: Sequence[str] = ("rotation",),
-        latent_dim: int = 7,
-        canonical_sign: bool = False,
-    ) -> None:
+    default_action = ("rotation",)
+
+    def __init__(self, latent_dim: int = 7, canonical_sign: bool = False) -> None:
         if latent_dim not in LATENT_DIMS:
             raise ValueError(f"3DIEBench latents have 7 or 10 values, not {latent_dim}")
         self.latent_dim = latent_dim
         self.canonical_sign = canonical_sign
-        self.targets = ("rotation", "color")
+        self.targets = {"rotation": 4, "color": 2}
         if latent_dim == 10:
-            self.targets += ("translation", "translation_object")
-        unknown = [c for c in components if c not in self.targets]
-        if unknown or not components:
-            raise ValueError(
-                f"action components {list(components)} not available; choose from {self.targets}"
-            )
-        self.components = tuple(components)
-        self.action_dim = sum(self.target_dim(c) for c in self.components)
+            self.targets.update(translation=3, translation_object=3)
 
-    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        parts = [self.target(c, latents_a, latents_b) for c in self.components]
-        return torch.cat(parts, dim=-1).float()
+    def params(self) -> dict[str, Any]:
+        return {"latent_dim": self.latent_dim, "canonical_sign": self.canonical_sign}
 
     def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
         a = latents_a.double()
@@ -96,5 +83,4 @@ class IEBenchActionSpace(ActionSpace):
             q_inv = quaternion_conjugate(euler_xyz_to_quaternion(a[..., ROTATION]))
             rot_inv = quaternion_to_matrix(q_inv)
             return (rot_inv @ delta.unsqueeze(-1)).squeeze(-1).float()
-        return super().target(name, latents_a, latents_b)
-
+        raise self.unknown_target(name)

@@ -1,4 +1,8 @@
-"""The evaluation stage: checkpoint -> frozen features -> probes -> report (DESIGN §5)."""
+"""The evaluation stage: checkpoint -> frozen features -> probes -> report (DESIGN §5).
+
+The model is rebuilt from the checkpoint alone (its self-description); the data are only
+read for the probes, and must match the model's view shape and action space.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,13 @@ from typing import Any
 
 import torch
 
-from equissl.checkpointing import load_checkpoint
-from equissl.datasets.builders import build_dataset, num_classes_of
-from equissl.eval.features import cache_key, cached_features
-from equissl.eval.probes import classification_probe, pair_regression_probe
-from equissl.eval.report import plot_rotation, write_report
-from equissl.ssl import SSLMethod, build_method
-from equissl.ssl.base import CHECKPOINT_KEY
+from equissl.datasets.base import ViewDataset, build_dataset, num_classes_of
+from equissl.eval.features import cache_key, cached_features, file_digest
+from equissl.eval.probes.base import PROBES, EvalContext
+from equissl.eval.report import write_report
+from equissl.ssl.base import load_method
 
 log = logging.getLogger(__name__)
-
-# Equivariant probes: the action-space target each regresses.
-PAIR_PROBES = ("rotation", "color", "translation", "translation_object")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,23 +27,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_method(checkpoint: str | Path, data_overrides: dict[str, Any] | None = None,
-                ) -> tuple[SSLMethod, dict[str, Any], dict[str, Any]]:
-    """Rebuild a method from a checkpoint alone.
+def eval_datasets(meta: dict[str, Any], overrides: dict[str, Any] | None = None,
+                  ) -> tuple[dict[str, Any], dict[str, ViewDataset]]:
+    """The data config (checkpoint's, with ``overrides``) and its probe train/val splits,
+    checked against the model's spec."""
+    from equissl.datasets.base import DataSpec
 
-    Returns:
-        ``(method in eval mode, resolved run config, data config used)``.
-    """
-    ckpt = load_checkpoint(checkpoint)
-    if CHECKPOINT_KEY not in ckpt:
-        raise ValueError(f"{checkpoint} is not an equissl checkpoint (no '{CHECKPOINT_KEY}' entry)")
-    meta = ckpt[CHECKPOINT_KEY]
     config = meta["config"]
-    data = {**config["data"], **{k: v for k, v in (data_overrides or {}).items() if v is not None}}
-    train_set = build_dataset(data, config["method"], data["train_split"])
-    method = build_method(config, train_set.action_space, meta["num_classes"])
-    method.load_state_dict(ckpt["state_dict"])
-    return method.eval(), config, data
+    data = {**config["data"], **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    model_spec = DataSpec.from_dict(meta["spec"])
+    splits = {}
+    for role in ("train", "val"):
+        ds = build_dataset(data, data[f"{role}_split"], 1)
+        problems = model_spec.mismatch(ds.spec())
+        if problems:
+            raise ValueError(f"the {role} split {data[f'{role}_split']!r} of {data['root']} does "
+                             f"not fit the checkpoint's model: it has " + "; ".join(problems))
+        splits[role] = ds
+    return data, splits
 
 
 def evaluate_checkpoint(
@@ -58,62 +58,61 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint: an equissl checkpoint (``last.ckpt``).
-        eval_cfg: the ``eval`` config section (feature extraction + ``probe``).
+        eval_cfg: the ``eval`` config section (feature extraction, ``probes``).
         out_dir: where ``results.json``, ``results.md``, plots and the feature cache go.
         data_overrides: e.g. ``{"root": ...}`` to evaluate on another copy of the data.
     Returns:
         The ``results.json`` dict.
     """
     out_dir = Path(out_dir)
-    pcfg = eval_cfg["probe"]
-    device = resolve_device(pcfg["device"])
-    method, config, data = load_method(checkpoint, data_overrides)
-    splits = {}
-    feats = {}
+    device = resolve_device(eval_cfg["device"])
+    method, meta = load_method(checkpoint)
+    config = meta["config"]
+    data, splits = eval_datasets(meta, data_overrides)
+    views = int(data.get("eval_views") or 0) or type(splits["train"]).default_eval_views
+    seed = int(eval_cfg["seed"])
+    digest = file_digest(checkpoint)
     cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
-    for role in ("train", "val"):
-        ds = build_dataset(data, config["method"], data[f"{role}_split"])
-        splits[role] = ds
-        key = cache_key(checkpoint, ds.split_name, f"{data['root']}|{data.get('image_size')}")
+    feats = {}
+    for role, ds in splits.items():
+        settings = {"views": views, "seed": seed, "split": ds.split_name}
+        key = cache_key(digest, ds.manifest(), settings)
         feats[role] = cached_features(
-            method, ds, cache_dir / f"{ds.split_name}_{key}.pt",
-            batch_size=int(eval_cfg["batch_size"]), num_workers=int(eval_cfg["num_workers"]),
-            device=device, progress=progress,
+            method, ds, cache_dir / f"{ds.split_name}_{key}.pt", views_per_object=views,
+            seed=seed, batch_size=int(eval_cfg["batch_size"]),
+            num_workers=int(eval_cfg["num_workers"]), device=device, progress=progress,
         )
-    action_space = splits["train"].action_space
-    num_classes = num_classes_of(splits["train"], splits["val"])
-    parts = {k: v for k, v in method.parts.items() if not pcfg["parts"] or k in pcfg["parts"]}
+    ctx = EvalContext(
+        train=feats["train"], val=feats["val"], action_space=splits["train"].action_space,
+        num_classes=num_classes_of(splits["train"].labels, splits["val"].labels),
+        method=method, meta=meta, datasets=splits, device=device, out_dir=out_dir,
+        progress=progress,
+    )
+    wanted = eval_cfg.get("parts")
+    parts = [p for p in meta["parts"] if not wanted or p in wanted]
+    unknown = sorted(set(wanted or ()) - set(meta["parts"]))
+    if unknown:
+        raise ValueError(f"eval.parts names {unknown}; the model's parts are {list(meta['parts'])}")
     metrics: dict[str, float] = {}
-    for part, sl in parts.items():
-        for probe in pcfg["probes"]:
-            if probe == "classification":
-                if num_classes <= 1:
-                    continue
-                res = classification_probe(feats["train"], feats["val"], sl, num_classes, pcfg,
-                                           device, progress)
-            elif probe in PAIR_PROBES:
-                if probe not in action_space.targets:
-                    continue
-
-                def target(a: torch.Tensor, b: torch.Tensor, name: str = probe) -> torch.Tensor:
-                    return action_space.target(name, a, b)
-
-                res = pair_regression_probe(feats["train"], feats["val"], sl, target, pcfg,
-                                            device, f"probe {probe} [{part}]", progress)
-                if probe == "rotation":
-                    plot_rotation(res.pred, res.target, f"{config['method']['name']} {part}",
-                                  out_dir / f"rotation_{part}.png")
-            else:
-                raise ValueError(f"unknown probe {probe!r}; known: classification, "
-                                 f"{', '.join(PAIR_PROBES)}")
-            metrics.update({f"{part}/{probe}/{k}": v for k, v in res.metrics.items()})
-            log.info("%s/%s: %s", part, probe, res.metrics)
+    skipped: dict[str, str] = {}
+    for name, pcfg in (eval_cfg.get("probes") or {}).items():
+        probe = PROBES.get(pcfg["impl"])(name, pcfg)
+        reason = probe.skip_reason(ctx)
+        if reason:
+            skipped[name] = reason
+            log.info("probe %s skipped: %s", name, reason)
+            continue
+        for part in parts:
+            res = probe.run(ctx, part)
+            metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
+            log.info("%s/%s: %s", part, name, res.metrics)
     results = {
         "checkpoint": str(checkpoint),
         "method": config["method"]["name"],
         "data": config["data"]["name"],
         "config": config,
         "metrics": metrics,
+        "skipped": skipped,
     }
     write_report(results, out_dir)
     return results

@@ -1,15 +1,24 @@
 """Feature cache of the evaluation stage (DESIGN §5.1).
 
-The frozen backbone runs once, in ``eval()`` mode (BatchNorm uses its running statistics;
-the reference probes leave it in train mode, letting probe data shift them), over every
-view of every object of a split. Probes then train on the cached ``[N, V, D]`` tensor.
+The frozen model runs once, in ``eval()`` mode (BatchNorm uses its running statistics;
+the reference probes leave it in train mode, letting probe data shift them), over the
+evaluation views of every object of a split (the dataset's protocol:
+:meth:`ViewDataset.evaluation_views`). Every named part of the representation is stored,
+with latents, labels, coefficients and object ids. Probes then train on the cache.
+
+The cache file is keyed by content: the checkpoint's bytes, the dataset's manifest (split
+files' content, every data file's path, size and mtime), and the settings that change
+features, so replacing data under the same root or retraining re-extracts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,73 +26,106 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from equissl.checkpointing import atomic_torch_save
+from equissl.datasets.base import ViewDataset
 from equissl.ssl.base import SSLMethod
 
 
 @dataclass
 class FeatureSet:
-    """Cached representations of one split.
+    """Cached representations of one split's evaluation views.
 
     Attributes:
-        features: ``[N, V, D]`` float32 representations of every view.
+        parts: ``{part: [N, V, D_part]}`` float32 representation of every view.
         latents: ``[N, V, P]`` float32 latents of every view.
         labels: ``[N]`` int64 class labels (-1 unknown).
+        coeffs: ``[N, K]`` float32 invariant targets (``K = 0`` for images).
+        index: ``[N]`` int64 object ids.
     """
 
-    features: Tensor
+    parts: dict[str, Tensor]
     latents: Tensor
     labels: Tensor
+    coeffs: Tensor
+    index: Tensor
 
-    def to_dict(self) -> dict[str, Tensor]:
-        return {"features": self.features, "latents": self.latents, "labels": self.labels}
+    @property
+    def num_objects(self) -> int:
+        return int(self.latents.shape[0])
+
+    @property
+    def views_per_object(self) -> int:
+        return int(self.latents.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"parts": self.parts, "latents": self.latents, "labels": self.labels,
+                "coeffs": self.coeffs, "index": self.index}
 
 
-def cache_key(checkpoint: str | Path, split: str, extra: str = "") -> str:
-    """Key identifying (checkpoint file version, split, data settings)."""
-    p = Path(checkpoint).resolve()
-    st = p.stat()
-    raw = f"{p}|{st.st_size}|{st.st_mtime_ns}|{split}|{extra}"
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-1 of a file's bytes."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(checkpoint_digest: str, manifest: Iterable[str], settings: dict[str, Any]) -> str:
+    """Key of one split's features: checkpoint content, data manifest, settings."""
+    h = hashlib.sha1(checkpoint_digest.encode())
+    for line in manifest:
+        h.update(line.encode())
+        h.update(b"\n")
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 @torch.inference_mode()
 def extract_features(
     method: SSLMethod,
-    dataset: torch.utils.data.Dataset,
+    dataset: ViewDataset,
+    views_per_object: int,
+    seed: int = 0,
     batch_size: int = 256,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> FeatureSet:
-    """Represent every view of every object of ``dataset`` (which must offer
-    ``all_views()`` and ``views_per_object``) with the frozen ``method``."""
+    """Represent every evaluation view of every object of ``dataset`` with the frozen model."""
     method.eval().to(device)
-    single = dataset.all_views()
-    n, v = len(dataset), dataset.views_per_object
+    single = dataset.evaluation_views(views_per_object, seed)
+    n, v = len(dataset), single.views_per_object
     loader = DataLoader(single, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    feats, lats, labels = [], [], []
-    for batch in tqdm(loader, desc=f"features {getattr(dataset, 'split_name', '')}",
-                      unit="batch", disable=not progress):
+    parts: dict[str, list[Tensor]] = {}
+    lats, labels, coeffs, index = [], [], [], []
+    for batch in tqdm(loader, desc=f"features {dataset.split_name}", unit="batch",
+                      disable=not progress):
         x = batch["views"][:, 0].to(device, non_blocking=True)
-        feats.append(method.represent(x).float().cpu())
+        for name, rep in method.represent(x).items():
+            parts.setdefault(name, []).append(rep.float().cpu())
         lats.append(batch["latents"][:, 0])
         labels.append(batch["label"])
-    features = torch.cat(feats).view(n, v, -1)
-    latents = torch.cat(lats).view(n, v, -1)
-    return FeatureSet(features, latents, torch.cat(labels).view(n, v)[:, 0].clone())
+        coeffs.append(batch["coeffs"])
+        index.append(batch["index"])
+    return FeatureSet(
+        parts={k: torch.cat(p).view(n, v, -1) for k, p in parts.items()},
+        latents=torch.cat(lats).view(n, v, -1),
+        labels=torch.cat(labels).view(n, v)[:, 0].clone(),
+        coeffs=torch.cat(coeffs).view(n, v, -1)[:, 0].clone(),
+        index=torch.cat(index).view(n, v)[:, 0].clone(),
+    )
 
 
-def cached_features(
-    method: SSLMethod,
-    dataset: torch.utils.data.Dataset,
-    cache_file: Path,
-    **kwargs: object,
-) -> FeatureSet:
-    """Load ``cache_file`` if present, else extract and write it atomically."""
+def cached_features(method: SSLMethod, dataset: ViewDataset, cache_file: Path,
+                    **kwargs: Any) -> FeatureSet:
+    """Load ``cache_file`` if present (its name is the content key), else extract and
+    write it atomically."""
     if cache_file.is_file():
-        data = torch.load(cache_file, map_location="cpu", weights_only=True)
-        if data["features"].shape[:2] == (len(dataset), dataset.views_per_object):
+        try:
+            data = torch.load(cache_file, map_location="cpu", weights_only=True)
             return FeatureSet(**data)
+        except Exception:  # a damaged cache is re-extracted, never trusted
+            cache_file.unlink(missing_ok=True)
     fs = extract_features(method, dataset, **kwargs)
     atomic_torch_save(fs.to_dict(), cache_file)
     return fs

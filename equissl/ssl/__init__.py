@@ -1,6 +1,6 @@
-"""SSL methods; importing this package registers every method in ``METHODS``."""
+"""SSL methods: every module of this package registers its method in ``METHODS`` (they are
+imported by :func:`equissl.plugins.load_plugins`)."""
 
-from equissl.ssl import sie, vicreg  # noqa: F401  (registration side effects)
-from equissl.ssl.base import METHODS, SSLMethod, build_method
+from equissl.ssl.base import METHODS, LossOutput, SSLMethod, build_method, load_method
 
-__all__ = ["METHODS", "SSLMethod", "build_method"]
+__all__ = ["METHODS", "LossOutput", "SSLMethod", "build_method", "load_method"]

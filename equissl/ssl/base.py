@@ -1,103 +1,187 @@
-"""Base class and registry of the SSL methods (DESIGN §3).
+"""The method extension point (DESIGN §3): the base class every method subclasses and the
+registry it registers in.
 
-A method is a ``LightningModule`` that owns a backbone, its heads and its loss. The base
-class owns what every method shares: the optimiser/scheduler from config, logging of
-every loss term, a NaN guard, an optional online linear probe on detached features,
-``represent(x)`` with named parts, and the resolved config carried in every checkpoint so
-that the evaluation stage can rebuild the model from the checkpoint alone.
+A method is one module::
+
+    @METHODS.register("sie", config=SIEConfig)
+    class SIE(SSLMethod):
+        terms = ("invariance", "equivariance", ...)
+        def compute_loss(self, batch) -> LossOutput: ...
+
+plus one YAML option in ``configs/method/``. The base class owns what every method shares:
+the backbone for the dataset's view shape, the action the method is conditioned on, the
+optimiser and a schedule computed from the run's real step count, the weighted sum
+Σ weight·term of the loss terms (weights in ``method.weights``, every term logged), a NaN
+guard, the batch-contract check on the first batch, an online linear probe on detached
+features, EMA targets (:meth:`momentum_pairs`), ``represent`` with named parts, and
+checkpoints that describe themselves (config, data spec, action, parts, versions) so that
+:func:`load_method` rebuilds the model without the training data.
 """
 
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from equissl.datasets.contract import ActionSpace
+from equissl import __version__
+from equissl.datasets.base import DataSpec
+from equissl.datasets.contract import check_batch
 from equissl.models.backbones import build_backbone
+from equissl.models.ema import momentum_tau, update_targets
 from equissl.registry import Registry
 
-METHODS: Registry[type[SSLMethod]] = Registry("method")
+METHODS: Registry[type[SSLMethod]] = Registry("method", group="method")
 
 CHECKPOINT_KEY = "equissl"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # format of the CHECKPOINT_KEY entry; 1 had no data spec
 
 
 class NonFiniteLossError(RuntimeError):
     """Raised when a loss term becomes NaN/inf; the message lists every term's value."""
 
 
+@dataclass
+class LossOutput:
+    """What :meth:`SSLMethod.compute_loss` returns.
+
+    Attributes:
+        terms: unweighted loss terms (scalars), one per name in the method's ``terms``.
+        embedding: ``[B, D]`` representation of the first view for the online probe.
+    """
+
+    terms: dict[str, Tensor]
+    embedding: Tensor
+
+
 class SSLMethod(pl.LightningModule):
     """Shared machinery of every method.
 
     Args:
-        config: the whole resolved run config as a plain dict (``method``, ``backbone``,
-            ``data``, … sections); stored in checkpoints.
-        action_space: the dataset's action space (relative actions between views).
-        num_classes: classes of the online probe (0 disables it).
+        config: the whole resolved run config (``method``, ``backbone``, ``data``, …
+            sections), stored in checkpoints.
+        spec: the training data's :class:`DataSpec` (view shape, action space, classes).
 
-    Subclasses implement :meth:`compute_loss` and may override :attr:`parts`.
+    Subclasses set :attr:`terms`, implement :meth:`compute_loss`, and may override
+    :attr:`parts`, :meth:`represent`, :meth:`momentum_pairs` and :attr:`num_views_range`.
     """
 
-    def __init__(self, config: dict[str, Any], action_space: ActionSpace, num_classes: int = 0):
+    #: names of the loss terms compute_loss returns; ``method.weights`` has one per name
+    terms: ClassVar[tuple[str, ...]] = ()
+    #: (fewest, most) views per object the method can consume
+    num_views_range: ClassVar[tuple[int, int]] = (2, 2)
+    #: whether the method is conditioned on the relative action between views
+    uses_action: ClassVar[bool] = False
+    #: a method whose representation spans several views sets this and implements
+    #: :meth:`represent_sequence`
+    sequence_representation: ClassVar[bool] = False
+
+    def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__()
         self.config = config
         self.mcfg = config["method"]
-        self.action_space = action_space
-        self.num_classes = int(num_classes)
-        bcfg = config["backbone"]
-        self.backbone, self.repr_dim = build_backbone(
-            bcfg["name"], in_chans=self.in_chans, cifar_stem=bcfg["cifar_stem"],
-            zero_init_residual=bcfg["zero_init_residual"],
-        )
+        self.spec = spec
+        self.num_views = int(self.mcfg["num_views"])
+        lo, hi = self.num_views_range
+        if not lo <= self.num_views <= hi:
+            allowed = str(lo) if lo == hi else f"{lo}..{hi}"
+            raise ValueError(f"method {self.mcfg['name']} consumes {allowed} views per object, "
+                             f"not method.num_views={self.num_views} (data.num_views)")
+        self.weights = self._check_weights(dict(self.mcfg.get("weights") or {}))
+        self.action_space = spec.build_action_space()
+        self.action = self.action_space.select(self.mcfg.get("action")) if self.uses_action \
+            else None
+        self.backbone = build_backbone(config["backbone"], spec.view_shape)
+        self.repr_dim = self.backbone.num_features
+        self.num_classes = int(spec.num_classes)
         self.online_classifier = (
             nn.Linear(self.repr_dim, self.num_classes)
             if self.mcfg.get("online_probe", False) and self.num_classes > 0 else None
         )
+        self._contract_checked = False
+
+    def _check_weights(self, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(self.terms))
+        missing = sorted(set(self.terms) - set(weights))
+        if unknown or missing:
+            raise ValueError(
+                f"method {self.mcfg['name']}: method.weights must give one weight per loss "
+                f"term {list(self.terms)}; unknown {unknown}, missing {missing}"
+            )
+        return {k: float(v) for k, v in weights.items()}
 
     # ------------------------------------------------------------------ representation
     @property
-    def in_chans(self) -> int:
-        return int(self.config["data"].get("in_chans", 3))
-
-    @property
     def parts(self) -> dict[str, slice]:
-        """Named slices of the representation evaluated separately (``full`` always)."""
+        """Named slices of the backbone representation (``full`` always)."""
         return {"full": slice(0, self.repr_dim)}
 
-    def represent(self, x: Tensor) -> Tensor:
-        """Frozen representation ``[B, D]`` of inputs ``[B, C, H, W]`` used by evaluation."""
-        return self.backbone(x)
+    @property
+    def part_dims(self) -> dict[str, int]:
+        """Width of each named part."""
+        return {name: len(range(self.repr_dim)[sl]) for name, sl in self.parts.items()}
+
+    def represent(self, views: Tensor) -> dict[str, Tensor]:
+        """Frozen representation of ``views [B, *view_shape]``: ``{part: [B, D_part]}``."""
+        r = self.backbone(views)
+        return {name: r[:, sl] for name, sl in self.parts.items()}
+
+    def represent_sequence(self, views: Tensor, actions: Tensor) -> dict[str, Tensor]:
+        """Representation of ``M`` views of each object and the actions between them:
+        ``views [B, M, *view_shape]``, ``actions [B, M, A]`` -> ``{part: [B, D_part]}``
+        (only for methods with :attr:`sequence_representation`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no sequence representation")
 
     # ------------------------------------------------------------------------ training
-    @abstractmethod
-    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        """Loss terms (must include ``loss``, the total) and the representations
-        ``[B, D]`` of the first view, for the online probe."""
+    def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
+        """Unweighted loss terms of one batch (see :class:`LossOutput`)."""
+        raise NotImplementedError
+
+    def relative_action(self, latents: Tensor, a: int, b: int) -> Tensor:
+        """Action ``[B, A]`` taking view ``a`` to view ``b`` of ``latents [B, V, P]``."""
+        if self.action is None:
+            raise RuntimeError(f"{type(self).__name__} sets uses_action = False")
+        return self.action.relative(latents[:, a], latents[:, b]).to(latents.device)
+
+    def total_loss(self, terms: dict[str, Tensor]) -> Tensor:
+        """Σ weight·term over the method's terms."""
+        return sum(self.weights[k] * terms[k] for k in self.terms)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        terms, reps = self.compute_loss(batch)
+        if not self._contract_checked:
+            check_batch(batch)
+            if batch["views"].shape[1] != self.num_views:
+                raise ValueError(f"batch has {batch['views'].shape[1]} views per object, the "
+                                 f"method consumes {self.num_views}")
+            self._contract_checked = True
+        out = self.compute_loss(batch)
+        terms = out.terms
+        if set(terms) != set(self.terms):
+            raise RuntimeError(f"{type(self).__name__}.compute_loss returned terms "
+                               f"{sorted(terms)}, declared {sorted(self.terms)}")
         if not all(torch.isfinite(v.detach()).all() for v in terms.values()):
             values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
                 f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): "
                 f"{values}. Lower the learning rate, check the data, or use 32-bit precision."
             )
-        loss = terms["loss"]
+        loss = self.total_loss(terms)
         batch_size = batch["views"].shape[0]
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()},
-                      prog_bar=False, batch_size=batch_size)
+        logged = {f"train/{k}": v.detach() for k, v in terms.items()}
+        logged["train/loss"] = loss.detach()
+        self.log_dict(logged, prog_bar=False, batch_size=batch_size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
         if self.online_classifier is not None:
             labels = batch["label"]
             known = labels >= 0
             if known.any():
-                logits = self.online_classifier(reps.detach()[known])
+                logits = self.online_classifier(out.embedding.detach()[known])
                 probe_loss = F.cross_entropy(logits, labels[known])
                 acc = (logits.argmax(-1) == labels[known]).float().mean()
                 self.log_dict({"online/ce": probe_loss.detach(), "online/top1": acc},
@@ -105,12 +189,28 @@ class SSLMethod(pl.LightningModule):
                 loss = loss + probe_loss
         return loss
 
-    def relative_action(self, latents: Tensor, a: int, b: int) -> Tensor:
-        """Action ``[B, A]`` taking view ``a`` to view ``b`` of ``latents [B, V, P]``."""
-        return self.action_space.relative(latents[:, a], latents[:, b]).to(latents.device)
+    # ------------------------------------------------------------------ momentum targets
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """``(online, target)`` pairs updated by EMA after each optimizer step (targets made
+        with :func:`equissl.models.ema.momentum_copy`)."""
+        return []
+
+    def momentum(self) -> float:
+        """τ of the EMA update at the current step (``method.momentum``)."""
+        m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
+        return momentum_tau(self.global_step, total, float(m["base_tau"]),
+                            float(m["final_tau"]))
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        pairs = self.momentum_pairs()
+        if pairs:
+            tau = self.momentum()
+            update_targets(pairs, tau)
+            self.log("train/tau", tau, batch_size=batch["views"].shape[0])
 
     # ----------------------------------------------------------------------- optimiser
-    def _param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+    def _param_groups(self) -> list[dict[str, Any]]:
         if not self.mcfg["optim"]["exclude_bias_norm"]:
             return [{"params": [p for p in self.parameters() if p.requires_grad]}]
         # By module type and tensor rank, not by parameter name (name matching misses
@@ -125,21 +225,36 @@ class SSLMethod(pl.LightningModule):
                 (no_decay if is_norm or p.ndim <= 1 else decay).append(p)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
+    def global_batch_size(self) -> int:
+        per_device = int(self.config["data"]["batch_size"])
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return per_device * world
+
     def effective_lr(self) -> float:
         """Learning rate after the configured scaling rule (DESIGN §7)."""
         o = self.mcfg["optim"]
         if o["lr_scaling"] == "none":
             return float(o["lr"])
         if o["lr_scaling"] == "linear":
-            world = self.trainer.world_size if self._trainer is not None else 1
-            global_batch = self.config["data"]["batch_size"] * world
-            return float(o["lr"]) * global_batch / float(o["base_batch_size"])
-        raise ValueError(f"unknown lr_scaling {o['lr_scaling']!r}; use none or linear")
+            return float(o["lr"]) * self.global_batch_size() / float(o["base_batch_size"])
+        raise ValueError(f"unknown optim.lr_scaling {o['lr_scaling']!r}; use none or linear")
+
+    def schedule_steps(self) -> tuple[int, int]:
+        """``(total optimizer steps, warm-up steps)`` of this run, from the trainer's real
+        budget: ``max_steps`` or epochs × batches per epoch ÷ accumulation."""
+        o = self.mcfg["optim"]
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if int(o.get("warmup_steps", 0)) > 0:
+            return total, int(o["warmup_steps"])
+        batches = self.trainer.num_training_batches  # set by estimated_stepping_batches
+        per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) \
+            if math.isfinite(batches) else total
+        return total, min(total, round(float(o["warmup_epochs"]) * per_epoch))
 
     def configure_optimizers(self) -> Any:
         o = self.mcfg["optim"]
         lr, wd = self.effective_lr(), float(o["weight_decay"])
-        groups = self._param_groups(wd)
+        groups = self._param_groups()
         optimizers = {
             "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=wd),
             "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
@@ -147,37 +262,67 @@ class SSLMethod(pl.LightningModule):
                                            momentum=float(o["momentum"])),
         }
         if o["name"] not in optimizers:
-            raise ValueError(f"unknown optimizer {o['name']!r}; choose from {list(optimizers)}")
+            raise ValueError(f"unknown optim.name {o['name']!r}; choose from {list(optimizers)}")
         optimizer = optimizers[o["name"]]()
         if o["scheduler"] == "none":
             return optimizer
         if o["scheduler"] != "warmup_cosine":
-            raise ValueError(f"unknown scheduler {o['scheduler']!r}; use none or warmup_cosine")
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        warmup = int(o["warmup_epochs"]) * per_epoch
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            raise ValueError(f"unknown optim.scheduler {o['scheduler']!r}; use none or "
+                             "warmup_cosine")
+        total, warmup = self.schedule_steps()
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
                                                          "interval": "step"}}
 
     # --------------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = {
+    def describe(self) -> dict[str, Any]:
+        """The self-description stored in every checkpoint under ``"equissl"``."""
+        return {
             "version": CHECKPOINT_VERSION,
+            "package_version": __version__,
             "config": self.config,
+            "spec": self.spec.to_dict(),
+            "action": self.action.spec() if self.action is not None else None,
+            "parts": self.part_dims,
             "num_classes": self.num_classes,
+            "sequence_representation": self.sequence_representation,
         }
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.describe()
 
-def build_method(config: dict[str, Any], action_space: ActionSpace,
-                 num_classes: int = 0) -> SSLMethod:
-    """Instantiate the method named by ``config["method"]["impl"]``."""
-    cls = METHODS.get(config["method"]["impl"])
-    return cls(config, action_space, num_classes)
+
+def warmup_cosine(total: int, warmup: int) -> Any:
+    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps, then a cosine
+    from 1 to 0 over the remaining ``total − warmup``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_method(config: dict[str, Any], spec: DataSpec) -> SSLMethod:
+    """Instantiate the method named by ``config["method"]["impl"]`` for data ``spec``."""
+    return METHODS.get(config["method"]["impl"])(config, spec)
+
+
+def load_method(checkpoint: str | Path) -> tuple[SSLMethod, dict[str, Any]]:
+    """Rebuild a method from a checkpoint alone (no data), in ``eval()`` mode.
+
+    Returns:
+        ``(method, the checkpoint's "equissl" description)``.
+    Raises:
+        CheckpointError: not an equissl checkpoint, a newer format, or a config that does not
+            match the registered schemas (the file and the key are named).
+    """
+    from equissl.checkpointing import load_checkpoint, read_description
+
+    ckpt = load_checkpoint(checkpoint)
+    meta = read_description(ckpt, checkpoint)
+    method = build_method(meta["config"], DataSpec.from_dict(meta["spec"]))
+    method.load_state_dict(ckpt["state_dict"])
+    return method.eval(), meta

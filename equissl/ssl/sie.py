@@ -9,28 +9,55 @@ predict view 2's. Loss (SIE ``models.SIE.forward``)::
     + std·½[v(Z₁) + v(Z₂)] + pred_std·½ v(pred) + cov·[c(Z₁) + c(Z₂)]
 
 with ``Z = [inv ‖ equi]`` embeddings, ``v`` the VICReg variance hinge and ``c`` the
-covariance penalty, both over the batch gathered across ranks. Variants are configs:
-``pred_std_coeff=0`` (SIENoVar), ``inv_dim=0`` (SIEOnlyEqui), ``action=[rotation, color]``
-(SIERotColor).
+covariance penalty, both over the batch gathered across ranks. The coefficients are
+``method.weights`` (equivariance = equi_factor × sim = 0.45 × 10 = 4.5). Variants are
+configs: ``weights.pred_variance=0`` (SIENoVar), ``inv_dim=0`` (SIEOnlyEqui),
+``action=[rotation, color]`` (SIERotColor).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from equissl.datasets.contract import ActionSpace
+from equissl.config import MethodConfig
+from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, SSLMethod
+from equissl.ssl.base import METHODS, LossOutput, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
 
+SIE_TERMS = ("invariance", "equivariance", "variance", "pred_variance", "covariance")
 
-@METHODS.register("sie")
+
+@dataclass
+class SIEConfig(MethodConfig):
+    """SIE, recipe of the README command of github.com/facebookresearch/SIE.
+
+    512-d representation = ``inv_dim`` invariant + the rest equivariant; each part gets a
+    projector scaled by its share of ``--mlp 2048-2048-2048`` (256 -> 1024-1024-1024).
+    Weights: ``--sim-coeff 10``, ``--equi-factor 0.45`` (× sim = 4.5), ``--std-coeff 10``
+    (also on the prediction), ``--cov-coeff 1`` (SIE main.py defaults).
+    """
+
+    inv_dim: int = 256
+    projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "invariance": 10.0, "equivariance": 4.5, "variance": 10.0, "pred_variance": 10.0,
+        "covariance": 1.0})
+
+
+@METHODS.register("sie", config=SIEConfig)
 class SIE(SSLMethod):
-    def __init__(self, config: dict[str, Any], action_space: ActionSpace, num_classes: int = 0):
-        super().__init__(config, action_space, num_classes)
+    """SIE: split invariant / equivariant parts, hypernetwork predictor on the action."""
+
+    terms = SIE_TERMS
+    uses_action = True
+
+    def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
+        super().__init__(config, spec)
         self.inv_dim = int(self.mcfg["inv_dim"])
         self.equi_dim = self.repr_dim - self.inv_dim
         if not 0 <= self.inv_dim < self.repr_dim:
@@ -38,7 +65,7 @@ class SIE(SSLMethod):
         dims = list(self.mcfg["projector"])
         self.projector_inv = projector(self.inv_dim, dims) if self.inv_dim > 0 else None
         self.projector_equi = projector(self.equi_dim, dims)
-        self.predictor = HypernetPredictor(dims[-1], action_space.action_dim)
+        self.predictor = HypernetPredictor(dims[-1], self.action.dim)
 
     @property
     def parts(self) -> dict[str, slice]:
@@ -53,15 +80,13 @@ class SIE(SSLMethod):
         inv = self.projector_inv(r[:, : self.inv_dim]) if self.projector_inv is not None else None
         return r, inv, self.projector_equi(r[:, self.inv_dim:])
 
-    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+    def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]
         action = self.relative_action(batch["latents"], 0, 1)
         r1, inv1, equi1 = self.embed(views[:, 0])
         _, inv2, equi2 = self.embed(views[:, 1])
         pred = self.predictor(equi1, action)
-        terms = sie_terms(inv1, inv2, equi1, equi2, pred)
-        terms["loss"] = weighted_sie_loss(terms, self.mcfg)
-        return terms, r1
+        return LossOutput(sie_terms(inv1, inv2, equi1, equi2, pred), r1)
 
 
 def sie_terms(inv1: Tensor | None, inv2: Tensor | None, equi1: Tensor, equi2: Tensor,
@@ -77,14 +102,3 @@ def sie_terms(inv1: Tensor | None, inv2: Tensor | None, equi1: Tensor, equi2: Te
         "pred_variance": 0.5 * variance_term(pred),
         "covariance": covariance_term(z1) + covariance_term(z2),
     }
-
-
-def weighted_sie_loss(terms: dict[str, Tensor], m: dict) -> Tensor:
-    """The SIE total from :func:`sie_terms` and the method config's coefficients."""
-    return (
-        m["sim_coeff"] * terms["invariance"]
-        + m["equi_factor"] * m["sim_coeff"] * terms["equivariance"]
-        + m["std_coeff"] * terms["variance"]
-        + m["pred_std_coeff"] * terms["pred_variance"]
-        + m["cov_coeff"] * terms["covariance"]
-    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
-from equissl.datasets.contract import ActionSpace
+from equissl.config import MethodConfig
+from equissl.datasets.base import DataSpec
 from equissl.models.heads import projector
-from equissl.ssl.base import METHODS, SSLMethod
+from equissl.ssl.base import METHODS, LossOutput, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
 
 
@@ -25,19 +27,27 @@ def vicreg_terms(za: Tensor, zb: Tensor) -> dict[str, Tensor]:
     }
 
 
-@METHODS.register("vicreg")
-class VICReg(SSLMethod):
-    """Backbone -> projector (config ``projector`` widths) -> VICReg loss between views 0, 1."""
+@dataclass
+class VICRegConfig(MethodConfig):
+    """VICReg on 3DIEBench as the SIE paper's baseline (SIE main.py defaults: --mlp
+    2048-2048-2048, --sim-coeff 10, --std-coeff 10, --cov-coeff 1, Adam 1e-3, wd 1e-6)."""
 
-    def __init__(self, config: dict[str, Any], action_space: ActionSpace, num_classes: int = 0):
-        super().__init__(config, action_space, num_classes)
+    projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "invariance": 10.0, "variance": 10.0, "covariance": 1.0})
+
+
+@METHODS.register("vicreg", config=VICRegConfig)
+class VICReg(SSLMethod):
+    """VICReg: backbone -> projector -> invariance, variance, covariance between 2 views."""
+
+    terms = ("invariance", "variance", "covariance")
+
+    def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
+        super().__init__(config, spec)
         self.projector = projector(self.repr_dim, self.mcfg["projector"])
 
-    def compute_loss(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+    def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]
         ra, rb = self.backbone(views[:, 0]), self.backbone(views[:, 1])
-        terms = vicreg_terms(self.projector(ra), self.projector(rb))
-        m = self.mcfg
-        terms["loss"] = (m["sim_coeff"] * terms["invariance"] + m["std_coeff"] * terms["variance"]
-                         + m["cov_coeff"] * terms["covariance"])
-        return terms, ra
+        return LossOutput(vicreg_terms(self.projector(ra), self.projector(rb)), ra)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from equissl.datasets.contract import ActionSpace, Item, make_item
+from equissl.datasets.contract import ActionSpace, Item, make_item, register_action_space
 from equissl.datasets.pde.residual import align_rows
 from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
 
@@ -43,24 +44,30 @@ DEFAULT_STRENGTHS = {
 }
 
 
+@register_action_space("pde")
 class PDEActionSpace(ActionSpace):
-    """Relative group elements between views, as strengths of ``g_a⁻¹ g_b`` (exact)."""
+    """Relative group elements between views, as strengths of ``g_a⁻¹ g_b`` (exact).
 
-    def __init__(self, group: SymmetryGroup) -> None:
-        self.group = group
-        self.action_dim = group.dim
-        self.latent_dim = group.dim + 1
-        self.targets = ("lie",)
+    Target ``lie`` (the default action): all generators' strengths, ``[..., group.dim]``.
+    """
 
-    def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+    default_action = ("lie",)
+
+    def __init__(self, equation: str) -> None:
+        self.equation = equation
+        self.group = SymmetryGroup.for_equation(equation)
+        self.latent_dim = self.group.dim + 1
+        self.targets = {"lie": self.group.dim}
+
+    def params(self) -> dict[str, Any]:
+        return {"equation": self.equation}
+
+    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        if name != "lie":
+            raise self.unknown_target(name)
         p = self.group.dim
         rel = self.group.relative(latents_a[..., :p].double(), latents_b[..., :p].double())
         return rel.float()
-
-    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        if name == "lie":
-            return self.relative(latents_a, latents_b)
-        return super().target(name, latents_a, latents_b)
 
 
 def _files(root: Path) -> list[Path]:
@@ -147,7 +154,7 @@ class PDEWindowDataset(Dataset):
             raise ValueError(f"{self.equation} has no symmetries {sorted(unknown)}")
         self.max_strength = torch.tensor([limits[n] for n in self.group.names],
                                          dtype=torch.float64)
-        self.action_space = PDEActionSpace(self.group)
+        self.action_space = PDEActionSpace(self.equation)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
 
     def __len__(self) -> int:

@@ -1,0 +1,115 @@
+"""The probe extension point (DESIGN §5.2): a registry of probes trained on cached frozen
+features, and the pieces they share.
+
+A probe is one module registering a :class:`Probe` subclass with its config schema
+(``@PROBES.register("classification", config=ClassificationProbeConfig)``) plus one YAML
+option in ``configs/probe/<name>.yaml`` (``# @package eval.probes.<name>``) holding its
+protocol. The evaluation stage asks each configured probe :meth:`Probe.skip_reason` (a
+skipped probe is recorded in ``results.json`` with the reason) and then runs it on every
+named part of the representation. Everything random is drawn from generators seeded by the
+probe's ``seed``: evaluating one checkpoint twice gives identical metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from equissl.datasets.base import ViewDataset
+from equissl.datasets.contract import ActionSpace
+from equissl.eval.features import FeatureSet
+from equissl.registry import Registry
+
+
+@dataclass
+class ProbeResult:
+    """Metrics of one probe on one part, and its validation predictions (for plots)."""
+
+    metrics: dict[str, float]
+    pred: Tensor
+    target: Tensor
+
+
+@dataclass
+class EvalContext:
+    """What a probe may use: cached features of both splits, the action space, classes,
+    the frozen model (predictor probes) and the raw datasets (probes that need data)."""
+
+    train: FeatureSet
+    val: FeatureSet
+    action_space: ActionSpace
+    num_classes: int
+    method: Any  # the frozen SSLMethod
+    meta: dict[str, Any]  # the checkpoint's self-description
+    datasets: dict[str, ViewDataset]
+    device: torch.device
+    out_dir: Path
+    progress: bool = True
+    notes: list[str] = field(default_factory=list)  # warnings for the report
+
+
+class Probe:
+    """Base of every probe. ``name`` is its key under ``eval.probes`` (the result key)."""
+
+    def __init__(self, name: str, cfg: dict[str, Any]) -> None:
+        self.name = name
+        self.cfg = cfg
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        """Why this probe does not apply to this checkpoint and data (``None``: it applies)."""
+        return None
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        raise NotImplementedError
+
+
+PROBES: Registry[type[Probe]] = Registry("probe", group="probe")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with the global torch RNG seeded (head initialisation), restoring it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def fit(
+    model: nn.Module,
+    sample_epoch: Callable[[torch.Generator], tuple[Tensor, Tensor]],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    cfg: dict[str, Any],
+    device: torch.device,
+    desc: str,
+    progress: bool,
+) -> nn.Module:
+    """Adam on ``model`` for ``cfg["epochs"]`` epochs of ``sample_epoch(gen) -> (x, y)``,
+    shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator."""
+    gen = torch.Generator().manual_seed(int(cfg["seed"]))
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]),
+                           weight_decay=float(cfg["weight_decay"]))
+    bs = int(cfg["batch_size"])
+    for _ in tqdm(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress,
+                  leave=False):
+        x, y = sample_epoch(gen)
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), bs):
+            idx = order[start:start + bs]
+            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, device: torch.device, bs: int = 4096) -> Tensor:
+    return torch.cat([model(x[i:i + bs].to(device)).cpu() for i in range(0, len(x), bs)])

@@ -1,0 +1,63 @@
+"""Linear classification on frozen features (SIE ``eval_classification.py``): each epoch
+visits every object once with one random view; validation scores every view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from equissl.config import ProbeConfig
+from equissl.eval.metrics import balanced_top1, top1
+from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
+
+
+@dataclass
+class ClassificationProbeConfig(ProbeConfig):
+    """SIE protocol: Adam 1e-3, wd 0, batch 256, 300 epochs, constant rate."""
+
+    epochs: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+
+
+def classification_probe(
+    train_x: Tensor, train_labels: Tensor, val_x: Tensor, val_labels: Tensor,
+    num_classes: int, cfg: dict[str, Any], device: torch.device, progress: bool = True,
+) -> ProbeResult:
+    """Linear classifier on features ``[N, V, D]``: ``top1`` and ``balanced_top1`` on val."""
+    n, v, d = train_x.shape
+
+    def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        views = torch.randint(v, (n,), generator=gen)
+        return train_x[torch.arange(n), views], train_labels
+
+    with seeded(int(cfg["seed"])):
+        head = nn.Linear(d, num_classes)
+    model = fit(head, sample_epoch, F.cross_entropy, cfg, device, "probe classification",
+                progress)
+    xval = val_x.reshape(-1, d)
+    yval = val_labels.repeat_interleave(val_x.shape[1])
+    logits = predict(model, xval, device)
+    return ProbeResult({"top1": top1(logits, yval), "balanced_top1": balanced_top1(logits, yval)},
+                       logits.argmax(-1), yval)
+
+
+@PROBES.register("classification", config=ClassificationProbeConfig)
+class ClassificationProbe(Probe):
+    """Linear probe on the class label (top-1 and class-balanced top-1)."""
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        if ctx.num_classes <= 1 or not bool((ctx.train.labels >= 0).any()):
+            return "the data carry no class labels"
+        return None
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
+        return classification_probe(ctx.train.parts[part][tr], ctx.train.labels[tr],
+                                    ctx.val.parts[part][va], ctx.val.labels[va],
+                                    ctx.num_classes, self.cfg, ctx.device, ctx.progress)
