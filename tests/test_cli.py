@@ -14,6 +14,7 @@ from equissl.cli import _resolved  # registers the configs
 from equissl.ssl.base import NonFiniteLossError
 from equissl.train import pretrain
 
+PROBE_EPOCHS = ["eval.probes.classification.epochs=2", "eval.probes.rotation.epochs=2"]
 FAST = ["trainer=cpu", "data.batch_size=4", "data.image_size=32", "data.num_workers=0",
         "logger=csv", "trainer.log_every_n_steps=1"]
 
@@ -32,7 +33,7 @@ def compose_pretrain(overrides: list[str]) -> dict:
 
 def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     args = [f"data.root={iebench_tree}", *FAST, "trainer.max_steps=2", "evaluate_after=true",
-            "eval.probe.epochs=2", "eval.num_workers=0"]
+            *PROBE_EPOCHS, "eval.num_workers=0"]
     res = run("pretrain", *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     run_dirs = list((tmp_path / "outputs" / "pretrain").iterdir())
@@ -40,9 +41,11 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     ckpt = run_dirs[0] / "checkpoints" / "last.ckpt"
     meta = load_checkpoint(ckpt)["equissl"]  # weights_only load
     assert meta["config"]["method"]["name"] == "sie"
-    assert meta["config"]["method"]["equi_factor"] == 0.45
+    assert meta["config"]["method"]["weights"]["equivariance"] == 4.5  # 0.45 x 10
+    assert meta["spec"]["view_shape"] == [3, 32, 32] and meta["parts"]["equi"] == 256
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
-    assert set(results) == {"checkpoint", "method", "data", "config", "metrics"}
+    assert set(results) == {"checkpoint", "method", "data", "config", "metrics", "skipped"}
+    assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert results["method"] == "sie" and results["data"] == "3diebench"
     for part in ("full", "inv", "equi"):
         for key in ("classification/top1", "classification/balanced_top1",
@@ -51,8 +54,8 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert "| sie (3diebench) | equi |" in res.stdout
 
     # the evaluation stage on its own, from the checkpoint alone
-    ev = run("evaluate", f"checkpoint={ckpt}", "eval.probe.epochs=2", "eval.num_workers=0",
-             "eval.probe.probes=[rotation]", cwd=tmp_path)
+    ev = run("evaluate", f"checkpoint={ckpt}", "probe=[rotation]",
+             "eval.probes.rotation.epochs=2", "eval.num_workers=0", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-3000:]
     out = next(run_dirs[0].glob("eval_*/results.json"))
     metrics = json.loads(out.read_text())["metrics"]
@@ -60,8 +63,8 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert (out.parent / "results.md").is_file() and (out.parent / "rotation_equi.png").is_file()
 
     # a multirun sweep ends with one combined table
-    sweep = run("evaluate", "-m", f"checkpoint={ckpt}", "eval.probe.epochs=1,2",
-                "eval.num_workers=0", "eval.probe.probes=[rotation]", cwd=tmp_path)
+    sweep = run("evaluate", "-m", f"checkpoint={ckpt}", "eval.probes.rotation.epochs=1,2",
+                "eval.num_workers=0", "probe=[rotation]", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     combined = list((tmp_path / "multirun" / "evaluate").glob("*/combined.json"))
     assert len(combined) == 1 and len(json.loads(combined[0].read_text())) == 2
@@ -94,8 +97,8 @@ def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
     from equissl.datasets.builders import PretrainDataModule
     from equissl.ssl import build_method
 
-    dm = PretrainDataModule(config["data"], config["method"])
-    method = build_method(config, dm.action_space, dm.num_classes)
+    dm = PretrainDataModule(config["data"], config["method"]["num_views"])
+    method = build_method(config, dm.spec)
     batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(4)])
     batch["views"][0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):

@@ -1,7 +1,6 @@
 import torch
 from torch import nn
 
-from equissl.models.backbones import build_backbone
 from equissl.models.heads import HypernetPredictor, projector
 
 
@@ -36,11 +35,3 @@ def test_projector_layout():
                                                                    (1024, 1024)]
     assert len(norms) == 2 and linears[-1].bias is None
     assert head(torch.randn(4, 256)).shape == (4, 1024)
-
-
-def test_backbone_and_cifar_stem():
-    net, dim = build_backbone("resnet18")
-    assert dim == 512 and net(torch.randn(2, 3, 32, 32)).shape == (2, 512)
-    net, _ = build_backbone("resnet18", in_chans=5, cifar_stem=True)
-    assert net.conv1.stride == (1, 1) and isinstance(net.maxpool, nn.Identity)
-    assert net(torch.randn(2, 5, 16, 16)).shape == (2, 512)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
-from equissl.ssl.sie import sie_terms, weighted_sie_loss
+from equissl.ssl.sie import SIE_TERMS, SIEConfig, sie_terms
 from equissl.ssl.vicreg import vicreg_terms
 
 
@@ -73,12 +73,15 @@ def test_sie_total_matches_published_weights():
     pred_std = torch.relu(1 - torch.sqrt(pred.var(0) + 1e-4)).mean() / 2
     expected = (10 * ((inv1 - inv2) ** 2).mean() + 0.45 * 10 * ((pred - equi2) ** 2).mean()
                 + 10 * std + 10 * pred_std + 1 * cov)
-    recipe = {"sim_coeff": 10.0, "equi_factor": 0.45, "std_coeff": 10.0,
-              "pred_std_coeff": 10.0, "cov_coeff": 1.0}
-    assert weighted_sie_loss(terms, recipe).item() == pytest.approx(expected.item(), rel=1e-6)
-    no_var = dict(recipe, pred_std_coeff=0.0)
-    assert weighted_sie_loss(terms, no_var).item() == pytest.approx(
-        (expected - 10 * pred_std).item(), rel=1e-6)
+    recipe = SIEConfig().weights  # the published recipe as the default weights
+    assert set(recipe) == set(SIE_TERMS) == set(terms)
+
+    def total(weights: dict) -> float:
+        return float(sum(weights[k] * terms[k] for k in SIE_TERMS))
+
+    assert total(recipe) == pytest.approx(expected.item(), rel=1e-6)
+    no_var = dict(recipe, pred_variance=0.0)  # configs/method/sie_novar.yaml
+    assert total(no_var) == pytest.approx((expected - 10 * pred_std).item(), rel=1e-6)
 
 
 def test_sie_without_invariant_part():

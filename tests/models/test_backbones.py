@@ -1,0 +1,44 @@
+import pytest
+import torch
+from torch import nn
+
+from equissl.models.backbones import BACKBONES, build_backbone, stacked_channels
+
+RESNET18 = {"impl": "timm", "name": "resnet18", "cifar_stem": False, "zero_init_residual": True}
+
+
+def test_image_backbone_pooled_and_feature_map():
+    net = build_backbone(RESNET18, (3, 32, 32))
+    assert net.num_features == 512 and net(torch.randn(2, 3, 32, 32)).shape == (2, 512)
+    big = build_backbone(RESNET18, (3, 256, 256)).eval()
+    x = torch.randn(1, 3, 256, 256)
+    fmap = big.feature_map(x)
+    assert fmap.shape == (1, 512, 8, 8)  # the capsule heads' input at 256 px
+    torch.testing.assert_close(big(x), fmap.mean((2, 3)))
+
+
+def test_cifar_stem():
+    net = build_backbone({**RESNET18, "cifar_stem": True}, (5, 16, 16))
+    assert net.trunk.conv1.stride == (1, 1) and isinstance(net.trunk.maxpool, nn.Identity)
+    assert net(torch.randn(2, 5, 16, 16)).shape == (2, 512)
+
+
+def test_pde_views_choose_the_input_channels():
+    assert stacked_channels((3, 16, 64)) == 3  # 1-D window (t, x, u) as a 2-D image
+    assert stacked_channels((5, 16, 32, 32)) == 80  # NS: (t, x, y, vx, vy) x 16 frames
+    ns = build_backbone(RESNET18, (5, 16, 32, 32))
+    assert ns.trunk.conv1.in_channels == 80
+    views = torch.randn(2, 5, 16, 32, 32)
+    assert ns(views).shape == (2, 512)
+    # channel-major stacking: input channel c*16 + t is channel c of frame t
+    torch.testing.assert_close(ns.adapt(views)[:, 2 * 16 + 5], views[:, 2, 5])
+    with pytest.raises(ValueError, match="built for views"):
+        ns(torch.randn(2, 5, 8, 32, 32))
+    with pytest.raises(ValueError, match="no 2-D backbone input"):
+        stacked_channels((3, 4, 4, 4, 4))
+
+
+def test_unknown_backbone_is_named():
+    assert "timm" in BACKBONES
+    with pytest.raises(ValueError, match="nosuchnet"):
+        build_backbone({**RESNET18, "name": "nosuchnet"}, (3, 32, 32))
