@@ -108,6 +108,9 @@ class DataConfig:
     num_workers: int = 4
     train_split: str = "train"
     val_split: str = "val"
+    # A damaged view met during training: fail (stop, naming the file) | skip (next index,
+    # counted and logged; items carry `skipped`). See equissl.datasets.on_error.
+    on_error: str = "fail"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from equissl.datasets.contract import ActionSpace
 from equissl.datasets.iebench import IEBenchDataset
+from equissl.datasets.on_error import check_policy, wrap_on_error
 from equissl.registry import Registry
 
 Builder = Callable[[dict[str, Any], dict[str, Any], str], Dataset]
@@ -49,8 +50,12 @@ def build_pde(data: dict[str, Any], method: dict[str, Any], split: str) -> Datas
 
 
 def build_dataset(data: dict[str, Any], method: dict[str, Any], split: str) -> Dataset:
-    """Build split ``split`` of the dataset described by ``data`` for ``method``."""
-    return DATASETS.get(data.get("impl", "iebench"))(data, method, split)
+    """Build split ``split`` of the dataset described by ``data`` for ``method``.
+
+    ``data.on_error`` (``fail`` | ``skip``) wraps it (:mod:`equissl.datasets.on_error`).
+    """
+    policy = check_policy(str(data.get("on_error", "fail")))  # before any file is read
+    return wrap_on_error(DATASETS.get(data.get("impl", "iebench"))(data, method, split), policy)
 
 
 def _single_threaded_worker(_: int) -> None:

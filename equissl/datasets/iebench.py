@@ -16,13 +16,12 @@ from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.iebench_format import (
     MEAN,
     STD,
-    count_views,
     image_path,
     latent_path,
-    load_split,
     read_image,
     read_latent,
 )
+from equissl.datasets.validate import check_split
 
 
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
@@ -52,7 +51,8 @@ class IEBenchDataset(Dataset):
 
     Items follow the batch contract: ``views [V, 3, S, S]`` normalised float32,
     ``latents [V, 7 or 10]``, ``label``, ``coeffs [0]``, ``index``.
-    The number of views per object and the latent length are read from the first object.
+    The number of views per object and the latent length are the majority over a sample of
+    objects (:func:`~equissl.datasets.validate.check_split`, which also checks the split).
     """
 
     def __init__(
@@ -67,11 +67,8 @@ class IEBenchDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.split_name = split
-        self.split = load_split(self.root, split, splits_dir)
-        if len(self.split) == 0:
-            raise ValueError(f"split {split!r} of {self.root} is empty")
-        first = self.split.entries[0]
-        self.views_per_object = count_views(self.root / first)
+        checked = check_split(self.root, split, splits_dir)  # DatasetFormatError naming files
+        self.split, self.views_per_object = checked.split, checked.views_per_object
         if not 1 <= num_views <= self.views_per_object:
             raise ValueError(
                 f"num_views={num_views} but objects of {self.root} have "
@@ -79,7 +76,7 @@ class IEBenchDataset(Dataset):
             )
         self.num_views = num_views
         self.image_size = image_size
-        self.latent_dim = len(read_latent(latent_path(self.root, first, 0)))
+        self.latent_dim = checked.latent_dim
         self.action_space = IEBenchActionSpace(action_components, self.latent_dim, canonical_sign)
 
     def __len__(self) -> int:

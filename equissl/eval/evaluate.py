@@ -10,6 +10,7 @@ import torch
 
 from equissl.checkpointing import load_checkpoint
 from equissl.datasets.builders import build_dataset, num_classes_of
+from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.features import cache_key, cached_features
 from equissl.eval.probes import classification_probe, pair_regression_probe
 from equissl.eval.report import plot_rotation, write_report
@@ -80,6 +81,7 @@ def evaluate_checkpoint(
             batch_size=int(eval_cfg["batch_size"]), num_workers=int(eval_cfg["num_workers"]),
             device=device, progress=progress,
         )
+    check_dataset_labels(splits["train"], splits["val"])  # raises on bad labels, warns unseen
     action_space = splits["train"].action_space
     num_classes = num_classes_of(splits["train"], splits["val"])
     parts = {k: v for k, v in method.parts.items() if not pcfg["parts"] or k in pcfg["parts"]}
