@@ -275,12 +275,11 @@ def _minority_problems(
     dim = majority(length_counts) if length_counts else 0
     for entry, per_len in lengths.items():
         for n, ids in sorted(per_len.items()):
-            if n != dim:
-                files = [latent_path(root, entry, i) for i in ids]
-                problems.append(
-                    f"{len(files)} latent(s) with {n} values where {length_counts[dim]} of "
-                    f"{sum(length_counts.values())} have {dim}: {_listing(files)}"
-                )
+            problems += [
+                f"latent {latent_path(root, entry, i)} has {n} values where "
+                f"{length_counts[dim]} of {sum(length_counts.values())} have {dim}"
+                for i in (ids if n != dim else ())
+            ]
     return n_views, dim, problems
 
 
