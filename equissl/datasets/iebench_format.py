@@ -64,7 +64,8 @@ def load_split(root: str | Path, split: str, splits_dir: str | Path | None = Non
     for f in (images_file, labels_file):
         if not f.is_file():
             raise DatasetFormatError(
-                f"split file {f} not found (set data.splits_dir to the folder holding "
+                f"split file {f} {'is a directory' if f.is_dir() else 'not found'} "
+                f"(set data.splits_dir to the folder holding "
                 f"{split}_images.npy and {split}_labels.npy; the SIE repository ships them "
                 "in its data/ folder)"
             )

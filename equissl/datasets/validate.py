@@ -175,7 +175,7 @@ def check_entries(entries: Sequence[str], source: str | Path) -> list[str]:
     bad = [e for e in entries if not e or any(p in ("..", ".", "") for p in e.split("/"))]
     if bad:
         problems.append(
-            f"{source}: {len(bad)} entr(y/ies) not of the form /synset/obj_id/ inside the "
+            f"{source}: {len(bad)} entries not of the form /synset/obj_id/ inside the "
             f"root: {_listing([repr(e) for e in bad])}"
         )
     twice = sorted(e for e, n in Counter(entries).items() if n > 1)
@@ -436,8 +436,7 @@ def _load_splits(
         absent = [f for f in (images, labels) if not f.is_file()]
         if absent:
             report.problems += [
-                f"split file {f} not found"
-                + (" (a directory)" if f.is_dir() else "")
+                f"split file {f} {'is a directory' if f.is_dir() else 'not found'}"
                 + (f" (its pair {g.name} exists)" if g.is_file() else "")
                 for f, g in ((images, labels), (labels, images))
                 if f in absent

@@ -153,7 +153,7 @@ def split_file_is_directory(root: Path) -> list[str]:
     f = root / "data" / "train_labels.npy"
     f.unlink()
     f.mkdir()
-    return [str(f)]
+    return [f"{f} is a directory"]
 
 
 def split_file_corrupt(root: Path) -> list[str]:

@@ -168,7 +168,7 @@ def validate_pde_file(path: Path) -> list[str]:
                 ids = index[...] if index.shape == (n,) else None
                 first = f" (trajectory id {int(ids[rows[0]])})" if ids is not None else ""
                 problems.append(
-                    f"{path}: {name} has non-finite values in {count} trajectories "
+                    f"{path}: {name} has non-finite values in {count} trajectory(ies) "
                     f"{rows}{' …' if count > len(rows) else ''}; first at row {rows[0]}{first}"
                 )
         if t.shape == (n, frames) and frames > 1 and not np.all(np.diff(t[...], axis=1) > 0):
