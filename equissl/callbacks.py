@@ -26,7 +26,7 @@ class ViewGridLogger(pl.Callback):
         if not trainer.is_global_zero:
             return
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        dataset = getattr(trainer.datamodule, "train_set", None)
+        dataset = getattr(trainer.datamodule, "dataset", None)
         if not loggers or dataset is None:
             return
         picture = dataset.draw_views(batch["views"][: self.max_objects])

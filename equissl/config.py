@@ -101,6 +101,9 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     eval_views: int = 0  # views per object of the evaluation protocol (0: the dataset's)
+    # A damaged view met during training: fail (stop, naming the file) | skip (next index,
+    # counted and logged; items carry `skipped`). See equissl.datasets.on_error.
+    on_error: str = "fail"
 
 
 @dataclass

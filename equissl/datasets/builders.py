@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_classes_of
+from equissl.datasets.on_error import check_policy, wrap_on_error
 
 __all__ = ["PretrainDataModule", "build_dataset", "num_classes_of"]
 
@@ -25,16 +26,21 @@ class PretrainDataModule(pl.LightningDataModule):
     Args:
         data: resolved ``data`` config section (per-device ``batch_size``).
         num_views: views per object the method consumes (``method.num_views``).
+
+    ``data.on_error`` (``fail`` | ``skip``) wraps the training set
+    (:mod:`equissl.datasets.on_error`); evaluation never skips.
     """
 
     def __init__(self, data: dict[str, Any], num_views: int) -> None:
         super().__init__()
         self.data_cfg = data
-        self.train_set: ViewDataset = build_dataset(data, data["train_split"], int(num_views))
+        policy = check_policy(str(data.get("on_error", "fail")))  # before any file is read
+        self.dataset: ViewDataset = build_dataset(data, data["train_split"], int(num_views))
+        self.train_set = wrap_on_error(self.dataset, policy)
 
     @property
     def spec(self) -> DataSpec:
-        return self.train_set.spec()
+        return self.dataset.spec()
 
     @property
     def batch_size(self) -> int:

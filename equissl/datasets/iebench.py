@@ -23,14 +23,13 @@ from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.iebench_format import (
     MEAN,
     STD,
-    count_views,
     default_splits_dir,
     image_path,
     latent_path,
-    load_split,
     read_image,
     read_latent,
 )
+from equissl.datasets.validate import check_split
 
 
 @dataclass
@@ -86,7 +85,8 @@ class IEBenchDataset(ViewDataset):
 
     Items follow the batch contract: ``views [V, 3, S, S]`` normalised float32,
     ``latents [V, 7 or 10]``, ``label``, ``coeffs [0]``, ``index``.
-    The number of views per object and the latent length are read from the first object.
+    The number of views per object and the latent length are the majority over a sample of
+    objects (:func:`~equissl.datasets.validate.check_split`, which also checks the split).
     """
 
     def __init__(
@@ -100,11 +100,8 @@ class IEBenchDataset(ViewDataset):
     ) -> None:
         self.root = Path(root)
         self.split_name = split
-        self.split = load_split(self.root, split, splits_dir)
-        if len(self.split) == 0:
-            raise ValueError(f"split {split!r} of {self.root} is empty")
-        first = self.split.entries[0]
-        self.views_per_object = count_views(self.root / first)
+        checked = check_split(self.root, split, splits_dir)  # DatasetFormatError naming files
+        self.split, self.views_per_object = checked.split, checked.views_per_object
         if not 1 <= num_views <= self.views_per_object:
             raise ValueError(
                 f"num_views={num_views} but objects of {self.root} have "
@@ -112,7 +109,7 @@ class IEBenchDataset(ViewDataset):
             )
         self.num_views = num_views
         self.image_size = image_size
-        self.latent_dim = len(read_latent(latent_path(self.root, first, 0)))
+        self.latent_dim = checked.latent_dim
         self.action_space = IEBenchActionSpace(self.latent_dim, canonical_sign)
         self.splits_dir = Path(splits_dir) if splits_dir else default_splits_dir(self.root)
 
@@ -123,10 +120,11 @@ class IEBenchDataset(ViewDataset):
                  canonical_sign=bool(cfg.get("canonical_sign", False)))
         expected = 10 if cfg.get("translation") else 7
         if ds.latent_dim != expected:
+            fits = "3diebench_t" if ds.latent_dim == 10 else "3diebench"
             raise ValueError(
                 f"data={cfg.get('name')} expects {expected}-value latents "
                 f"(data.translation={bool(cfg.get('translation'))}) but {ds.root} has "
-                f"{ds.latent_dim}-value latents; use data=3diebench{'_t' if ds.latent_dim == 10 else ''}"
+                f"{ds.latent_dim}-value latents; use data={fits}"
             )
         return ds
 

@@ -37,6 +37,8 @@ class Split:
 
     entries: list[str]
     labels: np.ndarray  # [N] int64
+    images_file: Path | None = None  # where ``entries`` were read from
+    labels_file: Path | None = None  # where ``labels`` were read from
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -62,7 +64,8 @@ def load_split(root: str | Path, split: str, splits_dir: str | Path | None = Non
     for f in (images_file, labels_file):
         if not f.is_file():
             raise DatasetFormatError(
-                f"split file {f} not found (set data.splits_dir to the folder holding "
+                f"split file {f} {'is a directory' if f.is_dir() else 'not found'} "
+                f"(set data.splits_dir to the folder holding "
                 f"{split}_images.npy and {split}_labels.npy; the SIE repository ships them "
                 "in its data/ folder)"
             )
@@ -79,7 +82,7 @@ def load_split(root: str | Path, split: str, splits_dir: str | Path | None = Non
             f"got {labels.dtype} {labels.shape}"
         )
     entries = [str(e).strip("/") for e in images]
-    return Split(entries=entries, labels=labels.astype(np.int64))
+    return Split(entries, labels.astype(np.int64), images_file, labels_file)
 
 
 def image_path(root: Path, entry: str, view: int) -> Path:
@@ -122,7 +125,12 @@ def read_latent(path: Path, latent_dim: int | None = None) -> np.ndarray:
         raise DatasetFormatError(f"latent {path} not found") from None
     except Exception as err:
         raise DatasetFormatError(f"latent {path} cannot be read: {err}") from err
-    lat = np.asarray(lat).reshape(-1)
+    lat = np.asarray(lat)
+    if lat.dtype.kind not in "fiu" or np.squeeze(lat).ndim > 1:
+        raise DatasetFormatError(
+            f"latent {path} is a {lat.dtype} array of shape {lat.shape}; expected a float vector"
+        )
+    lat = lat.reshape(-1)
     expected = (latent_dim,) if latent_dim else LATENT_DIMS
     if lat.shape[0] not in expected:
         raise DatasetFormatError(

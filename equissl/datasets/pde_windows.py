@@ -24,7 +24,8 @@ from torchvision.utils import make_grid
 from equissl.config import DataConfig, GenerateSettings
 from equissl.datasets.base import DATASETS, DataSpec, ViewDataset
 from equissl.datasets.contract import Item, make_item
-from equissl.datasets.pde.dataset import PDEWindowDataset, _files
+from equissl.datasets.pde.dataset import PDEWindowDataset
+from equissl.datasets.pde.storage import pde_files
 
 
 @dataclass
@@ -107,7 +108,7 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
         return make_grid(rgb.permute(0, 3, 1, 2), nrow=v.shape[1], padding=2)
 
     def manifest(self) -> Iterable[str]:
-        for path in _files(Path(self.root)):
+        for path in pde_files(Path(self.root))[0]:
             st = path.stat()
             yield f"{path}|{st.st_size}|{st.st_mtime_ns}"
         yield (f"split={self.split_name}|window={self.window}|mode={self.mode}|"

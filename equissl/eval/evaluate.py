@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from equissl.datasets.base import ViewDataset, build_dataset, num_classes_of
+from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.features import cache_key, cached_features, file_digest
 from equissl.eval.probes.base import PROBES, EvalContext
 from equissl.eval.report import write_report
@@ -44,6 +45,7 @@ def eval_datasets(meta: dict[str, Any], overrides: dict[str, Any] | None = None,
             raise ValueError(f"the {role} split {data[f'{role}_split']!r} of {data['root']} does "
                              f"not fit the checkpoint's model: it has " + "; ".join(problems))
         splits[role] = ds
+    check_dataset_labels(splits["train"], splits["val"])  # raises on bad labels, warns unseen
     return data, splits
 
 

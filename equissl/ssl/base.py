@@ -177,6 +177,9 @@ class SSLMethod(pl.LightningModule):
         logged["train/loss"] = loss.detach()
         self.log_dict(logged, prog_bar=False, batch_size=batch_size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
+        if "skipped" in batch:  # data.on_error=skip: damaged items replaced in this batch
+            self.log("data/skipped", batch["skipped"].sum().float(), reduce_fx="sum",
+                     batch_size=batch_size)
         if self.online_classifier is not None:
             labels = batch["label"]
             known = labels >= 0

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 
 from equissl.datasets.contract import ActionSpace, Item, make_item, register_action_space
 from equissl.datasets.pde.residual import align_rows
+from equissl.datasets.pde.storage import require_valid_pde
 from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
 
 # Default maximal strengths per generator (our choice, small relative to each axis: a tenth
@@ -70,15 +71,6 @@ class PDEActionSpace(ActionSpace):
         return rel.float()
 
 
-def _files(root: Path) -> list[Path]:
-    if root.is_file():
-        return [root]
-    files = sorted(root.glob("*.h5"))
-    if not files:
-        raise FileNotFoundError(f"no .h5 trajectory files in {root}")
-    return files
-
-
 class PDEWindowDataset(Dataset):
     """Trajectories of ``<root>/*.h5`` (or one file) seen through symmetry-transformed windows.
 
@@ -103,7 +95,7 @@ class PDEWindowDataset(Dataset):
         composition: str = "expm",
         val_every: int = 5,
     ) -> None:
-        files = _files(Path(root))
+        files = require_valid_pde(root)  # DatasetFormatError naming file and key
         us, ts, xs, ys, cs, ids = [], [], [], [], [], []
         equations = set()
         for path in files:

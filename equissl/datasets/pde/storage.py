@@ -23,13 +23,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
+from equissl.datasets.iebench_format import DatasetFormatError
+from equissl.datasets.pde.symmetries import GENERATORS
+
+KNOWN_EQUATIONS = frozenset(GENERATORS)
+
 REQUIRED = ("u", "t", "x", "coeffs", "index")
-REQUIRED_ATTRS = ("equation", "equation_text", "parameters", "generator_version",
-                  "coeff_names", "complete")
+REQUIRED_ATTRS = (
+    "equation",
+    "equation_text",
+    "parameters",
+    "generator_version",
+    "coeff_names",
+    "complete",
+)
 
 
 def chunk_file(out: Path, equation: str, chunk: int, num_chunks: int) -> Path:
@@ -44,52 +56,204 @@ def is_complete(path: Path) -> bool:
         return False
 
 
+# Rows of ``u`` read at a time by the finiteness check (bounds its memory).
+_CHECK_BYTES = 64 * 2**20
+
+
+def _first_nonfinite(data: h5py.Dataset) -> tuple[int, list[int]]:
+    """``(count, first rows)`` of the rows ``[N, ...]`` of ``data`` holding NaN or ±inf."""
+    if data.ndim == 0:
+        return (0, []) if np.isfinite(data[()]) else (1, [0])
+    n = data.shape[0]
+    row_bytes = max(1, int(np.prod(data.shape[1:])) * data.dtype.itemsize)
+    step = max(1, _CHECK_BYTES // row_bytes)
+    bad: list[int] = []
+    count = 0
+    for lo in range(0, n, step):
+        block = data[lo : lo + step].reshape(min(step, n - lo), -1)
+        rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        count += len(rows)
+        bad += (rows + lo).tolist()[: max(0, 10 - len(bad))]
+    return count, bad
+
+
+def _coeff_names(f: h5py.File, path: Path) -> tuple[list[str] | None, list[str]]:
+    try:
+        names = json.loads(f.attrs["coeff_names"])
+    except (TypeError, ValueError) as err:
+        return None, [f"{path}: attribute coeff_names is not a JSON list ({err})"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None, [f"{path}: attribute coeff_names must be a JSON list of names, got {names!r}"]
+    return names, []
+
+
 def validate_pde_file(path: Path) -> list[str]:
-    """Problems of one HDF5 file (each message names the file)."""
-    problems: list[str] = []
+    """Problems of one HDF5 trajectory file (each message names the file and the key).
+
+    Checks: readable HDF5; datasets ``u t x coeffs index`` and the attributes of the module
+    docstring present; ``complete`` true; ``u [N, T, X]`` (or ``[N, T, C, X, Y]`` with
+    ``y [N, Y]`` and ``channels``) against ``t [N, T]``, ``x [N, X]``, ``coeffs [N, K]`` with
+    K = ``len(coeff_names)``, ``index [N]`` integer and unique; a known equation; every
+    float value finite (the first offending trajectories named); ``t`` increasing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return [f"{path}: is a directory, not an HDF5 file"]
     try:
         f = h5py.File(path, "r")
     except OSError as err:
         return [f"{path}: not a readable HDF5 file ({err})"]
     with f:
-        missing = [k for k in REQUIRED if k not in f]
-        missing_attrs = [a for a in REQUIRED_ATTRS if a not in f.attrs]
-        if missing or missing_attrs:
-            return [f"{path}: missing datasets {missing} / attributes {missing_attrs}"]
+        two_d = "u" in f and isinstance(f["u"], h5py.Dataset) and f["u"].ndim == 5
+        need = REQUIRED + (("y",) if two_d else ())
+        missing = [k for k in need if k not in f]
+        not_data = [k for k in need if k in f and not isinstance(f[k], h5py.Dataset)]
+        missing_attrs = [
+            a for a in REQUIRED_ATTRS + (("channels",) if two_d else ()) if a not in f.attrs
+        ]
+        if missing or missing_attrs or not_data:
+            what = [f"missing datasets {missing}"] if missing else []
+            what += [f"groups where datasets belong {not_data}"] if not_data else []
+            what += [f"missing attributes {missing_attrs}"] if missing_attrs else []
+            return [f"{path}: {' / '.join(what)}"]
+        problems: list[str] = []
         if not bool(f.attrs["complete"]):
-            problems.append(f"{path}: generation did not finish (attribute complete=False)")
-        u, t, x, coeffs = (f[k] for k in ("u", "t", "x", "coeffs"))
-        n = u.shape[0]
-        frames = u.shape[1]
-        if t.shape != (n, frames):
-            problems.append(f"{path}: t has shape {t.shape}, expected {(n, frames)}")
-        if u.ndim == 3 and x.shape != (n, u.shape[2]):
-            problems.append(f"{path}: x has shape {x.shape}, expected {(n, u.shape[2])}")
-        names = json.loads(f.attrs["coeff_names"])
-        if coeffs.shape != (n, len(names)):
-            problems.append(f"{path}: coeffs {coeffs.shape} but coeff_names {names}")
-        if u.ndim == 5 and "channels" not in f.attrs:
-            problems.append(f"{path}: 2-D field without a 'channels' attribute")
-        for name in REQUIRED:
-            data = f[name][...]
-            if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-                bad = np.unique(np.nonzero(~np.isfinite(data.reshape(n, -1)))[0])
-                problems.append(f"{path}: {name} has non-finite values in trajectories "
-                                f"{bad[:10].tolist()}{' …' if len(bad) > 10 else ''}")
-        tt = t[...]
-        if tt.shape[1] > 1 and not np.all(np.diff(tt, axis=1) > 0):
+            problems.append(
+                f"{path}: generation did not finish (attribute complete=False: an interrupted "
+                "chunk); delete it and re-run equissl-generate with the same chunk=k "
+                "num_chunks=n"
+            )
+        equation = str(f.attrs["equation"])
+        if equation not in KNOWN_EQUATIONS:
+            problems.append(
+                f"{path}: attribute equation={equation!r} is not one of {sorted(KNOWN_EQUATIONS)}"
+            )
+        u, t, x, coeffs, index = (f[k] for k in REQUIRED)
+        if u.ndim not in (3, 5) or u.dtype.kind != "f":
+            return problems + [
+                f"{path}: u must be float [N, T, X] or [N, T, C, X, Y], got {u.dtype} {u.shape}"
+            ]
+        n, frames = u.shape[:2]
+        expected = {"t": (n, frames), "x": (n, u.shape[-2] if two_d else u.shape[2]), "index": (n,)}
+        if two_d:
+            expected["y"] = (n, u.shape[-1])
+            channels = json.loads(f.attrs["channels"])
+            if len(channels) != u.shape[2]:
+                problems.append(
+                    f"{path}: attribute channels {channels} names {len(channels)} "
+                    f"channels but u has {u.shape[2]}"
+                )
+        for key, shape in expected.items():
+            if f[key].shape != shape:
+                problems.append(
+                    f"{path}: {key} has shape {f[key].shape}, expected {shape} (u is {u.shape})"
+                )
+        names, bad_names = _coeff_names(f, path)
+        problems += bad_names
+        if names is not None and coeffs.shape != (n, len(names)):
+            problems.append(
+                f"{path}: coeffs has shape {coeffs.shape}, expected "
+                f"{(n, len(names))} (N trajectories x coeff_names {names})"
+            )
+        if index.dtype.kind not in "iu":
+            problems.append(f"{path}: index must be integer trajectory ids, got {index.dtype}")
+        elif index.shape == (n,) and len(np.unique(index[...])) != n:
+            problems.append(f"{path}: index lists some trajectory ids more than once")
+        for name in need:
+            data = f[name]
+            if data.dtype.kind != "f":
+                continue
+            count, rows = _first_nonfinite(data)
+            if count:
+                ids = index[...] if index.shape == (n,) else None
+                first = f" (trajectory id {int(ids[rows[0]])})" if ids is not None else ""
+                problems.append(
+                    f"{path}: {name} has non-finite values in {count} trajectory(ies) "
+                    f"{rows}{' …' if count > len(rows) else ''}; first at row {rows[0]}{first}"
+                )
+        if t.shape == (n, frames) and frames > 1 and not np.all(np.diff(t[...], axis=1) > 0):
             problems.append(f"{path}: t is not strictly increasing")
     return problems
 
 
-def validate_pde_path(path: str | Path) -> list[str]:
-    """Validate one ``.h5`` file or every ``.h5`` file of a directory."""
+def _summary(path: Path) -> dict[str, Any]:
+    """Equation, frame/grid shape, coefficient names and ids of a valid file."""
+    with h5py.File(path, "r") as f:
+        return {
+            "equation": str(f.attrs["equation"]),
+            "shape": tuple(f["u"].shape[1:]),
+            "coeff_names": json.loads(f.attrs["coeff_names"]),
+            "index": f["index"][...],
+        }
+
+
+def check_pde_files(files: list[Path]) -> list[str]:
+    """Problems of a set of trajectory files read as one dataset.
+
+    Each file on its own (:func:`validate_pde_file`), then across files: one equation per
+    folder, the same frames and grid, the same coefficient names, no trajectory id twice.
+    """
+    problems = [p for path in files for p in validate_pde_file(path)]
+    valid = [p for p in files if not any(m.startswith(f"{p}:") for m in problems)]
+    if len(valid) < 2:
+        return problems
+    info = {p: _summary(p) for p in valid}
+    for key, what in (
+        ("equation", "equations"),
+        ("shape", "frame/grid shapes u[1:]"),
+        ("coeff_names", "coefficient names"),
+    ):
+        groups: dict[str, list[str]] = {}
+        for p, i in info.items():
+            groups.setdefault(str(i[key]), []).append(p.name)
+        if len(groups) > 1:
+            listing = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(groups.items()))
+            problems.append(
+                f"{valid[0].parent}: files mix {what} ({listing}); keep one dataset per folder"
+            )
+    owners: dict[int, str] = {}
+    for p, i in info.items():
+        twice = sorted({int(j) for j in i["index"] if int(j) in owners})
+        if twice:
+            others = sorted({owners[j] for j in twice})
+            problems.append(
+                f"{p}: trajectory ids {twice[:10]} also in {', '.join(others)} "
+                "(chunks of two different runs?)"
+            )
+        owners.update({int(j): p.name for j in i["index"]})
+    return problems
+
+
+def pde_files(path: str | Path) -> tuple[list[Path], list[str]]:
+    """``(files, problems)``: one ``.h5`` file, or every ``*.h5`` entry of a folder."""
     path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.h5"))
-        if not files:
-            return [f"{path}: no .h5 files"]
-        return [p for f in files for p in validate_pde_file(f)]
     if not path.exists():
-        return [f"{path}: not found"]
-    return validate_pde_file(path)
+        return [], [f"{path}: not found"]
+    if path.is_dir() and path.suffix not in (".h5", ".hdf5"):
+        files = sorted(path.glob("*.h5"))
+        return files, [] if files else [f"{path}: no .h5 trajectory files"]
+    if path.is_dir():  # a folder named like a file: read its files only if it holds some
+        files = sorted(path.glob("*.h5"))
+        return files, [] if files else [f"{path}: is a directory, not an HDF5 file"]
+    return [path], []
+
+
+def validate_pde_path(path: str | Path) -> list[str]:
+    """Validate one ``.h5`` file or every ``.h5`` file of a directory (every problem)."""
+    files, problems = pde_files(path)
+    return problems + check_pde_files(files)
+
+
+def require_valid_pde(path: str | Path) -> list[Path]:
+    """The trajectory files of ``path``, after :func:`validate_pde_path` found no problem.
+
+    Raises:
+        DatasetFormatError: every problem found, each naming its file and key.
+    """
+    files, problems = pde_files(path)
+    problems += check_pde_files(files)
+    if problems:
+        raise DatasetFormatError(
+            f"PDE data {path}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems)
+        )
+    return files
