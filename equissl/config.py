@@ -153,6 +153,8 @@ class EvalRunConfig:
     parts: list[str] | None = None  # default: every part the method names
     device: str = "auto"
     seed: int = 0  # evaluation views (PDE windows), pairs, probe initialisation
+    # Methods with a sequence representation: views per sequence at evaluation time (M).
+    sequence_views: list[int] = field(default_factory=lambda: [1, 3, 5])
     probes: dict[str, Any] = field(default_factory=dict)
 
 

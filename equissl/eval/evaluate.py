@@ -77,12 +77,15 @@ def evaluate_checkpoint(
     cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
     feats = {}
     for role, ds in splits.items():
-        settings = {"views": views, "seed": seed, "split": ds.split_name}
+        seq = list(eval_cfg.get("sequence_views") or []) if meta.get("sequence_representation") \
+            else []
+        settings = {"views": views, "seed": seed, "split": ds.split_name, "sequences": seq}
         key = cache_key(digest, ds.manifest(), settings)
         feats[role] = cached_features(
             method, ds, cache_dir / f"{ds.split_name}_{key}.pt", views_per_object=views,
             seed=seed, batch_size=int(eval_cfg["batch_size"]),
             num_workers=int(eval_cfg["num_workers"]), device=device, progress=progress,
+            sequence_views=seq,
         )
     ctx = EvalContext(
         train=feats["train"], val=feats["val"], action_space=splits["train"].action_space,
@@ -104,7 +107,9 @@ def evaluate_checkpoint(
             skipped[name] = reason
             log.info("probe %s skipped: %s", name, reason)
             continue
-        for part in parts:
+        sequence_parts = [s for s in feats["train"].sequences
+                          if s.split("@")[0] in parts] if probe.on_sequences else []
+        for part in [*parts, *sequence_parts]:
             res = probe.run(ctx, part)
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
             log.info("%s/%s: %s", part, name, res.metrics)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class FeatureSet:
         labels: ``[N]`` int64 class labels (-1 unknown).
         coeffs: ``[N, K]`` float32 invariant targets (``K = 0`` for images).
         index: ``[N]`` int64 object ids.
+        sequences: ``{"<part>@M<m>": [N, 1, D_part]}`` sequence representations of the first
+            ``m`` evaluation views of each object (methods with a sequence representation).
     """
 
     parts: dict[str, Tensor]
@@ -47,6 +49,11 @@ class FeatureSet:
     labels: Tensor
     coeffs: Tensor
     index: Tensor
+    sequences: dict[str, Tensor] = field(default_factory=dict)
+
+    def part(self, name: str) -> Tensor:
+        """``[N, V, D]`` features of a part, or ``[N, 1, D]`` of a sequence part."""
+        return self.parts[name] if name in self.parts else self.sequences[name]
 
     @property
     def num_objects(self) -> int:
@@ -58,7 +65,7 @@ class FeatureSet:
 
     def to_dict(self) -> dict[str, Any]:
         return {"parts": self.parts, "latents": self.latents, "labels": self.labels,
-                "coeffs": self.coeffs, "index": self.index}
+                "coeffs": self.coeffs, "index": self.index, "sequences": self.sequences}
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -90,8 +97,11 @@ def extract_features(
     num_workers: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    sequence_views: Iterable[int] = (),
 ) -> FeatureSet:
-    """Represent every evaluation view of every object of ``dataset`` with the frozen model."""
+    """Represent every evaluation view of every object of ``dataset`` with the frozen model
+    (and, for methods with a sequence representation, sequences of ``sequence_views``
+    views)."""
     method.eval().to(device)
     single = dataset.evaluation_views(views_per_object, seed)
     n, v = len(dataset), single.views_per_object
@@ -107,13 +117,40 @@ def extract_features(
         labels.append(batch["label"])
         coeffs.append(batch["coeffs"])
         index.append(batch["index"])
-    return FeatureSet(
+    fs = FeatureSet(
         parts={k: torch.cat(p).view(n, v, -1) for k, p in parts.items()},
         latents=torch.cat(lats).view(n, v, -1),
         labels=torch.cat(labels).view(n, v)[:, 0].clone(),
         coeffs=torch.cat(coeffs).view(n, v, -1)[:, 0].clone(),
         index=torch.cat(index).view(n, v)[:, 0].clone(),
     )
+    if getattr(method, "sequence_representation", False) and sequence_views:
+        fs.sequences = extract_sequences(method, single, n, v, sequence_views, batch_size,
+                                         device, progress)
+    return fs
+
+
+@torch.inference_mode()
+def extract_sequences(method: SSLMethod, single: Any, n: int, v: int,
+                      lengths: Iterable[int], batch_size: int, device: str | torch.device,
+                      progress: bool) -> dict[str, Tensor]:
+    """``method.represent_sequence`` of the first ``m`` evaluation views of every object,
+    for every ``m`` in ``lengths`` (capped at the views available): ``{"<part>@M<m>":
+    [N, 1, D]}``."""
+    out: dict[str, list[Tensor]] = {}
+    lengths = sorted({min(int(m), v) for m in lengths if int(m) > 0})
+    per_batch = max(1, batch_size // max(lengths, default=1))
+    for start in tqdm(range(0, n, per_batch), desc="sequence features", unit="batch",
+                      disable=not progress or not lengths):
+        objs = range(start, min(n, start + per_batch))
+        items = [[single[o * v + j] for j in range(max(lengths))] for o in objs]
+        views = torch.stack([torch.cat([it["views"] for it in row]) for row in items])
+        lats = torch.stack([torch.cat([it["latents"] for it in row]) for row in items])
+        for m in lengths:
+            reps = method.represent_sequence(views[:, :m].to(device), lats[:, :m].to(device))
+            for name, rep in reps.items():
+                out.setdefault(f"{name}@M{m}", []).append(rep.float().cpu()[:, None])
+    return {k: torch.cat(t) for k, t in out.items()}
 
 
 def cached_features(method: SSLMethod, dataset: ViewDataset, cache_file: Path,

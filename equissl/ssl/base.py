@@ -132,10 +132,12 @@ class SSLMethod(pl.LightningModule):
         r = self.backbone(views)
         return {name: r[:, sl] for name, sl in self.parts.items()}
 
-    def represent_sequence(self, views: Tensor, actions: Tensor) -> dict[str, Tensor]:
-        """Representation of ``M`` views of each object and the actions between them:
-        ``views [B, M, *view_shape]``, ``actions [B, M, A]`` -> ``{part: [B, D_part]}``
-        (only for methods with :attr:`sequence_representation`)."""
+    def represent_sequence(self, views: Tensor, latents: Tensor) -> dict[str, Tensor]:
+        """Representation of ``M`` views of each object: ``views [B, M, *view_shape]`` and
+        their latents ``[B, M, P]`` (the method derives its actions with
+        ``self.action.relative``) -> ``{part: [B, D_part]}``. Only for methods with
+        :attr:`sequence_representation`; the evaluation stage calls it for every
+        ``M`` in ``eval.sequence_views``."""
         raise NotImplementedError(f"{type(self).__name__} has no sequence representation")
 
     # ------------------------------------------------------------------------ training

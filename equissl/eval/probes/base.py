@@ -56,7 +56,14 @@ class EvalContext:
 
 
 class Probe:
-    """Base of every probe. ``name`` is its key under ``eval.probes`` (the result key)."""
+    """Base of every probe. ``name`` is its key under ``eval.probes`` (the result key).
+
+    :meth:`run` receives a part name; ``ctx.train.part(name)`` is ``[N, V, D]``. Probes that
+    also make sense on sequence representations (``"<part>@M<m>"``, ``[N, 1, D]``) set
+    :attr:`on_sequences`.
+    """
+
+    on_sequences: bool = False
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         self.name = name

@@ -51,6 +51,8 @@ def classification_probe(
 class ClassificationProbe(Probe):
     """Linear probe on the class label (top-1 and class-balanced top-1)."""
 
+    on_sequences = True  # e.g. seq-JEPA's aggregate over M views
+
     def skip_reason(self, ctx: EvalContext) -> str | None:
         if ctx.num_classes <= 1 or not bool((ctx.train.labels >= 0).any()):
             return "the data carry no class labels"
@@ -58,6 +60,6 @@ class ClassificationProbe(Probe):
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
-        return classification_probe(ctx.train.parts[part][tr], ctx.train.labels[tr],
-                                    ctx.val.parts[part][va], ctx.val.labels[va],
+        return classification_probe(ctx.train.part(part)[tr], ctx.train.labels[tr],
+                                    ctx.val.part(part)[va], ctx.val.labels[va],
                                     ctx.num_classes, self.cfg, ctx.device, ctx.progress)
