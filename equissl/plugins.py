@@ -53,4 +53,22 @@ def describe_registries() -> str:
                 names = [f.name for f in dataclasses.fields(entry.config)]
                 lines.append(f"  {'':<18} keys: {', '.join(names)}")
         lines.append("")
+    lines.append("config options (configs/<group>/<option>.yaml; add yours with "
+                 "hydra.searchpath):")
+    for group, options in config_options().items():
+        lines.append(f"  {group:<18} {', '.join(options)}")
     return "\n".join(lines)
+
+
+def config_options() -> dict[str, list[str]]:
+    """The YAML options shipped in ``equissl.configs``, by group."""
+    from importlib.resources import files
+
+    root = files("equissl.configs")
+    groups = {}
+    for group in sorted(root.iterdir(), key=lambda p: p.name):
+        if group.is_dir() and not group.name.startswith(("_", ".")) and group.name != "hydra":
+            names = sorted(p.name[:-5] for p in group.iterdir() if p.name.endswith(".yaml"))
+            if names:
+                groups[group.name] = names
+    return groups

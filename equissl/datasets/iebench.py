@@ -190,8 +190,11 @@ class IEBenchDataset(ViewDataset):
     @classmethod
     def generate(cls, cfg: dict[str, Any], settings: dict[str, Any],
                  progress: bool = True) -> dict[str, Any]:
-        from equissl.datasets.render import generate_iebench
-
+        try:
+            from equissl.datasets.render import generate_iebench
+        except ImportError as err:  # PDE-only installs need neither mitsuba nor trimesh
+            raise ImportError(f"rendering 3DIEBench-style data needs mitsuba and trimesh "
+                              f"({err.name} is missing): pip install mitsuba trimesh") from err
         return generate_iebench(cfg["root"], translation=bool(cfg.get("translation")),
                                 progress=progress, **settings)
 
