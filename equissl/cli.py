@@ -17,8 +17,13 @@ log = logging.getLogger("equissl")
 
 
 def eval_dir(checkpoint: str) -> str:
-    """Run directory of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>``."""
+    """Run directory of a checkpoint: ``<run>/checkpoints/x.ckpt`` -> ``<run>``.
+
+    Hydra resolves this before it creates the evaluation folder, so a missing checkpoint
+    fails here and leaves nothing behind."""
     p = Path(checkpoint)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint {p} not found")
     return str(p.parent.parent if p.parent.name == "checkpoints" else p.parent)
 
 
@@ -86,7 +91,7 @@ def _remove_if_empty(path: Path) -> None:
     """Drop a run directory that a failed command left with nothing but Hydra's own files."""
     import shutil
 
-    if path.is_dir() and all(p.name in (".hydra", "evaluate.log") for p in path.iterdir()):
+    if path.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -1,0 +1,72 @@
+"""Evaluation is reproducible, never serves stale features, and leaves nothing behind when
+it cannot start."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_module
+
+from equissl.cli import _resolved
+from equissl.eval.evaluate import evaluate_checkpoint
+from equissl.train import pretrain
+
+OVERRIDES = ["trainer=cpu", "data.batch_size=4", "data.image_size=32", "data.num_workers=0",
+             "logger=csv", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+             "eval.num_workers=0", "eval.probes.classification.epochs=3",
+             "eval.probes.rotation.epochs=3", "probe=[classification,rotation]"]
+
+
+def trained(tree: Path, tmp_path: Path) -> tuple[Path, dict]:
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        config = _resolved(compose("pretrain", overrides=[f"data.root={tree}", *OVERRIDES]))
+    return pretrain(config, tmp_path / "run"), config
+
+
+def test_two_identical_evaluations_agree(iebench_tree, tmp_path):
+    ckpt, config = trained(iebench_tree, tmp_path)
+    runs = []
+    for i, noise in enumerate((1, 12345)):
+        torch.manual_seed(noise)  # whatever the process's RNG state
+        np.random.seed(noise)
+        evaluate_checkpoint(ckpt, config["eval"], tmp_path / f"eval{i}", progress=False)
+        runs.append(json.loads((tmp_path / f"eval{i}" / "results.json").read_text())["metrics"])
+    assert runs[0] == runs[1] and len(runs[0]) == 15  # 3 parts x (2 + 3 metrics)
+    other = {**config["eval"], "probes": {k: {**v, "seed": 7}
+                                          for k, v in config["eval"]["probes"].items()}}
+    changed = evaluate_checkpoint(ckpt, other, tmp_path / "eval_seed7", progress=False)
+    assert changed["metrics"] != runs[0]  # the seed is really used
+
+
+def test_changed_data_under_the_same_root_is_re_extracted(iebench_tree, tmp_path):
+    ckpt, config = trained(iebench_tree, tmp_path)
+    out = tmp_path / "eval"
+    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
+    first = sorted(p.name for p in (out / "features").iterdir())
+    assert len(first) == 2  # train and val
+    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
+    assert sorted(p.name for p in (out / "features").iterdir()) == first  # cache hit
+    # replace one val object's image by another object's: same root, same split files
+    val = np.load(iebench_tree / "data" / "val_images.npy")
+    a, b = (iebench_tree / e.strip("/") for e in val[:2])
+    (a / "image_0.jpg").write_bytes((b / "image_3.jpg").read_bytes())
+    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
+    now = sorted(p.name for p in (out / "features").iterdir())
+    assert len(now) == 3 and set(first) < set(now)  # the val features were re-extracted
+    # a changed split file (labels) re-extracts too
+    labels = np.load(iebench_tree / "data" / "train_labels.npy")
+    np.save(iebench_tree / "data" / "train_labels.npy", labels[::-1].copy())
+    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
+    assert len(list((out / "features").iterdir())) == 4
+
+
+def test_missing_checkpoint_leaves_no_folder(tmp_path):
+    script = Path(sys.executable).parent / "equissl-evaluate"
+    missing = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    res = subprocess.run([str(script), f"checkpoint={missing}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and str(missing) in res.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("eval_*"))
