@@ -23,6 +23,7 @@ from equissl.datasets.iebench_format import (
     read_image,
     read_latent,
 )
+from equissl.training.keys import SampleKey, split_key
 
 
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
@@ -99,8 +100,10 @@ class IEBenchDataset(Dataset):
         return make_item(torch.stack(imgs), torch.from_numpy(lats).float(),
                          label=int(self.split.labels[index]), index=index)
 
-    def __getitem__(self, index: int) -> Item:
-        views = torch.randperm(self.views_per_object)[: self.num_views].tolist()
+    def __getitem__(self, key: SampleKey) -> Item:
+        # (index, sample_seed) keys of the training sampler fix the views; int: global RNG
+        index, gen = split_key(key)
+        views = torch.randperm(self.views_per_object, generator=gen)[: self.num_views].tolist()
         return self.load(index, views)
 
     def all_views(self) -> IEBenchAllViews:
