@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from equissl.datasets.contract import ActionSpace
 from equissl.datasets.iebench import IEBenchDataset
 from equissl.registry import Registry
+from equissl.training.sampler import build_train_loader
 
 Builder = Callable[[dict[str, Any], dict[str, Any], str], Dataset]
 DATASETS: Registry[Builder] = Registry("dataset")
@@ -70,12 +71,14 @@ class PretrainDataModule(pl.LightningDataModule):
     Args:
         data: resolved ``data`` config section (per-device ``batch_size``).
         method: resolved ``method`` config section (``num_views``, ``action``).
+        seed: the run's seed (data order and per-sample randomness, equissl.training.sampler).
     """
 
-    def __init__(self, data: dict[str, Any], method: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], method: dict[str, Any], seed: int = 0) -> None:
         super().__init__()
         self.data_cfg = data
         self.method_cfg = method
+        self.seed = int(seed)
         if int(data["num_views"]) != int(method["num_views"]):
             raise ValueError(
                 f"data.num_views={data['num_views']} but method {method['name']} uses "
@@ -92,20 +95,11 @@ class PretrainDataModule(pl.LightningDataModule):
         return num_classes_of(self.train_set)
 
     def train_dataloader(self) -> DataLoader:
-        workers = int(self.data_cfg["num_workers"])
-        batch = int(self.data_cfg["batch_size"])
-        if len(self.train_set) < batch:
-            raise ValueError(
-                f"data.batch_size={batch} exceeds the {len(self.train_set)} training objects of "
-                f"{self.data_cfg['root']}; lower data.batch_size"
-            )
-        return DataLoader(
-            self.train_set,
-            batch_size=batch,
-            shuffle=True,
-            drop_last=True,  # batch statistics (variance, covariance) need full batches
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            worker_init_fn=_single_threaded_worker,
+        # Resumable, seeded, sharded per rank (the Trainer runs use_distributed_sampler=False).
+        trainer = self.trainer
+        return build_train_loader(
+            self.train_set, batch_size=int(self.data_cfg["batch_size"]),
+            num_workers=int(self.data_cfg["num_workers"]), seed=self.seed,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
         )
