@@ -161,8 +161,10 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     except SIGTERMException:
         pass  # Lightning's own SIGTERM path (a signal before on_train_start): handled below
     if checkpoint.exit_code is not None:
+        log.warning("%s (exit code %d)", checkpoint.stop_message, checkpoint.exit_code)
         raise TrainingStopped(checkpoint.exit_code, checkpoint.stop_message)
     if signals.signum is not None and trainer.global_step != checkpoint.saved_step:
+        log.warning("signal %d before a checkpoint could be written", signals.signum)
         raise TrainingStopped(
             128 + signals.signum, f"signal {signals.signum} before a checkpoint could be written"
         )
