@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_iebench_tree  # tests/conftest.py
 from hydra import compose, initialize_config_module
 
 from equissl.checkpointing import load_checkpoint
@@ -18,6 +18,16 @@ from equissl.train import pretrain
 
 SCRIPT = Path(sys.executable).parent / "equissl-pretrain"
 REFERENCE_STEPS = 9  # two epochs and a step, at 4 steps per epoch
+
+
+def _write_iebench_tree(root: Path) -> Path:
+    # tests/conftest.py by path: several conftest modules share the name "conftest"
+    spec = importlib.util.spec_from_file_location(
+        "equissl_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_iebench_tree(root)
 
 
 def fast_args(root: Path, steps: int, *extra: str) -> list[str]:
@@ -114,7 +124,7 @@ def assert_same_state(a: Path, b: Path) -> None:
 # Fixtures shared by the test modules (imported there): one tree, one uninterrupted run.
 @pytest.fixture(scope="session")
 def ft_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_iebench_tree(tmp_path_factory.mktemp("ft") / "3DIEBench")
+    return _write_iebench_tree(tmp_path_factory.mktemp("ft") / "3DIEBench")
 
 
 @pytest.fixture(scope="session")
