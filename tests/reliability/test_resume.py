@@ -86,3 +86,20 @@ def test_items_depend_on_the_key_only(ft_tree):
     torch.manual_seed(123)  # process history must not matter
     assert torch.equal(ds[key]["views"], first)
     assert not all(torch.equal(ds[(3, derive_seed(0, e, 3))]["views"], first) for e in range(2, 6))
+
+
+def test_global_rng_states_survive_a_weights_only_checkpoint(reference, tmp_path):
+    # Our datasets and loader never touch the global RNGs, so the resume tests above cannot
+    # see this; any other user of them (a transform, a loss) relies on it.
+    import numpy as np
+
+    from equissl.training.checkpoints import RNG_KEY, collect_rng_states, set_rng_states
+
+    assert RNG_KEY in load_checkpoint(reference / "checkpoints" / "last.ckpt")
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    torch.save(collect_rng_states(), tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    set_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (random.random(), np.random.rand(), torch.rand(3))
+    assert got[:2] == expected[:2] and torch.equal(got[2], expected[2])
