@@ -1,4 +1,9 @@
-"""The pretraining stage: config -> datamodule, method, Lightning Trainer -> checkpoints."""
+"""The pretraining stage: config -> datamodule, method, Lightning Trainer -> checkpoints.
+
+Fault tolerance (DESIGN §10, :mod:`equissl.training`): ``last.ckpt`` at step boundaries
+(every ``checkpoint.every_n_steps``, epoch ends, the final step, SIGTERM/SIGUSR1), exact
+resume with the same command, stale temporary files removed at start-up.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,39 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from equissl.atomic import remove_stale_tmp
 from equissl.callbacks import ViewGridLogger
 from equissl.checkpointing import AtomicCheckpointIO
 from equissl.datasets.base import DATASETS, generate_dataset
 from equissl.datasets.builders import PretrainDataModule
 from equissl.ssl import build_method
+from equissl.training.checkpoints import RunCheckpoint, StepLossLog
+from equissl.training.sampler import check_rank_share
+from equissl.training.signals import StopSignals, TrainingStopped
 
 log = logging.getLogger(__name__)
 
 TRAINER_KEYS = (
-    "accelerator", "devices", "num_nodes", "strategy", "max_epochs", "max_steps", "precision",
-    "log_every_n_steps", "sync_batchnorm", "gradient_clip_val", "accumulate_grad_batches",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "max_epochs",
+    "max_steps",
+    "precision",
+    "log_every_n_steps",
+    "sync_batchnorm",
+    "gradient_clip_val",
+    "accumulate_grad_batches",
     "limit_train_batches",
     "enable_progress_bar",
+    "deterministic",
 )
 
 
@@ -46,18 +68,26 @@ def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
     if name == "tensorboard":
         return TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")
     if name == "csv":
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        # A new version folder per start: a resumed run keeps the earlier attempts' metrics.
+        return CSVLogger(save_dir=str(run_dir), name="csv")
     if name == "none":
         return False
     raise ValueError(f"unknown logger {name!r}; choose tensorboard, csv or none")
 
 
-def resume_path(ckpt_dir: Path, run_dir: Path) -> str | None:
-    """The newest of ``last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt``, if any."""
-    candidates = [p for p in [ckpt_dir / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
-                  if p.is_file()]
+def resume_path(ckpt_dir: Path, run_dir: Path, resume_from: str | None = None) -> str | None:
+    """The run's own newest checkpoint, else ``resume_from``, else ``None``.
+
+    Own checkpoints: ``last.ckpt`` and Lightning's SLURM ``hpc_ckpt_*.ckpt`` of runs made
+    before equissl owned requeueing.
+    """
+    candidates = [
+        p for p in [ckpt_dir / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()
+    ]
     if not candidates:
-        return None
+        if resume_from and not Path(resume_from).is_file():
+            raise FileNotFoundError(f"resume_from={resume_from}: no such checkpoint")
+        return resume_from or None
     newest = max(candidates, key=lambda p: p.stat().st_mtime)
     return "hpc" if newest.name.startswith("hpc_ckpt_") else str(newest)
 
@@ -67,17 +97,38 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
 
     Returns:
         Path of ``<run_dir>/checkpoints/last.ckpt``.
+
+    Raises:
+        TrainingStopped: a signal stopped training (``SystemExit``; its ``code`` is the exit
+            code of :mod:`equissl.training.signals`).
+        ValueError: a rank's share of the training set is smaller than one batch.
     """
-    run_dir = Path(run_dir)
+    with StopSignals() as signals:
+        return _pretrain(config, Path(run_dir), signals)
+
+
+def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Path:
     pl.seed_everything(int(config["seed"]), workers=True)
-    prepare_data(config["data"])
-    datamodule = PretrainDataModule(config["data"], views_per_object(config))
-    method = build_method(config, datamodule.spec)
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1,
-                        save_on_train_epoch_end=True),
-    ]
+    if rank_zero_only.rank == 0:
+        for stale in remove_stale_tmp(ckpt_dir) + remove_stale_tmp(run_dir):
+            log.warning("removed %s, left by an interrupted write", stale)
+    prepare_data(config["data"])
+    datamodule = PretrainDataModule(config["data"], views_per_object(config),
+                                    seed=int(config["seed"]))
+    method = build_method(config, datamodule.spec)
+    last = ckpt_dir / "last.ckpt"
+    ccfg = config.get("checkpoint") or {}
+    checkpoint = RunCheckpoint(
+        last,
+        every_n_steps=int(ccfg.get("every_n_steps", 500)),
+        every_n_epochs=int(ccfg.get("every_n_epochs", 1)),
+        signals=signals,
+        requeue=bool(ccfg.get("requeue", True)),
+    )
+    callbacks: list[pl.Callback] = [checkpoint]
+    if config["logger"].get("step_losses"):
+        callbacks.append(StepLossLog(run_dir / "step_losses.jsonl"))
     if config["trainer"]["enable_progress_bar"]:
         refresh = max(1, int(config["trainer"]["log_every_n_steps"]) // 5)
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
@@ -85,19 +136,39 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
         callbacks.append(ViewGridLogger(int(config["logger"]["view_grid_every_n_steps"])))
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        # equissl requeues (equissl.training.signals); Lightning's would save mid-step.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(
         **{k: config["trainer"][k] for k in TRAINER_KEYS},
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
-        deterministic=False,
+        plugins=plugins,
+        use_distributed_sampler=False,  # ResumableSampler shards by rank itself
     )
-    ckpt_path = resume_path(ckpt_dir, run_dir) if config.get("resume", True) else None
+    check_rank_share(
+        len(datamodule.train_set), trainer.world_size, int(config["data"]["batch_size"])
+    )
+    resume_from = config.get("resume_from")
+    ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
-    # The final state, also when max_steps stopped mid-epoch (collective: every rank calls).
-    last = ckpt_dir / "last.ckpt"
-    trainer.save_checkpoint(last, weights_only=False)
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        pass  # Lightning's own SIGTERM path (a signal before on_train_start): handled below
+    if checkpoint.exit_code is not None:
+        log.warning("%s (exit code %d)", checkpoint.stop_message, checkpoint.exit_code)
+        raise TrainingStopped(checkpoint.exit_code, checkpoint.stop_message)
+    if signals.signum is not None and trainer.global_step != checkpoint.saved_step:
+        log.warning("signal %d before a checkpoint could be written", signals.signum)
+        raise TrainingStopped(
+            128 + signals.signum, f"signal {signals.signum} before a checkpoint could be written"
+        )
+    # Runs that end without a step-boundary checkpoint of their final state (max_steps=0,
+    # the untrained baseline) save it here (collective: every rank calls).
+    if checkpoint.saved_step != trainer.global_step or not last.is_file():
+        trainer.save_checkpoint(last, weights_only=False)
     return last

@@ -30,6 +30,7 @@ from equissl.datasets.iebench_format import (
     read_latent,
 )
 from equissl.datasets.validate import check_split
+from equissl.training.keys import SampleKey, split_key
 
 
 @dataclass
@@ -152,8 +153,10 @@ class IEBenchDataset(ViewDataset):
         return make_item(torch.stack(imgs), torch.from_numpy(lats).float(),
                          label=int(self.split.labels[index]), index=index)
 
-    def __getitem__(self, index: int) -> Item:
-        views = torch.randperm(self.views_per_object)[: self.num_views].tolist()
+    def __getitem__(self, key: SampleKey) -> Item:
+        # (index, sample_seed) keys of the training sampler fix the views; int: global RNG
+        index, gen = split_key(key)
+        views = torch.randperm(self.views_per_object, generator=gen)[: self.num_views].tolist()
         return self.load(index, views)
 
     def evaluation_views(self, views_per_object: int, seed: int) -> IEBenchEvalViews:

@@ -67,14 +67,16 @@ class OnErrorDataset(Dataset):
             raise AttributeError(name)
         return getattr(self.base, name)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         if self.policy == "fail":
-            return self.base[index]
+            return self.base[key]
+        # A sampler key (index, sample_seed) keeps its seed for the replacement item.
+        index, seed = key if isinstance(key, tuple) else (key, None)
         n = len(self)
         for offset in range(n):
-            j = (index + offset) % n
+            j = (int(index) + offset) % n
             try:
-                item = self.base[j]
+                item = self.base[j if seed is None else (j, seed)]
             except DatasetFormatError as err:
                 self.skipped += 1
                 log.warning("data.on_error=skip: item %d skipped (%s); %d skipped so far "

@@ -33,6 +33,7 @@ from equissl.datasets.contract import ActionSpace, Item, make_item, register_act
 from equissl.datasets.pde.residual import align_rows
 from equissl.datasets.pde.storage import require_valid_pde
 from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
+from equissl.training.keys import SampleKey, split_key
 
 # Default maximal strengths per generator (our choice, small relative to each axis: a tenth
 # of the domain for shifts, ~0.3 velocity units for boosts, ±0.1 in log-scale).
@@ -169,10 +170,12 @@ class PDEWindowDataset(Dataset):
             x = grid.expand_as(u)
         return torch.stack((t.expand_as(u), x, u)).float()
 
-    def __getitem__(self, i: int) -> Item:
+    def __getitem__(self, key: SampleKey) -> Item:
+        # (index, sample_seed) keys of the training sampler fix the draws; int: global RNG
+        i, gen = split_key(key)
         frames = self.u.shape[1]
-        starts = torch.randint(0, frames - self.window + 1, (self.num_views,))
-        eps = (2 * torch.rand(self.num_views, self.group.dim, dtype=torch.float64) - 1)
+        starts = torch.randint(0, frames - self.window + 1, (self.num_views,), generator=gen)
+        eps = 2 * torch.rand(self.num_views, self.group.dim, generator=gen, dtype=torch.float64) - 1
         eps = eps * self.max_strength
         views = torch.stack([self.view(i, int(s), e) for s, e in zip(starts, eps, strict=True)])
         latents = torch.cat([eps, self.t[i, starts, None]], dim=1).float()

@@ -1,0 +1,53 @@
+"""SIGTERM / SIGUSR1: a checkpoint at the next step boundary, then a documented exit code;
+equissl (not Lightning) requeues on SLURM's SIGUSR1."""
+
+import json
+import os
+import signal
+
+from ft_helpers import fast_args, run, run_dir, start, wait_for_steps
+
+from equissl.checkpointing import load_checkpoint
+from equissl.training.signals import EXIT_OK, EXIT_RESUMABLE
+
+# No periodic or epoch checkpoints: only the signal can have written last.ckpt.
+QUIET = ("checkpoint.every_n_steps=0", "checkpoint.every_n_epochs=0")
+
+
+def test_sigterm_checkpoints_exits_75_and_the_same_command_continues(iebench_tree, tmp_path):
+    args = fast_args(iebench_tree, 1000, *QUIET)
+    proc = start(args, tmp_path)
+    wait_for_steps(proc, tmp_path, 3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_RESUMABLE, err[-3000:]
+    assert "SIGTERM: stopped after step" in out + err
+    d = run_dir(tmp_path)
+    stopped = load_checkpoint(d / "checkpoints" / "last.ckpt")["global_step"]
+    logged = [json.loads(ln)["step"] for ln in (d / "step_losses.jsonl").read_text().splitlines()]
+    assert stopped >= 3 and logged == list(range(1, stopped + 1))
+
+    # a larger or smaller budget keeps the run directory (budget is not hashed)
+    again = run(fast_args(iebench_tree, stopped + 2, *QUIET), tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert run_dir(tmp_path) == d
+    logged = [json.loads(ln)["step"] for ln in (d / "step_losses.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, stopped + 3))
+
+
+def test_sigusr1_requeues_through_scontrol(iebench_tree, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    fake = bin_dir / "scontrol"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    proc = start(fast_args(iebench_tree, 1000, *QUIET), tmp_path, env=env)
+    wait_for_steps(proc, tmp_path, 2)
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_OK, err[-3000:]
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert "SLURM job requeued" in out + err
+    assert load_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")["global_step"] >= 2
