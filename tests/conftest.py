@@ -58,3 +58,24 @@ def iebench_tree(tmp_path: Path) -> Path:
 @pytest.fixture
 def iebench_t_tree(tmp_path: Path) -> Path:
     return write_iebench_tree(tmp_path / "3DIEBench-T", latent_dim=10)
+
+
+def compose_pretrain(overrides: list[str]) -> dict:
+    """The resolved pretraining config of ``overrides``, with the test parts of
+    ``tests/toy_parts.py`` registered (their schemas are options: ``method=toy_schema``)."""
+    from hydra import compose, initialize_config_module
+
+    import tests.toy_parts  # noqa: F401  (registers the toy parts)
+    from equissl.cli import _resolved
+    from equissl.config import register_configs
+
+    register_configs()
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        return _resolved(compose("pretrain", overrides=overrides))
+
+
+#: a toy method on a two-layer CNN, CPU, no progress bar: quick in-process runs
+TOY = ["method=toy_schema", "method.name=toy", "backbone=tiny_cnn_schema", "trainer=cpu",
+       "data.batch_size=4", "data.image_size=32", "data.num_workers=0", "logger=csv",
+       "logger.name=none",
+       "trainer.enable_progress_bar=false"]

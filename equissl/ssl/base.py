@@ -207,9 +207,14 @@ class SSLMethod(pl.LightningModule):
         return momentum_tau(self.global_step, total, float(m["base_tau"]),
                             float(m["final_tau"]))
 
+    def on_train_start(self) -> None:
+        self._ema_step = self.global_step
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         pairs = self.momentum_pairs()
-        if pairs:
+        # Once per optimizer step (with gradient accumulation, batches between steps take none).
+        if pairs and self.global_step != getattr(self, "_ema_step", -1):
+            self._ema_step = self.global_step
             tau = self.momentum()
             update_targets(pairs, tau)
             self.log("train/tau", tau, batch_size=batch["views"].shape[0])
@@ -252,6 +257,11 @@ class SSLMethod(pl.LightningModule):
         if int(o.get("warmup_steps", 0)) > 0:
             return total, int(o["warmup_steps"])
         batches = self.trainer.num_training_batches  # set by estimated_stepping_batches
+        if not math.isfinite(batches) and self.trainer.train_dataloader is None:
+            # max_epochs=-1: estimated_stepping_batches returned max_steps without loading
+            # the data; load it (as it does otherwise) for the batches per epoch.
+            self.trainer.fit_loop.setup_data()
+            batches = self.trainer.num_training_batches
         per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) \
             if math.isfinite(batches) else total
         return total, min(total, round(float(o["warmup_epochs"]) * per_epoch))
