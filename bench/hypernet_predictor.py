@@ -49,10 +49,14 @@ def main() -> None:
     t_ours = timed(lambda: p(z, a), args.repeats)
     mib = 4 / 2**20
     print(f"device={device} B={args.batch} D={args.dim} A={args.action_dim}")
-    print(f"reference (materialised W): {t_ref * 1e3:8.1f} ms  W memory "
-          f"{args.batch * args.dim**2 * mib:8.1f} MiB")
-    print(f"factored (ours)           : {t_ours * 1e3:8.1f} ms  B_k z memory "
-          f"{args.batch * args.action_dim * args.dim * mib:8.1f} MiB")
+    print(
+        f"reference (materialised W): {t_ref * 1e3:8.1f} ms  W memory "
+        f"{args.batch * args.dim**2 * mib:8.1f} MiB"
+    )
+    print(
+        f"factored (ours)           : {t_ours * 1e3:8.1f} ms  B_k z memory "
+        f"{args.batch * args.action_dim * args.dim * mib:8.1f} MiB"
+    )
     print(f"speed-up ratio reference/ours: {t_ref / t_ours:.2f}x   max |diff| = {diff:.2e}")
 
 

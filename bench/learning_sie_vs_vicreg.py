@@ -88,11 +88,16 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for name, part in (("sie", "equi"), ("sie", "inv"), ("vicreg", "full")):
         xs = sorted(results[name])
-        ax.plot([0, *xs], [rotation(results["untrained"][0], "full")]
-                + [rotation(results[name][x], part) for x in xs], marker="o",
-                label=f"{name} {part}")
-    ax.axhline(rotation(results["untrained"][0], "full"), color="grey", ls=":",
-               label="untrained full")
+        ax.plot(
+            [0, *xs],
+            [rotation(results["untrained"][0], "full")]
+            + [rotation(results[name][x], part) for x in xs],
+            marker="o",
+            label=f"{name} {part}",
+        )
+    ax.axhline(
+        rotation(results["untrained"][0], "full"), color="grey", ls=":", label="untrained full"
+    )
     ax.set_xlabel("pretraining steps (batch 64)")
     ax.set_ylabel("rotation r2_global (val)")
     ax.legend(fontsize=8)
@@ -108,13 +113,16 @@ def report(results: dict, seconds: dict) -> str:
         rows = [results["sie"][step], results["vicreg"][step], results["untrained"][0]]
         m = margins(results, step)
         lines += [
-            f"### {step} steps", "", markdown_table(rows),
+            f"### {step} steps",
+            "",
+            markdown_table(rows),
             f"rotation r2_global: SIE equi {rotation(rows[0], 'equi'):.3f} | VICReg full "
             f"{rotation(rows[1], 'full'):.3f} | untrained full {rotation(rows[2], 'full'):.3f}  ",
             f"margin SIE equi - VICReg full: {m['sie_equi_minus_vicreg']:+.3f} (want >= +0.1)",
             f"margin SIE equi - untrained:   {m['sie_equi_minus_untrained']:+.3f} (want >= +0.1)",
             f"classification top1: SIE full {rows[0]['metrics']['full/classification/top1']:.3f}"
-            f" | untrained full {rows[2]['metrics']['full/classification/top1']:.3f}", "",
+            f" | untrained full {rows[2]['metrics']['full/classification/top1']:.3f}",
+            "",
         ]
     lines.append(f"pretraining seconds: {json.dumps({k: round(v) for k, v in seconds.items()})}")
     return "\n".join(lines)
@@ -122,8 +130,11 @@ def report(results: dict, seconds: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--steps", default="600,1200,1800",
-                    help="comma-separated pretraining step counts to evaluate at")
+    ap.add_argument(
+        "--steps",
+        default="600,1200,1800",
+        help="comma-separated pretraining step counts to evaluate at",
+    )
     ap.add_argument("--work", default="outputs/bench_learning", help="run directories")
     ap.add_argument("--out", default=None, help="also write the report (Markdown) here")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run")

@@ -62,16 +62,26 @@ def main() -> None:
     coeffs = torch.zeros(args.batch, 0, dtype=torch.float64)
 
     def ours(substeps: int, batch: int) -> torch.Tensor:
-        return solve_etdrk4(eq, u0[:batch], length[:batch], horizon[:batch], coeffs[:batch],
-                            args.frames, substeps)
+        return solve_etdrk4(
+            eq, u0[:batch], length[:batch], horizon[:batch], coeffs[:batch], args.frames, substeps
+        )
 
     reference = ours(640, args.batch)
     t_eval = np.linspace(0, args.horizon, args.frames)
     m = args.scipy_trajectories
     start = time.perf_counter()
-    sols = [solve_ivp(numpy_rhs(args.equation, eq.length), (0, args.horizon), u0[i].numpy(),
-                      method="Radau", t_eval=t_eval, rtol=args.tol, atol=args.tol).y.T
-            for i in range(m)]
+    sols = [
+        solve_ivp(
+            numpy_rhs(args.equation, eq.length),
+            (0, args.horizon),
+            u0[i].numpy(),
+            method="Radau",
+            t_eval=t_eval,
+            rtol=args.tol,
+            atol=args.tol,
+        ).y.T
+        for i in range(m)
+    ]
     t_scipy = (time.perf_counter() - start) / m
     err_scipy = float(np.abs(np.stack(sols) - reference[:m].numpy()).max())
 
@@ -86,14 +96,20 @@ def main() -> None:
         if err_ours <= err_scipy or substeps >= 320:
             break
         substeps *= 2
-    print(f"{args.equation}: nx={args.nx}, T={args.horizon}, {args.frames} frames; "
-          f"reference = ETDRK4 with 640 steps/frame")
-    print(f"ours  (ETDRK4 {substeps} steps/frame, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads): "
-          f"{1 / t_ours:9.2f} trajectories/s, max error {err_ours:.2e}")
-    print(f"scipy (Radau tol {args.tol:.0e}, one trajectory at a time): "
-          f"{1 / t_scipy:9.2f} trajectories/s, "
-          f"max error {err_scipy:.2e}")
+    print(
+        f"{args.equation}: nx={args.nx}, T={args.horizon}, {args.frames} frames; "
+        f"reference = ETDRK4 with 640 steps/frame"
+    )
+    print(
+        f"ours  (ETDRK4 {substeps} steps/frame, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads): "
+        f"{1 / t_ours:9.2f} trajectories/s, max error {err_ours:.2e}"
+    )
+    print(
+        f"scipy (Radau tol {args.tol:.0e}, one trajectory at a time): "
+        f"{1 / t_scipy:9.2f} trajectories/s, "
+        f"max error {err_scipy:.2e}"
+    )
     print(f"speed-up ratio ours/scipy at matched accuracy: {t_scipy / t_ours:.1f}x")
 
 

@@ -19,8 +19,9 @@ class ViewGridLogger(pl.Callback):
         self.every_n_steps = every_n_steps
         self.max_objects = max_objects
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.every_n_steps <= 0 or trainer.global_step % self.every_n_steps:
             return
         if not trainer.is_global_zero:

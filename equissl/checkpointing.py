@@ -37,8 +37,7 @@ def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
 
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} is not an equissl checkpoint (no '{CHECKPOINT_KEY}' "
-                              "entry)")
+        raise CheckpointError(f"{path} is not an equissl checkpoint (no '{CHECKPOINT_KEY}' entry)")
     version = meta.get("version")
     if not isinstance(version, int):
         raise CheckpointError(f"{path}: '{CHECKPOINT_KEY}.version' is {version!r}, not an int")
@@ -59,8 +58,9 @@ def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} lacks {absent or ['state_dict']}")
     problems = config_problems(meta["config"])
     if problems:
-        raise CheckpointError(f"{path}: its config does not match this equissl's schemas: "
-                              + "; ".join(problems))
+        raise CheckpointError(
+            f"{path}: its config does not match this equissl's schemas: " + "; ".join(problems)
+        )
     return meta
 
 
@@ -78,10 +78,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint IO with atomic writes and ``weights_only`` reads."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         atomic_torch_save(checkpoint, path)
 
-    def load_checkpoint(self, path: Any, map_location: Any = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         return load_checkpoint(path, map_location or "cpu")

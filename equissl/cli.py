@@ -76,8 +76,12 @@ def _evaluate(cfg: DictConfig) -> None:
     _one_log_stream()
     config = _resolved(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    overrides = {"root": config["data_root"], "splits_dir": config["splits_dir"],
-                 "train_split": config["train_split"], "val_split": config["val_split"]}
+    overrides = {
+        "root": config["data_root"],
+        "splits_dir": config["splits_dir"],
+        "train_split": config["train_split"],
+        "val_split": config["val_split"],
+    }
     try:
         results = evaluate_checkpoint(config["checkpoint"], config["eval"], out_dir, overrides)
     except BaseException:

@@ -288,15 +288,17 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     from equissl.models.backbones import BACKBONES
     from equissl.ssl.base import METHODS
 
-    problems = [p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig,
-                                                                     "config")]
+    problems = [
+        p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig, "config")
+    ]
     sections = {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
     for section, registry in sections.items():
         values = config.get(section) or {}
         impl = values.get("impl") if isinstance(values, dict) else None
         if impl not in registry:
-            problems.append(f"{section}.impl={impl!r} is not registered; known: "
-                            f"{', '.join(registry.names())}")
+            problems.append(
+                f"{section}.impl={impl!r} is not registered; known: {', '.join(registry.names())}"
+            )
             continue
         problems += schema_problems(values, registry.entry(impl).config, section)
     return problems

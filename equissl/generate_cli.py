@@ -29,8 +29,7 @@ def data_config(name: str, out: str, overrides: list[str]) -> dict[str, Any]:
     register_configs()
     try:
         with initialize_config_module("equissl.configs", version_base="1.3"):
-            cfg = compose("pretrain", overrides=[f"data={name}", f"data.root={out}",
-                                                 *overrides])
+            cfg = compose("pretrain", overrides=[f"data={name}", f"data.root={out}", *overrides])
     except HydraException as err:
         raise SystemExit(f"equissl-generate: {err}") from None
     return OmegaConf.to_container(cfg.data, resolve=True)  # type: ignore[return-value]

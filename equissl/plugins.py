@@ -24,8 +24,9 @@ def load_plugins() -> list[Registry[Any]]:
         try:
             importlib.import_module(name)
         except ImportError as err:
-            raise ImportError(f"EQUISSL_PLUGINS names {name!r}, which cannot be imported: "
-                              f"{err}") from err
+            raise ImportError(
+                f"EQUISSL_PLUGINS names {name!r}, which cannot be imported: {err}"
+            ) from err
     return registries()
 
 
@@ -53,8 +54,7 @@ def describe_registries() -> str:
                 names = [f.name for f in dataclasses.fields(entry.config)]
                 lines.append(f"  {'':<18} keys: {', '.join(names)}")
         lines.append("")
-    lines.append("config options (configs/<group>/<option>.yaml; add yours with "
-                 "hydra.searchpath):")
+    lines.append("config options (configs/<group>/<option>.yaml; add yours with hydra.searchpath):")
     for group, options in config_options().items():
         lines.append(f"  {group:<18} {', '.join(options)}")
     return "\n".join(lines)

@@ -114,8 +114,9 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         for stale in remove_stale_tmp(ckpt_dir) + remove_stale_tmp(run_dir):
             log.warning("removed %s, left by an interrupted write", stale)
     prepare_data(config["data"])
-    datamodule = PretrainDataModule(config["data"], views_per_object(config),
-                                    seed=int(config["seed"]))
+    datamodule = PretrainDataModule(
+        config["data"], views_per_object(config), seed=int(config["seed"])
+    )
     method = build_method(config, datamodule.spec)
     last = ckpt_dir / "last.ckpt"
     ccfg = config.get("checkpoint") or {}

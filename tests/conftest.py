@@ -12,8 +12,14 @@ from scipy.spatial.transform import Rotation
 SYNSETS = ("02691156", "02958343", "03001627")  # real ShapeNet synset ids
 
 
-def write_iebench_tree(root: Path, objects_per_class: int = 4, views: int = 5, size: int = 32,
-                       latent_dim: int = 7, seed: int = 0) -> Path:
+def write_iebench_tree(
+    root: Path,
+    objects_per_class: int = 4,
+    views: int = 5,
+    size: int = 32,
+    latent_dim: int = 7,
+    seed: int = 0,
+) -> Path:
     """Write ``<root>/<synset>/<id>/image_i.jpg + latent_i.npy`` and ``<root>/data`` splits.
 
     Images are a projected, rotated 3-D arrow drawn with PIL, so pose is visible; labels are
@@ -31,8 +37,15 @@ def write_iebench_tree(root: Path, objects_per_class: int = 4, views: int = 5, s
             d.mkdir(parents=True)
             for v in range(views):
                 angles = rng.uniform(-np.pi / 2, np.pi / 2, 3)
-                lat = np.concatenate([angles, rng.uniform(0, 1, 1), rng.uniform(0, np.pi / 4, 1),
-                                      rng.uniform(0, 2 * np.pi, 1), rng.uniform(0, 1, 1)])
+                lat = np.concatenate(
+                    [
+                        angles,
+                        rng.uniform(0, 1, 1),
+                        rng.uniform(0, np.pi / 4, 1),
+                        rng.uniform(0, 2 * np.pi, 1),
+                        rng.uniform(0, 1, 1),
+                    ]
+                )
                 if latent_dim == 10:
                     lat = np.concatenate([lat, rng.uniform(-0.5, 0.5, 3)])
                 np.save(d / f"latent_{v}.npy", lat.astype(np.float64))
@@ -75,7 +88,15 @@ def compose_pretrain(overrides: list[str]) -> dict:
 
 
 #: a toy method on a two-layer CNN, CPU, no progress bar: quick in-process runs
-TOY = ["method=toy_schema", "method.name=toy", "backbone=tiny_cnn_schema", "trainer=cpu",
-       "data.batch_size=4", "data.image_size=32", "data.num_workers=0", "logger=csv",
-       "logger.name=none",
-       "trainer.enable_progress_bar=false"]
+TOY = [
+    "method=toy_schema",
+    "method.name=toy",
+    "backbone=tiny_cnn_schema",
+    "trainer=cpu",
+    "data.batch_size=4",
+    "data.image_size=32",
+    "data.num_workers=0",
+    "logger=csv",
+    "logger.name=none",
+    "trainer.enable_progress_bar=false",
+]

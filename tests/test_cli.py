@@ -15,15 +15,22 @@ from equissl.ssl.base import NonFiniteLossError
 from equissl.train import pretrain
 
 PROBE_EPOCHS = ["eval.probes.classification.epochs=2", "eval.probes.rotation.epochs=2"]
-FAST = ["trainer=cpu", "data.batch_size=4", "data.image_size=32", "data.num_workers=0",
-        "logger=csv", "trainer.log_every_n_steps=1"]
+FAST = [
+    "trainer=cpu",
+    "data.batch_size=4",
+    "data.image_size=32",
+    "data.num_workers=0",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def run(app: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run the installed console script ``equissl-<app>`` (DDP re-launches it by name)."""
     script = Path(sys.executable).parent / f"equissl-{app}"
-    return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def compose_pretrain(overrides: list[str]) -> dict:
@@ -32,8 +39,14 @@ def compose_pretrain(overrides: list[str]) -> dict:
 
 
 def test_pretrain_then_evaluate(iebench_tree, tmp_path):
-    args = [f"data.root={iebench_tree}", *FAST, "trainer.max_steps=2", "evaluate_after=true",
-            *PROBE_EPOCHS, "eval.num_workers=0"]
+    args = [
+        f"data.root={iebench_tree}",
+        *FAST,
+        "trainer.max_steps=2",
+        "evaluate_after=true",
+        *PROBE_EPOCHS,
+        "eval.num_workers=0",
+    ]
     res = run("pretrain", *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     run_dirs = list((tmp_path / "outputs" / "pretrain").iterdir())
@@ -48,14 +61,24 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert results["method"] == "sie" and results["data"] == "3diebench"
     for part in ("full", "inv", "equi"):
-        for key in ("classification/top1", "classification/balanced_top1",
-                    "rotation/r2_global", "rotation/r2_sklearn"):
+        for key in (
+            "classification/top1",
+            "classification/balanced_top1",
+            "rotation/r2_global",
+            "rotation/r2_sklearn",
+        ):
             assert f"{part}/{key}" in results["metrics"]
     assert "| sie (3diebench) | equi |" in res.stdout
 
     # the evaluation stage on its own, from the checkpoint alone
-    ev = run("evaluate", f"checkpoint={ckpt}", "probe=[rotation]",
-             "eval.probes.rotation.epochs=2", "eval.num_workers=0", cwd=tmp_path)
+    ev = run(
+        "evaluate",
+        f"checkpoint={ckpt}",
+        "probe=[rotation]",
+        "eval.probes.rotation.epochs=2",
+        "eval.num_workers=0",
+        cwd=tmp_path,
+    )
     assert ev.returncode == 0, ev.stderr[-3000:]
     out = next(run_dirs[0].glob("eval_*/results.json"))
     metrics = json.loads(out.read_text())["metrics"]
@@ -63,8 +86,15 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert (out.parent / "results.md").is_file() and (out.parent / "rotation_equi.png").is_file()
 
     # a multirun sweep ends with one combined table
-    sweep = run("evaluate", "-m", f"checkpoint={ckpt}", "eval.probes.rotation.epochs=1,2",
-                "eval.num_workers=0", "probe=[rotation]", cwd=tmp_path)
+    sweep = run(
+        "evaluate",
+        "-m",
+        f"checkpoint={ckpt}",
+        "eval.probes.rotation.epochs=1,2",
+        "eval.num_workers=0",
+        "probe=[rotation]",
+        cwd=tmp_path,
+    )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     combined = list((tmp_path / "multirun" / "evaluate").glob("*/combined.json"))
     assert len(combined) == 1 and len(json.loads(combined[0].read_text())) == 2
@@ -75,11 +105,14 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("method.sim_cooef=1", "sim_cooef"),
-    ("data.batch_size=many", "batch_size"),
-    ("method=nosuchmethod", "nosuchmethod"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("method.sim_cooef=1", "sim_cooef"),
+        ("data.batch_size=many", "batch_size"),
+        ("method=nosuchmethod", "nosuchmethod"),
+    ],
+)
 def test_config_errors_fail_at_start(iebench_tree, tmp_path, override, message):
     res = run("pretrain", f"data.root={iebench_tree}", "trainer=cpu", override, cwd=tmp_path)
     assert res.returncode != 0
@@ -88,8 +121,9 @@ def test_config_errors_fail_at_start(iebench_tree, tmp_path, override, message):
 
 
 def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
-    config = compose_pretrain([f"data.root={iebench_tree}", *FAST, "trainer.max_steps=0",
-                               "method=vicreg"])
+    config = compose_pretrain(
+        [f"data.root={iebench_tree}", *FAST, "trainer.max_steps=0", "method=vicreg"]
+    )
     ckpt = pretrain(config, tmp_path / "run")
     state = load_checkpoint(ckpt)
     assert state["global_step"] == 0 and state["equissl"]["config"]["method"]["name"] == "vicreg"
@@ -106,9 +140,16 @@ def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
 
 
 def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
-    res = run("pretrain", f"data.root={iebench_tree}", *FAST, "trainer.max_steps=2",
-              "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-              cwd=tmp_path)
+    res = run(
+        "pretrain",
+        f"data.root={iebench_tree}",
+        *FAST,
+        "trainer.max_steps=2",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ckpts = list((tmp_path / "outputs").rglob("last.ckpt"))
     assert len(ckpts) == 1
@@ -117,8 +158,16 @@ def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
 
 def test_generate_and_validate_pde(tmp_path):
     out = tmp_path / "kdv"
-    res = run("generate", "data=pde_kdv", f"out={out}", "num_trajectories=3", "params.nx=32",
-              "params.nt=12", "params.substeps=4", cwd=tmp_path)
+    res = run(
+        "generate",
+        "data=pde_kdv",
+        f"out={out}",
+        "num_trajectories=3",
+        "params.nx=32",
+        "params.nt=12",
+        "params.substeps=4",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ok = run("validate", str(out), cwd=tmp_path)
     assert ok.returncode == 0 and "OK" in ok.stdout

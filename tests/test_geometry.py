@@ -42,16 +42,16 @@ def test_relative_rotation_is_the_sie_reference_target():
     np.testing.assert_allclose(ours, ref, atol=1e-12)  # same sign too, as the SIE code
     # and it takes view a to view b: R_a · R_rel = R_b
     ra, rb = euler_xyz_to_matrix(t(a)), euler_xyz_to_matrix(t(b))
-    np.testing.assert_allclose((ra @ quaternion_to_matrix(t(ours))).numpy(), rb.numpy(),
-                               atol=1e-12)
+    np.testing.assert_allclose((ra @ quaternion_to_matrix(t(ours))).numpy(), rb.numpy(), atol=1e-12)
 
 
 def test_quaternion_multiply_composes_rotations():
     q1 = Rotation.random(100, random_state=1)
     q2 = Rotation.random(100, random_state=2)
     ours = quaternion_multiply(t(q1.as_quat()), t(q2.as_quat())).numpy()
-    np.testing.assert_allclose(Rotation.from_quat(ours).as_matrix(), (q1 * q2).as_matrix(),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        Rotation.from_quat(ours).as_matrix(), (q1 * q2).as_matrix(), atol=1e-12
+    )
 
 
 def test_canonical_sign_and_angles():

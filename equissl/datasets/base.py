@@ -68,14 +68,14 @@ class DataSpec:
         """What differs between a model's spec and another dataset's (empty: compatible)."""
         problems = []
         if self.view_shape != other.view_shape:
-            problems.append(f"view shape {list(other.view_shape)} (the model was trained on "
-                            f"{list(self.view_shape)})")
+            problems.append(
+                f"view shape {list(other.view_shape)} (the model was trained on "
+                f"{list(self.view_shape)})"
+            )
         if self.channels != other.channels:
-            problems.append(f"channels {list(other.channels)} (the model's: "
-                            f"{list(self.channels)})")
+            problems.append(f"channels {list(other.channels)} (the model's: {list(self.channels)})")
         if self.action_space != other.action_space:
-            problems.append(f"action space {other.action_space} (the model's: "
-                            f"{self.action_space})")
+            problems.append(f"action space {other.action_space} (the model's: {self.action_space})")
         return problems
 
 
@@ -122,8 +122,9 @@ class ViewDataset(Dataset):
         return False
 
     @classmethod
-    def generate(cls, cfg: dict[str, Any], settings: dict[str, Any],
-                 progress: bool = True) -> dict[str, Any]:
+    def generate(
+        cls, cfg: dict[str, Any], settings: dict[str, Any], progress: bool = True
+    ) -> dict[str, Any]:
         """Write the dataset into ``cfg["root"]`` with the generator ``settings`` (its
         :attr:`generate_schema` fields). Returns a summary."""
         raise NotImplementedError(f"{cls.__name__} cannot generate data")
@@ -146,8 +147,9 @@ def build_dataset(cfg: dict[str, Any], split: str, num_views: int) -> ViewDatase
     return DATASETS.get(cfg["impl"]).from_config(cfg, split, num_views)
 
 
-def generate_dataset(cfg: dict[str, Any], settings: dict[str, Any] | None = None,
-                     progress: bool = True) -> dict[str, Any] | None:
+def generate_dataset(
+    cfg: dict[str, Any], settings: dict[str, Any] | None = None, progress: bool = True
+) -> dict[str, Any] | None:
     """The one generation dispatcher: write ``cfg``'s data with ``settings`` (default:
     ``cfg["generate"]``) unless it is already there."""
     cls = DATASETS.get(cfg["impl"])

@@ -47,8 +47,10 @@ class PretrainDataModule(pl.LightningDataModule):
         # Resumable, seeded, sharded per rank (the Trainer runs use_distributed_sampler=False).
         trainer = self.trainer
         return build_train_loader(
-            self.train_set, batch_size=int(self.data_cfg["batch_size"]),
-            num_workers=int(self.data_cfg["num_workers"]), seed=self.seed,
+            self.train_set,
+            batch_size=int(self.data_cfg["batch_size"]),
+            num_workers=int(self.data_cfg["num_workers"]),
+            seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )

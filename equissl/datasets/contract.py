@@ -93,8 +93,9 @@ def check_batch(batch: dict[str, Tensor]) -> None:
         )
     for key in ("label", "index"):
         if batch[key].shape != (b,) or batch[key].dtype != torch.int64:
-            raise ValueError(f"{key} must be int64 [B]={b}, got {batch[key].dtype} "
-                             f"{tuple(batch[key].shape)}")
+            raise ValueError(
+                f"{key} must be int64 [B]={b}, got {batch[key].dtype} {tuple(batch[key].shape)}"
+            )
     if batch["coeffs"].ndim != 2 or batch["coeffs"].shape[0] != b:
         raise ValueError(f"coeffs must be [B, K], got {tuple(batch['coeffs'].shape)}")
 
@@ -131,8 +132,9 @@ class ActionSpace(ABC):
         return {"kind": self.kind, "params": self.params()}
 
     def unknown_target(self, name: str) -> KeyError:
-        return KeyError(f"{type(self).__name__} has no target {name!r}; it offers "
-                        f"{sorted(self.targets)}")
+        return KeyError(
+            f"{type(self).__name__} has no target {name!r}; it offers {sorted(self.targets)}"
+        )
 
     def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
         """The default action between views a and b: ``[..., dim]``."""
@@ -171,8 +173,11 @@ class Action:
         return torch.cat(parts, dim=-1).float()
 
     def spec(self) -> dict[str, Any]:
-        return {"components": list(self.components), "dim": self.dim,
-                "widths": [self.space.targets[c] for c in self.components]}
+        return {
+            "components": list(self.components),
+            "dim": self.dim,
+            "widths": [self.space.targets[c] for c in self.components],
+        }
 
 
 ACTION_SPACES: Registry[type[ActionSpace]] = Registry("action space")

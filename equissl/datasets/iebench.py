@@ -63,8 +63,9 @@ def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Ten
     """uint8 ``[3, H, W]`` -> float32 ``[3, size, size]``, resized (antialiased) and normalised."""
     x = img.float().div_(255.0)
     if size is not None and tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x[None], size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
+        x = F.interpolate(
+            x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )[0]
     if normalize:
         mean = torch.tensor(MEAN).view(3, 1, 1)
         std = torch.tensor(STD).view(3, 1, 1)
@@ -116,9 +117,14 @@ class IEBenchDataset(ViewDataset):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> IEBenchDataset:
-        ds = cls(root=cfg["root"], split=split, num_views=num_views,
-                 image_size=cfg.get("image_size"), splits_dir=cfg.get("splits_dir"),
-                 canonical_sign=bool(cfg.get("canonical_sign", False)))
+        ds = cls(
+            root=cfg["root"],
+            split=split,
+            num_views=num_views,
+            image_size=cfg.get("image_size"),
+            splits_dir=cfg.get("splits_dir"),
+            canonical_sign=bool(cfg.get("canonical_sign", False)),
+        )
         expected = 10 if cfg.get("translation") else 7
         if ds.latent_dim != expected:
             fits = "3diebench_t" if ds.latent_dim == 10 else "3diebench"
@@ -130,11 +136,15 @@ class IEBenchDataset(ViewDataset):
         return ds
 
     def spec(self) -> DataSpec:
-        size = self.image_size or int(read_image(image_path(self.root, self.split.entries[0],
-                                                            0)).shape[-1])
-        return DataSpec(view_shape=(3, size, size), channels=("r", "g", "b"),
-                        action_space=self.action_space.spec(),
-                        num_classes=num_classes_of(self.labels))
+        size = self.image_size or int(
+            read_image(image_path(self.root, self.split.entries[0], 0)).shape[-1]
+        )
+        return DataSpec(
+            view_shape=(3, size, size),
+            channels=("r", "g", "b"),
+            action_space=self.action_space.spec(),
+            num_classes=num_classes_of(self.labels),
+        )
 
     def __len__(self) -> int:
         return len(self.split)
@@ -146,12 +156,19 @@ class IEBenchDataset(ViewDataset):
     def load(self, index: int, views: Sequence[int]) -> Item:
         """The item of object ``index`` seen in the given view ids."""
         entry = self.split.entries[index]
-        imgs = [to_float_image(read_image(image_path(self.root, entry, v)), self.image_size)
-                for v in views]
-        lats = np.stack([read_latent(latent_path(self.root, entry, v), self.latent_dim)
-                         for v in views])
-        return make_item(torch.stack(imgs), torch.from_numpy(lats).float(),
-                         label=int(self.split.labels[index]), index=index)
+        imgs = [
+            to_float_image(read_image(image_path(self.root, entry, v)), self.image_size)
+            for v in views
+        ]
+        lats = np.stack(
+            [read_latent(latent_path(self.root, entry, v), self.latent_dim) for v in views]
+        )
+        return make_item(
+            torch.stack(imgs),
+            torch.from_numpy(lats).float(),
+            label=int(self.split.labels[index]),
+            index=index,
+        )
 
     def __getitem__(self, key: SampleKey) -> Item:
         # (index, sample_seed) keys of the training sampler fix the views; int: global RNG
@@ -191,15 +208,19 @@ class IEBenchDataset(ViewDataset):
         return not (splits_dir / f"{cfg['train_split']}_images.npy").is_file()
 
     @classmethod
-    def generate(cls, cfg: dict[str, Any], settings: dict[str, Any],
-                 progress: bool = True) -> dict[str, Any]:
+    def generate(
+        cls, cfg: dict[str, Any], settings: dict[str, Any], progress: bool = True
+    ) -> dict[str, Any]:
         try:
             from equissl.datasets.render import generate_iebench
         except ImportError as err:  # PDE-only installs need neither mitsuba nor trimesh
-            raise ImportError(f"rendering 3DIEBench-style data needs mitsuba and trimesh "
-                              f"({err.name} is missing): pip install mitsuba trimesh") from err
-        return generate_iebench(cfg["root"], translation=bool(cfg.get("translation")),
-                                progress=progress, **settings)
+            raise ImportError(
+                f"rendering 3DIEBench-style data needs mitsuba and trimesh "
+                f"({err.name} is missing): pip install mitsuba trimesh"
+            ) from err
+        return generate_iebench(
+            cfg["root"], translation=bool(cfg.get("translation")), progress=progress, **settings
+        )
 
     generate_schema = RenderSettings
 

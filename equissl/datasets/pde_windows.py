@@ -64,13 +64,21 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
     @classmethod
     def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> PDEWindows:
         split_name = "val" if split == cfg.get("val_split", "val") else "train"
-        ds = cls(root=cfg["root"], split=split_name, num_views=num_views,
-                 window=int(cfg["window"]), strengths=dict(cfg.get("strengths") or {}),
-                 mode=cfg["mode"], composition=cfg["composition"],
-                 val_every=int(cfg["val_every"]))
+        ds = cls(
+            root=cfg["root"],
+            split=split_name,
+            num_views=num_views,
+            window=int(cfg["window"]),
+            strengths=dict(cfg.get("strengths") or {}),
+            mode=cfg["mode"],
+            composition=cfg["composition"],
+            val_every=int(cfg["val_every"]),
+        )
         if cfg.get("equation") not in (None, "???", ds.equation):
-            raise ValueError(f"data.equation={cfg['equation']} but {cfg['root']} holds "
-                             f"{ds.equation} trajectories")
+            raise ValueError(
+                f"data.equation={cfg['equation']} but {cfg['root']} holds "
+                f"{ds.equation} trajectories"
+            )
         ds.root = Path(cfg["root"])
         return ds
 
@@ -82,9 +90,14 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
         spatial = self.u.shape[3:] if self.two_d else self.u.shape[2:]  # u [N, T, (C,) X, (Y)]
         shape = (len(self.channels), self.window, *spatial)
         coords = self.channels[:3] if self.two_d else self.channels[:2]
-        return DataSpec(view_shape=tuple(int(s) for s in shape), channels=self.channels,
-                        coord_channels=coords, action_space=self.action_space.spec(),
-                        num_classes=0, coeff_names=tuple(self.coeff_names))
+        return DataSpec(
+            view_shape=tuple(int(s) for s in shape),
+            channels=self.channels,
+            coord_channels=coords,
+            action_space=self.action_space.spec(),
+            num_classes=0,
+            coeff_names=tuple(self.coeff_names),
+        )
 
     def evaluation_views(self, views_per_object: int, seed: int) -> PDEEvalViews:
         """``views_per_object`` windows per trajectory with start frames and strengths drawn
@@ -111,22 +124,24 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
         for path in pde_files(Path(self.root))[0]:
             st = path.stat()
             yield f"{path}|{st.st_size}|{st.st_mtime_ns}"
-        yield (f"split={self.split_name}|window={self.window}|mode={self.mode}|"
-               f"composition={self.composition}|strengths={self.max_strength.tolist()}")
+        yield (
+            f"split={self.split_name}|window={self.window}|mode={self.mode}|"
+            f"composition={self.composition}|strengths={self.max_strength.tolist()}"
+        )
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:
         return True  # the generator skips complete chunk files itself
 
     @classmethod
-    def generate(cls, cfg: dict[str, Any], settings: dict[str, Any],
-                 progress: bool = True) -> dict[str, Any]:
+    def generate(
+        cls, cfg: dict[str, Any], settings: dict[str, Any], progress: bool = True
+    ) -> dict[str, Any]:
         from equissl.datasets.pde import generate_pde
 
         settings = dict(settings)
         params = dict(settings.pop("params", None) or {})
-        return generate_pde(cfg["equation"], cfg["root"], progress=progress, **settings,
-                            **params)
+        return generate_pde(cfg["equation"], cfg["root"], progress=progress, **settings, **params)
 
     generate_schema = PDEGenerateSettings
 
@@ -139,10 +154,13 @@ class PDEEvalViews(Dataset):
         self.views_per_object = views_per_object
         gen = torch.Generator().manual_seed(int(seed))
         n, frames = len(base), base.u.shape[1]
-        self.starts = torch.randint(0, frames - base.window + 1, (n, views_per_object),
-                                    generator=gen)
-        eps = 2 * torch.rand(n, views_per_object, base.group.dim, generator=gen,
-                             dtype=torch.float64) - 1
+        self.starts = torch.randint(
+            0, frames - base.window + 1, (n, views_per_object), generator=gen
+        )
+        eps = (
+            2 * torch.rand(n, views_per_object, base.group.dim, generator=gen, dtype=torch.float64)
+            - 1
+        )
         self.eps = eps * base.max_strength
 
     def __len__(self) -> int:
@@ -153,6 +171,6 @@ class PDEEvalViews(Dataset):
         start, eps = int(self.starts[obj, v]), self.eps[obj, v]
         view = self.base.view(obj, start, eps)[None]
         latents = torch.cat([eps, self.base.t[obj, start, None]])[None].float()
-        return make_item(view, latents, label=-1, coeffs=self.base.coeffs[obj],
-                         index=int(self.base.index[obj]))
-
+        return make_item(
+            view, latents, label=-1, coeffs=self.base.coeffs[obj], index=int(self.base.index[obj])
+        )

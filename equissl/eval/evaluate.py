@@ -28,8 +28,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def eval_datasets(meta: dict[str, Any], overrides: dict[str, Any] | None = None,
-                  ) -> tuple[dict[str, Any], dict[str, ViewDataset]]:
+def eval_datasets(
+    meta: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, ViewDataset]]:
     """The data config (checkpoint's, with ``overrides``) and its probe train/val splits,
     checked against the model's spec."""
     from equissl.datasets.base import DataSpec
@@ -42,8 +44,10 @@ def eval_datasets(meta: dict[str, Any], overrides: dict[str, Any] | None = None,
         ds = build_dataset(data, data[f"{role}_split"], 1)
         problems = model_spec.mismatch(ds.spec())
         if problems:
-            raise ValueError(f"the {role} split {data[f'{role}_split']!r} of {data['root']} does "
-                             f"not fit the checkpoint's model: it has " + "; ".join(problems))
+            raise ValueError(
+                f"the {role} split {data[f'{role}_split']!r} of {data['root']} does "
+                f"not fit the checkpoint's model: it has " + "; ".join(problems)
+            )
         splits[role] = ds
     check_dataset_labels(splits["train"], splits["val"])  # raises on bad labels, warns unseen
     return data, splits
@@ -77,20 +81,35 @@ def evaluate_checkpoint(
     cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
     feats = {}
     for role, ds in splits.items():
-        seq = list(eval_cfg.get("sequence_views") or []) if meta.get("sequence_representation") \
+        seq = (
+            list(eval_cfg.get("sequence_views") or [])
+            if meta.get("sequence_representation")
             else []
+        )
         settings = {"views": views, "seed": seed, "split": ds.split_name, "sequences": seq}
         key = cache_key(digest, ds.manifest(), settings)
         feats[role] = cached_features(
-            method, ds, cache_dir / f"{ds.split_name}_{key}.pt", views_per_object=views,
-            seed=seed, batch_size=int(eval_cfg["batch_size"]),
-            num_workers=int(eval_cfg["num_workers"]), device=device, progress=progress,
+            method,
+            ds,
+            cache_dir / f"{ds.split_name}_{key}.pt",
+            views_per_object=views,
+            seed=seed,
+            batch_size=int(eval_cfg["batch_size"]),
+            num_workers=int(eval_cfg["num_workers"]),
+            device=device,
+            progress=progress,
             sequence_views=seq,
         )
     ctx = EvalContext(
-        train=feats["train"], val=feats["val"], action_space=splits["train"].action_space,
+        train=feats["train"],
+        val=feats["val"],
+        action_space=splits["train"].action_space,
         num_classes=num_classes_of(splits["train"].labels, splits["val"].labels),
-        method=method, meta=meta, datasets=splits, device=device, out_dir=out_dir,
+        method=method,
+        meta=meta,
+        datasets=splits,
+        device=device,
+        out_dir=out_dir,
         progress=progress,
     )
     wanted = eval_cfg.get("parts")
@@ -107,8 +126,11 @@ def evaluate_checkpoint(
             skipped[name] = reason
             log.info("probe %s skipped: %s", name, reason)
             continue
-        sequence_parts = [s for s in feats["train"].sequences
-                          if s.split("@")[0] in parts] if probe.on_sequences else []
+        sequence_parts = (
+            [s for s in feats["train"].sequences if s.split("@")[0] in parts]
+            if probe.on_sequences
+            else []
+        )
         for part in [*parts, *sequence_parts]:
             res = probe.run(ctx, part)
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})

@@ -64,8 +64,14 @@ class FeatureSet:
         return int(self.latents.shape[1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parts": self.parts, "latents": self.latents, "labels": self.labels,
-                "coeffs": self.coeffs, "index": self.index, "sequences": self.sequences}
+        return {
+            "parts": self.parts,
+            "latents": self.latents,
+            "labels": self.labels,
+            "coeffs": self.coeffs,
+            "index": self.index,
+            "sequences": self.sequences,
+        }
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -108,8 +114,9 @@ def extract_features(
     loader = DataLoader(single, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     parts: dict[str, list[Tensor]] = {}
     lats, labels, coeffs, index = [], [], [], []
-    for batch in tqdm(loader, desc=f"features {dataset.split_name}", unit="batch",
-                      disable=not progress):
+    for batch in tqdm(
+        loader, desc=f"features {dataset.split_name}", unit="batch", disable=not progress
+    ):
         x = batch["views"][:, 0].to(device, non_blocking=True)
         for name, rep in method.represent(x).items():
             parts.setdefault(name, []).append(rep.float().cpu())
@@ -125,23 +132,35 @@ def extract_features(
         index=torch.cat(index).view(n, v)[:, 0].clone(),
     )
     if getattr(method, "sequence_representation", False) and sequence_views:
-        fs.sequences = extract_sequences(method, single, n, v, sequence_views, batch_size,
-                                         device, progress)
+        fs.sequences = extract_sequences(
+            method, single, n, v, sequence_views, batch_size, device, progress
+        )
     return fs
 
 
 @torch.inference_mode()
-def extract_sequences(method: SSLMethod, single: Any, n: int, v: int,
-                      lengths: Iterable[int], batch_size: int, device: str | torch.device,
-                      progress: bool) -> dict[str, Tensor]:
+def extract_sequences(
+    method: SSLMethod,
+    single: Any,
+    n: int,
+    v: int,
+    lengths: Iterable[int],
+    batch_size: int,
+    device: str | torch.device,
+    progress: bool,
+) -> dict[str, Tensor]:
     """``method.represent_sequence`` of the first ``m`` evaluation views of every object,
     for every ``m`` in ``lengths`` (capped at the views available): ``{"<part>@M<m>":
     [N, 1, D]}``."""
     out: dict[str, list[Tensor]] = {}
     lengths = sorted({min(int(m), v) for m in lengths if int(m) > 0})
     per_batch = max(1, batch_size // max(lengths, default=1))
-    for start in tqdm(range(0, n, per_batch), desc="sequence features", unit="batch",
-                      disable=not progress or not lengths):
+    for start in tqdm(
+        range(0, n, per_batch),
+        desc="sequence features",
+        unit="batch",
+        disable=not progress or not lengths,
+    ):
         objs = range(start, min(n, start + per_batch))
         items = [[single[o * v + j] for j in range(max(lengths))] for o in objs]
         views = torch.stack([torch.cat([it["views"] for it in row]) for row in items])
@@ -153,8 +172,9 @@ def extract_sequences(method: SSLMethod, single: Any, n: int, v: int,
     return {k: torch.cat(t) for k, t in out.items()}
 
 
-def cached_features(method: SSLMethod, dataset: ViewDataset, cache_file: Path,
-                    **kwargs: Any) -> FeatureSet:
+def cached_features(
+    method: SSLMethod, dataset: ViewDataset, cache_file: Path, **kwargs: Any
+) -> FeatureSet:
     """Load ``cache_file`` if present (its name is the content key), else extract and
     write it atomically."""
     if cache_file.is_file():

@@ -43,6 +43,7 @@ def r2_sklearn(pred: Tensor, target: Tensor) -> float:
     ss_res = ((target - pred) ** 2).sum(0)
     ss_tot = ((target - target.mean(0)) ** 2).sum(0)
     safe = ss_tot > 0
-    scores = torch.where(safe, 1.0 - ss_res / torch.where(safe, ss_tot, 1.0),
-                         (ss_res == 0).double())
+    scores = torch.where(
+        safe, 1.0 - ss_res / torch.where(safe, ss_tot, 1.0), (ss_res == 0).double()
+    )
     return float(scores.mean())

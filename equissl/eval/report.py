@@ -57,10 +57,16 @@ def markdown_table(results: Iterable[dict[str, Any]]) -> str:
 
 def plot_headline(results: dict[str, Any], path: Path) -> None:
     """Bar chart of each probe's headline metric per part."""
-    headline = ("classification/top1", "rotation/r2_global", "color/r2_global",
-                "translation/r2_global")
-    parts = sorted({k.split("/")[0] for k in results["metrics"]},
-                   key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else 99)
+    headline = (
+        "classification/top1",
+        "rotation/r2_global",
+        "color/r2_global",
+        "translation/r2_global",
+    )
+    parts = sorted(
+        {k.split("/")[0] for k in results["metrics"]},
+        key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else 99,
+    )
     metrics = [h for h in headline if any(f"{p}/{h}" in results["metrics"] for p in parts)]
     if not metrics:
         return
@@ -69,8 +75,9 @@ def plot_headline(results: dict[str, Any], path: Path) -> None:
     for i, part in enumerate(parts):
         vals = [results["metrics"].get(f"{part}/{m}", float("nan")) for m in metrics]
         ax.bar([j + i * width for j in range(len(metrics))], vals, width, label=part)
-    ax.set_xticks([j + width * (len(parts) - 1) / 2 for j in range(len(metrics))], metrics,
-                  fontsize=8)
+    ax.set_xticks(
+        [j + width * (len(parts) - 1) / 2 for j in range(len(metrics))], metrics, fontsize=8
+    )
     ax.axhline(0, color="black", lw=0.5)
     ax.set_title(f"{results['method']} on {results['data']}")
     ax.legend(fontsize=8)
@@ -101,9 +108,11 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
     table = markdown_table([results])
-    atomic_write_text(out_dir / "results.md",
-                       f"# {results['method']} on {results['data']}\n\n"
-                       f"checkpoint: `{results['checkpoint']}`\n\n{table}")
+    atomic_write_text(
+        out_dir / "results.md",
+        f"# {results['method']} on {results['data']}\n\n"
+        f"checkpoint: `{results['checkpoint']}`\n\n{table}",
+    )
     plot_headline(results, out_dir / "metrics.png")
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -120,7 +129,11 @@ def combine(result_files: Iterable[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
     atomic_write_text(out_dir / "results.md", table)
-    atomic_write_text(out_dir / "combined.json", json.dumps(
-        [{k: r[k] for k in ("checkpoint", "method", "data", "metrics")} for r in results],
-        indent=2))
+    atomic_write_text(
+        out_dir / "combined.json",
+        json.dumps(
+            [{k: r[k] for k in ("checkpoint", "method", "data", "metrics")} for r in results],
+            indent=2,
+        ),
+    )
     return table

@@ -38,8 +38,10 @@ def stacked_channels(view_shape: Sequence[int]) -> int:
         return int(view_shape[0])
     if len(view_shape) == 4:  # [C, T, X, Y]: frames as channels
         return int(view_shape[0] * view_shape[1])
-    raise ValueError(f"no 2-D backbone input for views of shape {list(view_shape)}; "
-                     "expected [C, H, W], [C, T, X] or [C, T, X, Y]")
+    raise ValueError(
+        f"no 2-D backbone input for views of shape {list(view_shape)}; "
+        "expected [C, H, W], [C, T, X] or [C, T, X, Y]"
+    )
 
 
 class Backbone(nn.Module):
@@ -61,8 +63,9 @@ class Backbone(nn.Module):
     def adapt(self, views: Tensor) -> Tensor:
         """``[B, *view_shape]`` -> ``[B, C', H, W]`` (frames stacked as channels in 2-D PDE)."""
         if views.shape[1:] != self.view_shape:
-            raise ValueError(f"backbone built for views {list(self.view_shape)}, got "
-                             f"{list(views.shape[1:])}")
+            raise ValueError(
+                f"backbone built for views {list(self.view_shape)}, got {list(views.shape[1:])}"
+            )
         return views.flatten(1, 2) if len(self.view_shape) == 4 else views
 
     def feature_map(self, views: Tensor) -> Tensor:
@@ -92,8 +95,9 @@ def timm_trunk(cfg: dict[str, Any], in_chans: int) -> tuple[nn.Module, int]:
     name = cfg["name"]
     kwargs = {"zero_init_last": cfg["zero_init_residual"]} if name.startswith("resnet") else {}
     try:
-        model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans,
-                                  **kwargs)
+        model = timm.create_model(
+            name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs
+        )
     except RuntimeError as err:
         raise ValueError(f"unknown backbone {name!r} (backbone.name): {err}") from err
     if cfg.get("cifar_stem"):

@@ -91,18 +91,22 @@ class SSLMethod(pl.LightningModule):
         lo, hi = self.num_views_range
         if not lo <= self.num_views <= hi:
             allowed = str(lo) if lo == hi else f"{lo}..{hi}"
-            raise ValueError(f"method {self.mcfg['name']} consumes {allowed} views per object, "
-                             f"not method.num_views={self.num_views} (data.num_views)")
+            raise ValueError(
+                f"method {self.mcfg['name']} consumes {allowed} views per object, "
+                f"not method.num_views={self.num_views} (data.num_views)"
+            )
         self.weights = self._check_weights(dict(self.mcfg.get("weights") or {}))
         self.action_space = spec.build_action_space()
-        self.action = self.action_space.select(self.mcfg.get("action")) if self.uses_action \
-            else None
+        self.action = (
+            self.action_space.select(self.mcfg.get("action")) if self.uses_action else None
+        )
         self.backbone = build_backbone(config["backbone"], spec.view_shape)
         self.repr_dim = self.backbone.num_features
         self.num_classes = int(spec.num_classes)
         self.online_classifier = (
             nn.Linear(self.repr_dim, self.num_classes)
-            if self.mcfg.get("online_probe", False) and self.num_classes > 0 else None
+            if self.mcfg.get("online_probe", False) and self.num_classes > 0
+            else None
         )
         self._contract_checked = False
 
@@ -159,14 +163,18 @@ class SSLMethod(pl.LightningModule):
         if not self._contract_checked:
             check_batch(batch)
             if batch["views"].shape[1] != self.num_views:
-                raise ValueError(f"batch has {batch['views'].shape[1]} views per object, the "
-                                 f"method consumes {self.num_views}")
+                raise ValueError(
+                    f"batch has {batch['views'].shape[1]} views per object, the "
+                    f"method consumes {self.num_views}"
+                )
             self._contract_checked = True
         out = self.compute_loss(batch)
         terms = out.terms
         if set(terms) != set(self.terms):
-            raise RuntimeError(f"{type(self).__name__}.compute_loss returned terms "
-                               f"{sorted(terms)}, declared {sorted(self.terms)}")
+            raise RuntimeError(
+                f"{type(self).__name__}.compute_loss returned terms "
+                f"{sorted(terms)}, declared {sorted(self.terms)}"
+            )
         if not all(torch.isfinite(v.detach()).all() for v in terms.values()):
             values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
@@ -180,8 +188,12 @@ class SSLMethod(pl.LightningModule):
         self.log_dict(logged, prog_bar=False, batch_size=batch_size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
         if "skipped" in batch:  # data.on_error=skip: damaged items replaced in this batch
-            self.log("data/skipped", batch["skipped"].sum().float(), reduce_fx="sum",
-                     batch_size=batch_size)
+            self.log(
+                "data/skipped",
+                batch["skipped"].sum().float(),
+                reduce_fx="sum",
+                batch_size=batch_size,
+            )
         if self.online_classifier is not None:
             labels = batch["label"]
             known = labels >= 0
@@ -189,8 +201,9 @@ class SSLMethod(pl.LightningModule):
                 logits = self.online_classifier(out.embedding.detach()[known])
                 probe_loss = F.cross_entropy(logits, labels[known])
                 acc = (logits.argmax(-1) == labels[known]).float().mean()
-                self.log_dict({"online/ce": probe_loss.detach(), "online/top1": acc},
-                              batch_size=batch_size)
+                self.log_dict(
+                    {"online/ce": probe_loss.detach(), "online/top1": acc}, batch_size=batch_size
+                )
                 loss = loss + probe_loss
         return loss
 
@@ -204,8 +217,7 @@ class SSLMethod(pl.LightningModule):
         """τ of the EMA update at the current step (``method.momentum``)."""
         m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return momentum_tau(self.global_step, total, float(m["base_tau"]),
-                            float(m["final_tau"]))
+        return momentum_tau(self.global_step, total, float(m["base_tau"]), float(m["final_tau"]))
 
     def on_train_start(self) -> None:
         self._ema_step = self.global_step
@@ -230,8 +242,9 @@ class SSLMethod(pl.LightningModule):
             for p in module.parameters(recurse=False):
                 if not p.requires_grad:
                     continue
-                is_norm = isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm
-                                     | nn.GroupNorm)
+                is_norm = isinstance(
+                    module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm
+                )
                 (no_decay if is_norm or p.ndim <= 1 else decay).append(p)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -262,8 +275,11 @@ class SSLMethod(pl.LightningModule):
             # the data; load it (as it does otherwise) for the batches per epoch.
             self.trainer.fit_loop.setup_data()
             batches = self.trainer.num_training_batches
-        per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) \
-            if math.isfinite(batches) else total
+        per_epoch = (
+            max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+            if math.isfinite(batches)
+            else total
+        )
         return total, min(total, round(float(o["warmup_epochs"]) * per_epoch))
 
     def configure_optimizers(self) -> Any:
@@ -273,8 +289,9 @@ class SSLMethod(pl.LightningModule):
         optimizers = {
             "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=wd),
             "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
-            "sgd": lambda: torch.optim.SGD(groups, lr=lr, weight_decay=wd,
-                                           momentum=float(o["momentum"])),
+            "sgd": lambda: torch.optim.SGD(
+                groups, lr=lr, weight_decay=wd, momentum=float(o["momentum"])
+            ),
         }
         if o["name"] not in optimizers:
             raise ValueError(f"unknown optim.name {o['name']!r}; choose from {list(optimizers)}")
@@ -282,12 +299,15 @@ class SSLMethod(pl.LightningModule):
         if o["scheduler"] == "none":
             return optimizer
         if o["scheduler"] != "warmup_cosine":
-            raise ValueError(f"unknown optim.scheduler {o['scheduler']!r}; use none or "
-                             "warmup_cosine")
+            raise ValueError(
+                f"unknown optim.scheduler {o['scheduler']!r}; use none or warmup_cosine"
+            )
         total, warmup = self.schedule_steps()
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
-                                                         "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # --------------------------------------------------------------------- checkpoints
     def describe(self) -> dict[str, Any]:

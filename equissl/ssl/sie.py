@@ -44,9 +44,15 @@ class SIEConfig(MethodConfig):
 
     inv_dim: int = 256
     projector: list[int] = field(default_factory=lambda: [1024, 1024, 1024])
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "invariance": 10.0, "equivariance": 4.5, "variance": 10.0, "pred_variance": 10.0,
-        "covariance": 1.0})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "invariance": 10.0,
+            "equivariance": 4.5,
+            "variance": 10.0,
+            "pred_variance": 10.0,
+            "covariance": 1.0,
+        }
+    )
 
 
 @METHODS.register("sie", config=SIEConfig)
@@ -78,7 +84,7 @@ class SIE(SSLMethod):
         """Representation ``[B, D]``, invariant embedding (or None) and equivariant embedding."""
         r = self.backbone(x)
         inv = self.projector_inv(r[:, : self.inv_dim]) if self.projector_inv is not None else None
-        return r, inv, self.projector_equi(r[:, self.inv_dim:])
+        return r, inv, self.projector_equi(r[:, self.inv_dim :])
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]
@@ -89,8 +95,9 @@ class SIE(SSLMethod):
         return LossOutput(sie_terms(inv1, inv2, equi1, equi2, pred), r1)
 
 
-def sie_terms(inv1: Tensor | None, inv2: Tensor | None, equi1: Tensor, equi2: Tensor,
-              pred: Tensor) -> dict[str, Tensor]:
+def sie_terms(
+    inv1: Tensor | None, inv2: Tensor | None, equi1: Tensor, equi2: Tensor, pred: Tensor
+) -> dict[str, Tensor]:
     """Unweighted SIE terms from ``[B, E]`` embeddings of views 1 and 2 and the prediction
     ``[B, E]`` of ``equi2`` from ``equi1``; ``inv`` is ``None`` without an invariant part."""
     z1 = equi1 if inv1 is None else torch.cat((inv1, equi1), dim=1)

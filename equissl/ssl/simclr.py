@@ -38,11 +38,11 @@ class SimCLR(SSLMethod):
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__(config, spec)
         self.projector = projector(self.repr_dim, self.mcfg["projector"])
-        self.criterion = NTXentLoss(temperature=float(self.mcfg["temperature"]),
-                                    gather_distributed=True)
+        self.criterion = NTXentLoss(
+            temperature=float(self.mcfg["temperature"]), gather_distributed=True
+        )
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]
         ra, rb = self.backbone(views[:, 0]), self.backbone(views[:, 1])
-        return LossOutput({"infonce": self.criterion(self.projector(ra), self.projector(rb))},
-                          ra)
+        return LossOutput({"infonce": self.criterion(self.projector(ra), self.projector(rb))}, ra)

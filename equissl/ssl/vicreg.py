@@ -33,8 +33,9 @@ class VICRegConfig(MethodConfig):
     2048-2048-2048, --sim-coeff 10, --std-coeff 10, --cov-coeff 1, Adam 1e-3, wd 1e-6)."""
 
     projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
-    weights: dict[str, float] = field(default_factory=lambda: {
-        "invariance": 10.0, "variance": 10.0, "covariance": 1.0})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"invariance": 10.0, "variance": 10.0, "covariance": 1.0}
+    )
 
 
 @METHODS.register("vicreg", config=VICRegConfig)

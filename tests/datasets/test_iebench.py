@@ -36,8 +36,9 @@ def test_relative_action_matches_scipy(iebench_tree):
     batch = torch.utils.data.default_collate([ds[i] for i in range(6)])
     lat = batch["latents"].double().numpy()
     act = ds.action_space.relative(batch["latents"][:, 0], batch["latents"][:, 1]).numpy()
-    ref = (Rotation.from_euler("xyz", lat[:, 0, :3]).inv()
-           * Rotation.from_euler("xyz", lat[:, 1, :3])).as_quat()
+    ref = (
+        Rotation.from_euler("xyz", lat[:, 0, :3]).inv() * Rotation.from_euler("xyz", lat[:, 1, :3])
+    ).as_quat()
     np.testing.assert_allclose(act, ref, atol=1e-5)
 
 

@@ -20,8 +20,7 @@ def test_constant_predictor_on_quaternions_scores_above_zero_globally():
     a = Rotation.random(4000, random_state=0)
     b = Rotation.random(4000, random_state=1)
     # small relative rotations: w concentrates near 1 while x, y, z stay near 0
-    q = torch.from_numpy((a.inv() * (a * Rotation.from_rotvec(
-        b.as_rotvec() * 0.5))).as_quat())
+    q = torch.from_numpy((a.inv() * (a * Rotation.from_rotvec(b.as_rotvec() * 0.5))).as_quat())
     const = q.mean(0, keepdim=True).expand_as(q)
     assert r2_sklearn(const, q) == pytest.approx(0.0, abs=1e-9)
     assert r2_global(const, q) > 0.2

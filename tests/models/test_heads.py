@@ -21,8 +21,9 @@ def test_hypernet_is_linear_in_the_action():
     torch.manual_seed(1)
     p = HypernetPredictor(dim=12, action_dim=4)
     z, a, b = torch.randn(5, 12), torch.randn(5, 4), torch.randn(5, 4)
-    torch.testing.assert_close(p(z, 2.0 * a - 3.0 * b), 2.0 * p(z, a) - 3.0 * p(z, b),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        p(z, 2.0 * a - 3.0 * b), 2.0 * p(z, a) - 3.0 * p(z, b), atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(p.matrix(a + b), p.matrix(a) + p.matrix(b))
     assert torch.count_nonzero(p(z, torch.zeros(5, 4))) == 0
 
@@ -31,7 +32,10 @@ def test_projector_layout():
     head = projector(256, [1024, 1024, 1024])
     linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
     norms = [m for m in head.modules() if isinstance(m, nn.BatchNorm1d)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(256, 1024), (1024, 1024),
-                                                                   (1024, 1024)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (256, 1024),
+        (1024, 1024),
+        (1024, 1024),
+    ]
     assert len(norms) == 2 and linears[-1].bias is None
     assert head(torch.randn(4, 256)).shape == (4, 1024)

@@ -14,10 +14,19 @@ from equissl.cli import _resolved
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.train import pretrain
 
-OVERRIDES = ["trainer=cpu", "data.batch_size=4", "data.image_size=32", "data.num_workers=0",
-             "logger=csv", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
-             "eval.num_workers=0", "eval.probes.classification.epochs=3",
-             "eval.probes.rotation.epochs=3", "probe=[classification,rotation]"]
+OVERRIDES = [
+    "trainer=cpu",
+    "data.batch_size=4",
+    "data.image_size=32",
+    "data.num_workers=0",
+    "logger=csv",
+    "trainer.max_steps=2",
+    "trainer.enable_progress_bar=false",
+    "eval.num_workers=0",
+    "eval.probes.classification.epochs=3",
+    "eval.probes.rotation.epochs=3",
+    "probe=[classification,rotation]",
+]
 
 
 def trained(tree: Path, tmp_path: Path) -> tuple[Path, dict]:
@@ -35,8 +44,10 @@ def test_two_identical_evaluations_agree(iebench_tree, tmp_path):
         evaluate_checkpoint(ckpt, config["eval"], tmp_path / f"eval{i}", progress=False)
         runs.append(json.loads((tmp_path / f"eval{i}" / "results.json").read_text())["metrics"])
     assert runs[0] == runs[1] and len(runs[0]) == 15  # 3 parts x (2 + 3 metrics)
-    other = {**config["eval"], "probes": {k: {**v, "seed": 7}
-                                          for k, v in config["eval"]["probes"].items()}}
+    other = {
+        **config["eval"],
+        "probes": {k: {**v, "seed": 7} for k, v in config["eval"]["probes"].items()},
+    }
     changed = evaluate_checkpoint(ckpt, other, tmp_path / "eval_seed7", progress=False)
     assert changed["metrics"] != runs[0]  # the seed is really used
 
@@ -66,7 +77,12 @@ def test_changed_data_under_the_same_root_is_re_extracted(iebench_tree, tmp_path
 def test_missing_checkpoint_leaves_no_folder(tmp_path):
     script = Path(sys.executable).parent / "equissl-evaluate"
     missing = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    res = subprocess.run([str(script), f"checkpoint={missing}"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [str(script), f"checkpoint={missing}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode != 0 and str(missing) in res.stderr
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("eval_*"))

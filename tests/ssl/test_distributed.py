@@ -22,8 +22,7 @@ def total(terms: dict) -> torch.Tensor:
 
 
 def worker(rank: int, tmp: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank,
-                            world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=WORLD)
     try:
         local = [t.chunk(WORLD)[rank].clone().requires_grad_() for t in make_inputs()]
         inv1, inv2, equi1, equi2, pred = local

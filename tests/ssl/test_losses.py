@@ -71,8 +71,13 @@ def test_sie_total_matches_published_weights():
     z1, z2 = torch.cat((inv1, equi1), 1), torch.cat((inv2, equi2), 1)
     _, std, cov = reference_vicreg(z1, z2)
     pred_std = torch.relu(1 - torch.sqrt(pred.var(0) + 1e-4)).mean() / 2
-    expected = (10 * ((inv1 - inv2) ** 2).mean() + 0.45 * 10 * ((pred - equi2) ** 2).mean()
-                + 10 * std + 10 * pred_std + 1 * cov)
+    expected = (
+        10 * ((inv1 - inv2) ** 2).mean()
+        + 0.45 * 10 * ((pred - equi2) ** 2).mean()
+        + 10 * std
+        + 10 * pred_std
+        + 1 * cov
+    )
     recipe = SIEConfig().weights  # the published recipe as the default weights
     assert set(recipe) == set(SIE_TERMS) == set(terms)
 

@@ -1,6 +1,6 @@
 """Space-time contact sheets of PDE trajectory files.
 
-    python -m equissl.datasets.pde.contact_sheet FILE.h5 OUT.png [trajectories]
+python -m equissl.datasets.pde.contact_sheet FILE.h5 OUT.png [trajectories]
 """
 
 from __future__ import annotations

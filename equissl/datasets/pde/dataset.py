@@ -41,8 +41,16 @@ DEFAULT_STRENGTHS = {
     "kdv": {"t_shift": 1.0, "x_shift": 12.8, "boost": 0.3, "scale": 0.1},
     "ks": {"t_shift": 1.0, "x_shift": 6.4, "boost": 0.3},
     "burgers": {"t_shift": 0.2, "x_shift": 0.6, "boost": 0.1, "scale": 0.1},
-    "ns": {"t_shift": 1.0, "x_shift": 3.2, "y_shift": 3.2, "boost_x": 0.1, "boost_y": 0.1,
-           "quad_boost_x": 0.01, "quad_boost_y": 0.01, "scale": 0.1},
+    "ns": {
+        "t_shift": 1.0,
+        "x_shift": 3.2,
+        "y_shift": 3.2,
+        "boost_x": 0.1,
+        "boost_y": 0.1,
+        "quad_boost_x": 0.01,
+        "quad_boost_y": 0.01,
+        "scale": 0.1,
+    },
 }
 
 
@@ -145,8 +153,7 @@ class PDEWindowDataset(Dataset):
         unknown = set(limits) - set(self.group.names)
         if unknown:
             raise ValueError(f"{self.equation} has no symmetries {sorted(unknown)}")
-        self.max_strength = torch.tensor([limits[n] for n in self.group.names],
-                                         dtype=torch.float64)
+        self.max_strength = torch.tensor([limits[n] for n in self.group.names], dtype=torch.float64)
         self.action_space = PDEActionSpace(self.equation)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
 
@@ -160,8 +167,12 @@ class PDEWindowDataset(Dataset):
         g = self.group.element(eps, self.composition)
         if self.two_d:
             t, x, y, fields = apply_to_points_2d(
-                g, self.t[i, s, None, None], self.x[i][None, :, None], self.y[i][None, None, :],
-                self.u[i, s])
+                g,
+                self.t[i, s, None, None],
+                self.x[i][None, :, None],
+                self.y[i][None, None, :],
+                self.u[i, s],
+            )
             return torch.stack((t, x, y, fields[:, 1], fields[:, 2])).float()
         t, x, u = apply_to_points(g, self.t[i, s, None], self.x[i][None, :], self.u[i, s])
         if self.mode == "grid":  # back onto the unshifted (scaled) grid
@@ -179,5 +190,4 @@ class PDEWindowDataset(Dataset):
         eps = eps * self.max_strength
         views = torch.stack([self.view(i, int(s), e) for s, e in zip(starts, eps, strict=True)])
         latents = torch.cat([eps, self.t[i, starts, None]], dim=1).float()
-        return make_item(views, latents, label=-1, coeffs=self.coeffs[i],
-                         index=int(self.index[i]))
+        return make_item(views, latents, label=-1, coeffs=self.coeffs[i], index=int(self.index[i]))

@@ -75,6 +75,7 @@ class Equation1D:
 
     def sample_domain(self, gen: torch.Generator, batch: int) -> tuple[Tensor, Tensor]:
         """Per-trajectory domain length and horizon ``[B]`` (uniform within ±jitter)."""
+
         def draw(value: float) -> Tensor:
             u = torch.rand(batch, generator=gen, dtype=torch.float64)
             return value * (1 + self.jitter * (2 * u - 1))
@@ -152,8 +153,15 @@ EQUATIONS.register("ks")(KS)
 EQUATIONS.register("burgers")(Burgers)
 
 
-def solve_etdrk4(eq: Equation1D, u0: Tensor, length: Tensor, horizon: Tensor, coeffs: Tensor,
-                 nt: int, substeps: int) -> Tensor:
+def solve_etdrk4(
+    eq: Equation1D,
+    u0: Tensor,
+    length: Tensor,
+    horizon: Tensor,
+    coeffs: Tensor,
+    nt: int,
+    substeps: int,
+) -> Tensor:
     """Integrate ``u0 [B, X]`` with ETDRK4; returns ``u [B, nt, X]`` at ``t = linspace(0, T)``.
 
     Each trajectory uses ``dt_b = T_b / ((nt − 1) · substeps)``.

@@ -35,12 +35,13 @@ EQUATION_TEXT = {
     "ks": "u_t + u u_x + u_xx + u_xxxx = 0",
     "burgers": "u_t + u u_x - nu u_xx = 0",
     "ns": "w_t + v.grad(w) = nu lap(w) + b ds/dx, s_t + v.grad(s) = nu lap(s), "
-          "w = curl v, div v = 0 (periodic)",
+    "w = curl v, div v = 0 (periodic)",
 }
 
 
-def _ns_batch(eq: NavierStokes2D, seed: int, ids: range,
-              device: torch.device) -> dict[str, torch.Tensor]:
+def _ns_batch(
+    eq: NavierStokes2D, seed: int, ids: range, device: torch.device
+) -> dict[str, torch.Tensor]:
     s0, b = [], []
     for i in ids:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
@@ -51,8 +52,13 @@ def _ns_batch(eq: NavierStokes2D, seed: int, ids: range,
     t = torch.arange(eq.nt, dtype=torch.float64) * eq.frame_dt
     x = eq.grid()
     n = len(ids)
-    return {"u": u, "t": t.expand(n, -1), "x": x.expand(n, -1), "y": x.expand(n, -1),
-            "coeffs": coeffs}
+    return {
+        "u": u,
+        "t": t.expand(n, -1),
+        "x": x.expand(n, -1),
+        "y": x.expand(n, -1),
+        "coeffs": coeffs,
+    }
 
 
 def _trajectory_inputs(eq: Equation1D, seed: int, ids: range) -> dict[str, torch.Tensor]:
@@ -68,12 +74,18 @@ def _trajectory_inputs(eq: Equation1D, seed: int, ids: range) -> dict[str, torch
         coeffs.append(c)
         xs.append(x)
     cat = torch.cat
-    return {"length": cat(lengths), "horizon": cat(horizons), "coeffs": cat(coeffs),
-            "u0": cat(u0s), "x": cat(xs)}
+    return {
+        "length": cat(lengths),
+        "horizon": cat(horizons),
+        "coeffs": cat(coeffs),
+        "u0": cat(u0s),
+        "x": cat(xs),
+    }
 
 
-def solve_batch(eq: Equation1D, inputs: dict[str, torch.Tensor],
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def solve_batch(
+    eq: Equation1D, inputs: dict[str, torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(u [B, nt, nx], t [B, nt])`` for a batch of trajectory inputs."""
     d = {k: v.to(device) for k, v in inputs.items()}
     steps = torch.linspace(0, 1, eq.nt, dtype=torch.float64, device=device)
@@ -82,8 +94,7 @@ def solve_batch(eq: Equation1D, inputs: dict[str, torch.Tensor],
         psi0 = inverse_cole_hopf_state(d["u0"], eq.params["cole_hopf_scale"])
         u = burgers_cole_hopf(psi0, t, d["length"], d["coeffs"][:, 0])
     else:
-        u = solve_etdrk4(eq, d["u0"], d["length"], d["horizon"], d["coeffs"], eq.nt,
-                         eq.substeps)
+        u = solve_etdrk4(eq, d["u0"], d["length"], d["horizon"], d["coeffs"], eq.nt, eq.substeps)
     return u.cpu(), t.cpu()
 
 
@@ -138,21 +149,35 @@ def generate_pde(
         f.create_dataset("x", (n, eq.nx), dtype="f8")
         f.create_dataset("coeffs", (n, len(eq.coeff_names)), dtype="f8")
         f.create_dataset("index", data=np.arange(lo, hi, dtype=np.int64))
-        f.attrs.update({
-            "equation": equation, "equation_text": EQUATION_TEXT[equation],
-            "parameters": json.dumps(settings), "generator_version": GENERATOR_VERSION,
-            "coeff_names": json.dumps(list(eq.coeff_names)), "seed": seed, "chunk": chunk,
-            "num_chunks": num_chunks, "complete": False,
-            "solver": "Cole-Hopf, exact heat solution" if isinstance(eq, Burgers)
-            else f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing",
-        })
-        for b0 in tqdm(range(lo, hi, batch_size), desc=f"{equation} chunk {chunk}/{num_chunks}",
-                       unit="batch", disable=not progress):
+        f.attrs.update(
+            {
+                "equation": equation,
+                "equation_text": EQUATION_TEXT[equation],
+                "parameters": json.dumps(settings),
+                "generator_version": GENERATOR_VERSION,
+                "coeff_names": json.dumps(list(eq.coeff_names)),
+                "seed": seed,
+                "chunk": chunk,
+                "num_chunks": num_chunks,
+                "complete": False,
+                "solver": "Cole-Hopf, exact heat solution"
+                if isinstance(eq, Burgers)
+                else (
+                    f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing"
+                ),
+            }
+        )
+        for b0 in tqdm(
+            range(lo, hi, batch_size),
+            desc=f"{equation} chunk {chunk}/{num_chunks}",
+            unit="batch",
+            disable=not progress,
+        ):
             ids = range(b0, min(hi, b0 + batch_size))
             if two_d:
                 inputs = _ns_batch(eq, seed, ids, dev)
                 u, t = inputs["u"], inputs["t"]
-                f["y"][b0 - lo: b0 - lo + len(ids)] = inputs["y"].numpy()
+                f["y"][b0 - lo : b0 - lo + len(ids)] = inputs["y"].numpy()
             else:
                 inputs = _trajectory_inputs(eq, seed, ids)
                 u, t = solve_batch(eq, inputs, dev)
@@ -166,5 +191,9 @@ def generate_pde(
             f["coeffs"][s] = inputs["coeffs"].numpy()
         f.attrs["complete"] = True
     os.replace(tmp, path)
-    return {"file": str(path), "trajectories": hi - lo, "skipped": False,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "file": str(path),
+        "trajectories": hi - lo,
+        "skipped": False,
+        "seconds": round(time.perf_counter() - start, 1),
+    }

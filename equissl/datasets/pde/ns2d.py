@@ -44,10 +44,16 @@ class NavierStokes2D:
 
     def wavenumbers(self, device: torch.device) -> tuple[Tensor, Tensor]:
         n = self.nx
-        kx = 2 * math.pi * torch.fft.fftfreq(n, d=self.length / n, device=device,
-                                             dtype=torch.float64)
-        ky = 2 * math.pi * torch.fft.rfftfreq(n, d=self.length / n, device=device,
-                                              dtype=torch.float64)
+        kx = (
+            2
+            * math.pi
+            * torch.fft.fftfreq(n, d=self.length / n, device=device, dtype=torch.float64)
+        )
+        ky = (
+            2
+            * math.pi
+            * torch.fft.rfftfreq(n, d=self.length / n, device=device, dtype=torch.float64)
+        )
         return kx[:, None], ky[None, :]
 
     def grid(self) -> Tensor:
@@ -63,8 +69,9 @@ class NavierStokes2D:
         s = torch.zeros(batch, self.nx, self.nx, dtype=torch.float64)
         for _ in range(self.blobs):
             cx = self.length * torch.rand(batch, 1, 1, generator=gen, dtype=torch.float64)
-            cy = self.length * (0.1 + 0.3 * torch.rand(batch, 1, 1, generator=gen,
-                                                         dtype=torch.float64))
+            cy = self.length * (
+                0.1 + 0.3 * torch.rand(batch, 1, 1, generator=gen, dtype=torch.float64)
+            )
             width = 1.5 + 2.0 * torch.rand(batch, 1, 1, generator=gen, dtype=torch.float64)
             dx = (x[None, :, None] - cx + self.length / 2) % self.length - self.length / 2
             dy = (x[None, None, :] - cy + self.length / 2) % self.length - self.length / 2
@@ -86,20 +93,25 @@ class NavierStokes2D:
         kx, ky = self.wavenumbers(device)
         k2 = kx**2 + ky**2
         n = self.nx
-        mask = ((kx.abs() < (2 / 3) * kx.abs().max()) & (ky.abs() < (2 / 3) * ky.abs().max()))
+        mask = (kx.abs() < (2 / 3) * kx.abs().max()) & (ky.abs() < (2 / 3) * ky.abs().max())
         b = buoyancy.reshape(-1, 1, 1)
         lin = (-self.nu * k2).to(torch.complex128).expand(2, *k2.shape)[None]  # [1, 2, Kx, Ky]
         batch = s0.shape[0]
-        stepper = ETDRK4(lin.expand(batch, -1, -1, -1),
-                         torch.full((batch,), self.frame_dt / self.substeps,
-                                    dtype=torch.float64, device=device))
+        stepper = ETDRK4(
+            lin.expand(batch, -1, -1, -1),
+            torch.full((batch,), self.frame_dt / self.substeps, dtype=torch.float64, device=device),
+        )
 
         def nonlinear(state: Tensor) -> Tensor:
             w_hat, s_hat = state[:, 0] * mask, state[:, 1] * mask
             vx, vy = self.velocity(w_hat, kx, ky)
+
             def grad(f_hat: Tensor) -> tuple[Tensor, Tensor]:
-                return (torch.fft.irfft2(1j * kx * f_hat, s=(n, n)),
-                        torch.fft.irfft2(1j * ky * f_hat, s=(n, n)))
+                return (
+                    torch.fft.irfft2(1j * kx * f_hat, s=(n, n)),
+                    torch.fft.irfft2(1j * ky * f_hat, s=(n, n)),
+                )
+
             wx, wy = grad(w_hat)
             sx, sy = grad(s_hat)
             nw = torch.fft.rfft2(-(vx * wx + vy * wy)) + b * 1j * kx * s_hat
@@ -119,8 +131,9 @@ class NavierStokes2D:
         return torch.stack(frames, dim=1)
 
 
-def vorticity_residual(frames: Tensor, t: Tensor, length: float, nu: float,
-                       buoyancy: float) -> float:
+def vorticity_residual(
+    frames: Tensor, t: Tensor, length: float, nu: float, buoyancy: float
+) -> float:
     """Relative residual of the vorticity equation for ``frames [T, 3, X, Y]`` (s, vx, vy):
     4th-order differences in time, spectral in space."""
     n = frames.shape[-1]

@@ -75,11 +75,19 @@ def scaling_1d(t_power: float, u_power: float) -> Tensor:
 
 
 GENERATORS: dict[str, dict[str, Tensor]] = {
-    "kdv": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d(),
-            "scale": scaling_1d(3.0, -2.0)},
+    "kdv": {
+        "t_shift": t_shift_1d(),
+        "x_shift": x_shift_1d(),
+        "boost": boost_1d(),
+        "scale": scaling_1d(3.0, -2.0),
+    },
     "ks": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d()},
-    "burgers": {"t_shift": t_shift_1d(), "x_shift": x_shift_1d(), "boost": boost_1d(),
-                "scale": scaling_1d(2.0, -1.0)},
+    "burgers": {
+        "t_shift": t_shift_1d(),
+        "x_shift": x_shift_1d(),
+        "boost": boost_1d(),
+        "scale": scaling_1d(2.0, -1.0),
+    },
 }
 
 
@@ -97,8 +105,15 @@ def ns_generators() -> dict[str, Tensor]:
         "boost_y": {(NS_Y, T): 1.0, (NS_VY, ONE): 1.0},
         "quad_boost_x": {(NS_X, T2): 1.0, (NS_VX, T): 2.0},
         "quad_boost_y": {(NS_Y, T2): 1.0, (NS_VY, T): 2.0},
-        "scale": {(T, T): 2.0, (T2, T2): 4.0, (NS_X, NS_X): 1.0, (NS_Y, NS_Y): 1.0,
-                  (NS_S, NS_S): -3.0, (NS_VX, NS_VX): -1.0, (NS_VY, NS_VY): -1.0},
+        "scale": {
+            (T, T): 2.0,
+            (T2, T2): 4.0,
+            (NS_X, NS_X): 1.0,
+            (NS_Y, NS_Y): 1.0,
+            (NS_S, NS_S): -3.0,
+            (NS_VX, NS_VX): -1.0,
+            (NS_VY, NS_VY): -1.0,
+        },
     }
     return {k: _gen(v, DIM_NS) for k, v in g.items()}
 
@@ -164,10 +179,13 @@ class SymmetryGroup:
         if composition != "strang":
             raise ValueError(f"composition must be expm or strang, not {composition!r}")
         eps = eps.to(torch.float64)
-        halves = [torch.linalg.matrix_exp(eps[..., i, None, None] * self.generators[i]
-                                          / (2 * steps)) for i in range(self.dim)]
+        halves = [
+            torch.linalg.matrix_exp(eps[..., i, None, None] * self.generators[i] / (2 * steps))
+            for i in range(self.dim)
+        ]
         g = torch.eye(self.generators.shape[-1], dtype=torch.float64).expand(
-            *eps.shape[:-1], -1, -1)
+            *eps.shape[:-1], -1, -1
+        )
         for _ in range(steps):
             # applied right-to-left to points: reversed order first, then forward order
             for h in reversed(halves):
@@ -180,8 +198,9 @@ class SymmetryGroup:
         """Strengths ``[..., P]`` with ``exp(Σ εᵢ Aᵢ) = g`` (least squares on the generators)."""
         log = matrix_log(g).flatten(-2)  # [..., n²]
         basis = self.generators.flatten(-2).T  # [n², P]
-        return torch.linalg.lstsq(basis.expand(*log.shape[:-1], -1, -1),
-                                  log.unsqueeze(-1)).solution.squeeze(-1)
+        return torch.linalg.lstsq(
+            basis.expand(*log.shape[:-1], -1, -1), log.unsqueeze(-1)
+        ).solution.squeeze(-1)
 
     @staticmethod
     def compose(g1: Tensor, g2: Tensor) -> Tensor:
@@ -207,8 +226,9 @@ def apply_to_points(g: Tensor, t: Tensor, x: Tensor, u: Tensor) -> tuple[Tensor,
     return q[..., T], q[..., X], q[..., U]
 
 
-def apply_to_points_2d(g: Tensor, t: Tensor, x: Tensor, y: Tensor,
-                       fields: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def apply_to_points_2d(
+    g: Tensor, t: Tensor, x: Tensor, y: Tensor, fields: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Navier–Stokes version of :func:`apply_to_points`: ``fields [..., 3, X, Y]`` are
     (s, v_x, v_y); ``t, x, y`` broadcast against ``[..., X, Y]``; ``g [8, 8]``."""
     s, vx, vy = fields.double().unbind(-3)

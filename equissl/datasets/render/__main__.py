@@ -21,8 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     sheet.add_argument("--max-classes", type=int, default=None)
     sheet.add_argument("--tile", type=int, default=None, help="tile side in pixels")
     args = parser.parse_args(argv)
-    path = make_contact_sheet(args.root, args.out_png, objects_per_class=args.objects_per_class,
-                              views=args.views, max_classes=args.max_classes, tile=args.tile)
+    path = make_contact_sheet(
+        args.root,
+        args.out_png,
+        objects_per_class=args.objects_per_class,
+        views=args.views,
+        max_classes=args.max_classes,
+        tile=args.tile,
+    )
     print(path)
     return 0
 

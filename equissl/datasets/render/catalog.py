@@ -64,8 +64,9 @@ def procedural_catalog(num_classes: int, objects_per_class: int, seed: int) -> l
     ]
 
 
-def mesh_tree_catalog(mesh_root: str | Path, num_classes: int,
-                      objects_per_class: int) -> list[ObjectSpec]:
+def mesh_tree_catalog(
+    mesh_root: str | Path, num_classes: int, objects_per_class: int
+) -> list[ObjectSpec]:
     """Objects of a ShapeNet-layout tree: its first ``num_classes`` synsets (sorted; all if
     ≤ 0), each with its first ``objects_per_class`` object ids (sorted; all if ≤ 0 or fewer).
 
@@ -76,20 +77,25 @@ def mesh_tree_catalog(mesh_root: str | Path, num_classes: int,
     tree = scan_mesh_tree(mesh_root)
     synsets = sorted(tree)
     if num_classes > len(synsets):
-        raise ValueError(f"num_classes={num_classes} but mesh_root {mesh_root} holds only "
-                         f"{len(synsets)} synsets with meshes: {synsets}")
+        raise ValueError(
+            f"num_classes={num_classes} but mesh_root {mesh_root} holds only "
+            f"{len(synsets)} synsets with meshes: {synsets}"
+        )
     if num_classes > 0:
         synsets = synsets[:num_classes]
     specs = []
     for c, syn in enumerate(synsets):
         objects = tree[syn] if objects_per_class <= 0 else tree[syn][:objects_per_class]
-        specs += [ObjectSpec(c, i, syn, obj_id, mesh_file=str(path))
-                  for i, (obj_id, path) in enumerate(objects)]
+        specs += [
+            ObjectSpec(c, i, syn, obj_id, mesh_file=str(path))
+            for i, (obj_id, path) in enumerate(objects)
+        ]
     return specs
 
 
-def split_catalog(specs: list[ObjectSpec], seed: int,
-                  val_fraction: float) -> dict[str, list[ObjectSpec]]:
+def split_catalog(
+    specs: list[ObjectSpec], seed: int, val_fraction: float
+) -> dict[str, list[ObjectSpec]]:
     """Deterministic per-class train/val split.
 
     Each class with n objects puts ``round(val_fraction · n)`` of them in val, at least one
@@ -124,6 +130,5 @@ def chunk_of(specs: list[ObjectSpec], chunk: int, num_chunks: int) -> list[Objec
     disjoint and together hold every object.
     """
     if num_chunks < 1 or not 0 <= chunk < num_chunks:
-        raise ValueError(f"need 0 ≤ chunk < num_chunks, got chunk={chunk}, "
-                         f"num_chunks={num_chunks}")
+        raise ValueError(f"need 0 ≤ chunk < num_chunks, got chunk={chunk}, num_chunks={num_chunks}")
     return specs[chunk::num_chunks]

@@ -12,22 +12,61 @@ from equissl.datasets.render.shapes import FAMILY_BY_SYNSET
 
 # ShapeNetCore v2 synset names (the 55 classes of 3DIEBench), for sheets of real data.
 SHAPENET_NAMES = {
-    "02691156": "airplane", "02747177": "trash bin", "02773838": "bag", "02801938": "basket",
-    "02808440": "bathtub", "02818832": "bed", "02828884": "bench", "02843684": "birdhouse",
-    "02871439": "bookshelf", "02876657": "bottle", "02880940": "bowl", "02924116": "bus",
-    "02933112": "cabinet", "02942699": "camera", "02946921": "can", "02954340": "cap",
-    "02958343": "car", "02992529": "cellphone", "03001627": "chair", "03046257": "clock",
-    "03085013": "keyboard", "03207941": "dishwasher", "03211117": "display",
-    "03261776": "earphone", "03325088": "faucet", "03337140": "file cabinet",
-    "03467517": "guitar", "03513137": "helmet", "03593526": "jar", "03624134": "knife",
-    "03636649": "lamp", "03642806": "laptop", "03691459": "loudspeaker",
-    "03710193": "mailbox", "03759954": "microphone", "03761084": "microwave",
-    "03790512": "motorbike", "03797390": "mug", "03928116": "piano", "03938244": "pillow",
-    "03948459": "pistol", "03991062": "flowerpot", "04004475": "printer",
-    "04074963": "remote", "04090263": "rifle", "04099429": "rocket",
-    "04225987": "skateboard", "04256520": "sofa", "04330267": "stove", "04379243": "table",
-    "04401088": "telephone", "04460130": "tower", "04468005": "train",
-    "04530566": "watercraft", "04554684": "washer",
+    "02691156": "airplane",
+    "02747177": "trash bin",
+    "02773838": "bag",
+    "02801938": "basket",
+    "02808440": "bathtub",
+    "02818832": "bed",
+    "02828884": "bench",
+    "02843684": "birdhouse",
+    "02871439": "bookshelf",
+    "02876657": "bottle",
+    "02880940": "bowl",
+    "02924116": "bus",
+    "02933112": "cabinet",
+    "02942699": "camera",
+    "02946921": "can",
+    "02954340": "cap",
+    "02958343": "car",
+    "02992529": "cellphone",
+    "03001627": "chair",
+    "03046257": "clock",
+    "03085013": "keyboard",
+    "03207941": "dishwasher",
+    "03211117": "display",
+    "03261776": "earphone",
+    "03325088": "faucet",
+    "03337140": "file cabinet",
+    "03467517": "guitar",
+    "03513137": "helmet",
+    "03593526": "jar",
+    "03624134": "knife",
+    "03636649": "lamp",
+    "03642806": "laptop",
+    "03691459": "loudspeaker",
+    "03710193": "mailbox",
+    "03759954": "microphone",
+    "03761084": "microwave",
+    "03790512": "motorbike",
+    "03797390": "mug",
+    "03928116": "piano",
+    "03938244": "pillow",
+    "03948459": "pistol",
+    "03991062": "flowerpot",
+    "04004475": "printer",
+    "04074963": "remote",
+    "04090263": "rifle",
+    "04099429": "rocket",
+    "04225987": "skateboard",
+    "04256520": "sofa",
+    "04330267": "stove",
+    "04379243": "table",
+    "04401088": "telephone",
+    "04460130": "tower",
+    "04468005": "train",
+    "04530566": "watercraft",
+    "04554684": "washer",
 }
 
 _VIEW_RE = re.compile(r"^image_(\d+)\.jpg$")
@@ -52,9 +91,16 @@ def _views_of(obj_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def make_contact_sheet(root: str | Path, out_png: str | Path, *, objects_per_class: int = 2,
-                       views: int = 6, max_classes: int | None = None, tile: int | None = None,
-                       label_width: int | None = None) -> Path:
+def make_contact_sheet(
+    root: str | Path,
+    out_png: str | Path,
+    *,
+    objects_per_class: int = 2,
+    views: int = 6,
+    max_classes: int | None = None,
+    tile: int | None = None,
+    label_width: int | None = None,
+) -> Path:
     """Tile the first ``views`` views of the first ``objects_per_class`` objects of each class.
 
     One row per object: a label cell (class name, synset, short object id) then its views.
@@ -77,8 +123,11 @@ def make_contact_sheet(root: str | Path, out_png: str | Path, *, objects_per_cla
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} is not a directory")
-    synsets = sorted(p for p in root.iterdir()
-                     if p.is_dir() and p.name != SPLITS_DIR and not p.name.startswith("."))
+    synsets = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name != SPLITS_DIR and not p.name.startswith(".")
+    )
     if max_classes is not None:
         synsets = synsets[:max_classes]
     rows: list[tuple[str, str, list[Path]]] = []
@@ -103,8 +152,9 @@ def make_contact_sheet(root: str | Path, out_png: str | Path, *, objects_per_cla
     for r, (syn, obj, imgs) in enumerate(rows):
         y = r * (tile + gap)
         draw.text((6, y + tile // 2 - tile // 6), class_name(syn), fill=(0, 0, 0), font=big)
-        draw.text((6, y + tile // 2 + tile // 16), f"{syn}/{obj[:8]}", fill=(90, 90, 90),
-                  font=small)
+        draw.text(
+            (6, y + tile // 2 + tile // 16), f"{syn}/{obj[:8]}", fill=(90, 90, 90), font=small
+        )
         for c, path in enumerate(imgs):
             with Image.open(path) as im:
                 cell = im.convert("RGB")
@@ -117,5 +167,3 @@ def make_contact_sheet(root: str | Path, out_png: str | Path, *, objects_per_cla
     sheet = sheet.convert("RGB").quantize(colors=256, dither=Image.Dither.NONE)
     sheet.save(out_png, format="PNG", optimize=True)
     return out_png
-
-

@@ -33,12 +33,26 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def generate_iebench(out: str | Path, *, num_classes: int = 10, objects_per_class: int = 20,
-                     views: int = 50, resolution: int = 256, spp: int = 16, seed: int = 0,
-                     translation: bool = False, ood: bool = False, val_fraction: float = 0.2,
-                     mesh_root: str | Path | None = None, chunk: int = 0, num_chunks: int = 1,
-                     workers: int | None = None, progress: bool = True,
-                     mesh_up: str = "y", variant: str | None = None) -> dict:
+def generate_iebench(
+    out: str | Path,
+    *,
+    num_classes: int = 10,
+    objects_per_class: int = 20,
+    views: int = 50,
+    resolution: int = 256,
+    spp: int = 16,
+    seed: int = 0,
+    translation: bool = False,
+    ood: bool = False,
+    val_fraction: float = 0.2,
+    mesh_root: str | Path | None = None,
+    chunk: int = 0,
+    num_chunks: int = 1,
+    workers: int | None = None,
+    progress: bool = True,
+    mesh_up: str = "y",
+    variant: str | None = None,
+) -> dict:
     """Render a 3DIEBench-style dataset (or chunk ``chunk`` of ``num_chunks`` of it) to ``out``.
 
     Writes ``<out>/<synset>/<obj_id>/image_{v}.jpg`` (``resolution``² RGB JPEG) and
@@ -90,10 +104,18 @@ def generate_iebench(out: str | Path, *, num_classes: int = 10, objects_per_clas
     mine = chunk_of(specs, chunk, num_chunks)
 
     config = {
-        "generator": "equissl.datasets.render", "version": GENERATOR_VERSION,
-        "num_classes": num_classes, "objects_per_class": objects_per_class, "views": views,
-        "resolution": resolution, "spp": spp, "seed": seed, "translation": translation,
-        "ood": ood, "val_fraction": val_fraction, "mesh_up": mesh_up,
+        "generator": "equissl.datasets.render",
+        "version": GENERATOR_VERSION,
+        "num_classes": num_classes,
+        "objects_per_class": objects_per_class,
+        "views": views,
+        "resolution": resolution,
+        "spp": spp,
+        "seed": seed,
+        "translation": translation,
+        "ood": ood,
+        "val_fraction": val_fraction,
+        "mesh_up": mesh_up,
         "mesh_root": str(Path(mesh_root).resolve()) if mesh_root is not None else None,
     }
     check_config(out, config)
@@ -105,8 +127,10 @@ def generate_iebench(out: str | Path, *, num_classes: int = 10, objects_per_clas
     if workers is None:
         workers = 1 if chosen.startswith("cuda") else available_cores()
     workers = max(1, min(int(workers), len(pending) or 1))
-    tasks = [RenderTask(s, str(out), views, resolution, spp, seed, translation, ood, chosen,
-                        mesh_up) for s in pending]
+    tasks = [
+        RenderTask(s, str(out), views, resolution, spp, seed, translation, ood, chosen, mesh_up)
+        for s in pending
+    ]
     results = _run(tasks, workers, chosen, progress)
 
     seconds = time.perf_counter() - start
@@ -125,8 +149,7 @@ def generate_iebench(out: str | Path, *, num_classes: int = 10, objects_per_clas
     }
 
 
-def _run(tasks: list[RenderTask], workers: int, variant: str,
-         progress: bool) -> list[RenderResult]:
+def _run(tasks: list[RenderTask], workers: int, variant: str, progress: bool) -> list[RenderResult]:
     bar = tqdm(total=len(tasks), unit="obj", desc="render", disable=not progress or not tasks)
     results: list[RenderResult] = []
 
@@ -143,8 +166,9 @@ def _run(tasks: list[RenderTask], workers: int, variant: str,
         else:
             threads = max(1, available_cores() // workers)
             ctx = multiprocessing.get_context("spawn")  # never fork a process holding Dr.Jit
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker,
-                                     initargs=(variant, threads)) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=init_worker, initargs=(variant, threads)
+            ) as pool:
                 futures = [pool.submit(render_object, t) for t in tasks]
                 try:
                     for fut in as_completed(futures):
@@ -164,8 +188,12 @@ def _run(tasks: list[RenderTask], workers: int, variant: str,
     return results
 
 
-def catalog_for(num_classes: int = 10, objects_per_class: int = 20, seed: int = 0,
-                mesh_root: str | Path | None = None) -> list[ObjectSpec]:
+def catalog_for(
+    num_classes: int = 10,
+    objects_per_class: int = 20,
+    seed: int = 0,
+    mesh_root: str | Path | None = None,
+) -> list[ObjectSpec]:
     """The objects ``generate_iebench`` would render with these settings (class-major)."""
     if mesh_root is not None:
         return mesh_tree_catalog(mesh_root, num_classes, objects_per_class)

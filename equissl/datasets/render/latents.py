@@ -32,6 +32,7 @@ SPOT_THETA_RANGE = (0.0, np.pi / 4)
 SPOT_PHI_RANGE = (0.0, 2 * np.pi)
 TRANSLATION_RANGE = (-0.5, 0.5)
 
+
 def object_seed(seed: int, class_index: int, object_index: int) -> np.random.SeedSequence:
     """Root seed sequence of one object."""
     return np.random.SeedSequence([int(seed), int(class_index), int(object_index)])
@@ -48,8 +49,11 @@ class ObjectStreams(NamedTuple):
 def object_streams(seed: int, class_index: int, object_index: int) -> ObjectStreams:
     """The streams of object ``object_index`` of class ``class_index`` under ``seed``."""
     shape_ss, views_ss, render_ss = object_seed(seed, class_index, object_index).spawn(3)
-    return ObjectStreams(np.random.default_rng(shape_ss), np.random.default_rng(views_ss),
-                         int(render_ss.generate_state(1)[0]) & 0x7FFF_0000)
+    return ObjectStreams(
+        np.random.default_rng(shape_ss),
+        np.random.default_rng(views_ss),
+        int(render_ss.generate_state(1)[0]) & 0x7FFF_0000,
+    )
 
 
 def object_hex_id(seed: int, synset: str, object_index: int) -> str:
@@ -58,8 +62,9 @@ def object_hex_id(seed: int, synset: str, object_index: int) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-def sample_latents(rng: np.random.Generator, views: int, *, translation: bool = False,
-                   ood: bool = False) -> np.ndarray:
+def sample_latents(
+    rng: np.random.Generator, views: int, *, translation: bool = False, ood: bool = False
+) -> np.ndarray:
     """Draw ``[views, 7]`` (or ``[views, 10]`` with ``translation``) float64 latents.
 
     The stream is consumed identically whatever the options, so the same seed gives the same

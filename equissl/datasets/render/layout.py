@@ -84,8 +84,11 @@ def complete_views(obj_dir: Path, views: int) -> set[int]:
         sizes = {e.name: e.stat().st_size for e in os.scandir(obj_dir) if e.is_file()}
     except FileNotFoundError:
         return set()
-    return {v for v in range(views)
-            if sizes.get(image_name(v), 0) > 0 and sizes.get(latent_name(v), 0) > 0}
+    return {
+        v
+        for v in range(views)
+        if sizes.get(image_name(v), 0) > 0 and sizes.get(latent_name(v), 0) > 0
+    }
 
 
 def remove_stale_temps(obj_dir: Path) -> None:
@@ -103,8 +106,9 @@ def write_split(out: Path, split: str, entries: Sequence[str], labels: Sequence[
     images = np.array(list(entries), dtype=np.str_) if len(entries) else np.array([], "<U1")
     sdir = out / SPLITS_DIR
     atomic_write_bytes(sdir / f"{split}_images.npy", encode_npy(images))
-    atomic_write_bytes(sdir / f"{split}_labels.npy",
-                       encode_npy(np.asarray(labels, dtype=np.int64).reshape(-1)))
+    atomic_write_bytes(
+        sdir / f"{split}_labels.npy", encode_npy(np.asarray(labels, dtype=np.int64).reshape(-1))
+    )
 
 
 def check_config(out: Path, config: dict) -> None:

@@ -41,8 +41,10 @@ def normalize_mesh(mesh: trimesh.Trimesh, radius: float = OBJECT_RADIUS) -> trim
 
 def mesh_arrays(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
     """``(vertices [N, 3] float32, faces [F, 3] uint32)`` for the renderer."""
-    return (np.ascontiguousarray(mesh.vertices, dtype=np.float32),
-            np.ascontiguousarray(mesh.faces, dtype=np.uint32))
+    return (
+        np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+        np.ascontiguousarray(mesh.faces, dtype=np.uint32),
+    )
 
 
 def load_mesh_file(path: str | Path, up: str = "y") -> trimesh.Trimesh:
@@ -77,8 +79,9 @@ def find_model_file(object_dir: Path) -> Path | None:
     for folder in (object_dir / "models", object_dir):
         if not folder.is_dir():
             continue
-        files = sorted(p for p in folder.iterdir()
-                       if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_SUFFIXES
+        )
         if files:
             preferred = [p for p in files if p.name == _PREFERRED]
             return (preferred or files)[0]

@@ -36,8 +36,9 @@ def rotation_z_to(direction: ArrayLike) -> np.ndarray:
     return trimesh.geometry.align_vectors(_Z, np.asarray(direction, dtype=float))[:3, :3]
 
 
-def box(extents: ArrayLike, center: ArrayLike = (0, 0, 0),
-        rotation: np.ndarray | None = None) -> trimesh.Trimesh:
+def box(
+    extents: ArrayLike, center: ArrayLike = (0, 0, 0), rotation: np.ndarray | None = None
+) -> trimesh.Trimesh:
     """Axis-aligned box of size ``extents`` (x, y, z), optionally rotated, centred at ``center``."""
     return _placed(trimesh.creation.box(extents=np.asarray(extents, dtype=float)), center, rotation)
 
@@ -52,8 +53,9 @@ def capsule(p0: ArrayLike, p1: ArrayLike, radius: float, count: int = 12) -> tri
     """Capsule (cylinder with hemispherical ends) whose sphere centres are ``p0`` and ``p1``."""
     p0, p1 = np.asarray(p0, dtype=float), np.asarray(p1, dtype=float)
     axis = p1 - p0
-    mesh = trimesh.creation.capsule(height=float(np.linalg.norm(axis)), radius=radius,
-                                    count=[count, count])
+    mesh = trimesh.creation.capsule(
+        height=float(np.linalg.norm(axis)), radius=radius, count=[count, count]
+    )
     return _placed(mesh, (p0 + p1) / 2, rotation_z_to(axis))
 
 
@@ -73,13 +75,18 @@ def cone(base: ArrayLike, apex: ArrayLike, radius: float, sections: int = 24) ->
     """Solid cone with a disc of ``radius`` at point ``base`` and its tip at point ``apex``."""
     base, apex = np.asarray(base, dtype=float), np.asarray(apex, dtype=float)
     axis = apex - base
-    mesh = trimesh.creation.cone(radius=radius, height=float(np.linalg.norm(axis)),
-                                 sections=sections)
+    mesh = trimesh.creation.cone(
+        radius=radius, height=float(np.linalg.norm(axis)), sections=sections
+    )
     return _placed(mesh, base, rotation_z_to(axis))
 
 
-def lathe(profile: ArrayLike, center: ArrayLike = (0, 0, 0), sections: int = 32,
-          direction: ArrayLike = (0, 0, 1)) -> trimesh.Trimesh:
+def lathe(
+    profile: ArrayLike,
+    center: ArrayLike = (0, 0, 0),
+    sections: int = 32,
+    direction: ArrayLike = (0, 0, 1),
+) -> trimesh.Trimesh:
     """Surface of revolution of a ``[N, 2]`` (radius, height) profile about ``direction``.
 
     The profile must start and end on the axis (radius 0) so the solid is closed.
@@ -100,11 +107,13 @@ def prism(polygon: ArrayLike, z0: float, z1: float) -> trimesh.Trimesh:
         poly = poly[::-1]
     n = len(poly)
     c = poly.mean(axis=0)
-    verts = np.vstack([
-        np.column_stack([poly, np.full(n, z0)]),
-        np.column_stack([poly, np.full(n, z1)]),
-        [[c[0], c[1], z0], [c[0], c[1], z1]],
-    ])
+    verts = np.vstack(
+        [
+            np.column_stack([poly, np.full(n, z0)]),
+            np.column_stack([poly, np.full(n, z1)]),
+            [[c[0], c[1], z0], [c[0], c[1], z1]],
+        ]
+    )
     bottom_c, top_c = 2 * n, 2 * n + 1
     faces = []
     for i in range(n):
@@ -119,8 +128,12 @@ def _signed_area(poly: np.ndarray) -> float:
     return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
 
 
-def slab(polygon: ArrayLike, thickness: float, rotation: np.ndarray | None = None,
-         center: ArrayLike = (0, 0, 0)) -> trimesh.Trimesh:
+def slab(
+    polygon: ArrayLike,
+    thickness: float,
+    rotation: np.ndarray | None = None,
+    center: ArrayLike = (0, 0, 0),
+) -> trimesh.Trimesh:
     """A flat plate: ``polygon`` in its local x-y plane, ``thickness`` along local z (centred)."""
     mesh = prism(polygon, -thickness / 2, thickness / 2)
     return _placed(mesh, center, rotation)
@@ -145,8 +158,9 @@ def tube(path: ArrayLike, radius: float, sections: int = 12) -> trimesh.Trimesh:
             normal = normal - np.dot(normal, tangents[i]) * tangents[i]
             normal /= np.linalg.norm(normal)
         binormal = np.cross(tangents[i], normal)
-        rings.append(pts[i] + radius * (np.outer(np.cos(ang), normal)
-                                        + np.outer(np.sin(ang), binormal)))
+        rings.append(
+            pts[i] + radius * (np.outer(np.cos(ang), normal) + np.outer(np.sin(ang), binormal))
+        )
     verts = np.vstack(rings + [pts[:1], pts[-1:]])
     start_c, end_c = n * sections, n * sections + 1
     faces = []
@@ -165,18 +179,28 @@ def tube(path: ArrayLike, radius: float, sections: int = 12) -> trimesh.Trimesh:
     return mesh
 
 
-def arc(center: ArrayLike, radius: float, start: float, stop: float, u: ArrayLike, v: ArrayLike,
-        n: int = 16) -> np.ndarray:
+def arc(
+    center: ArrayLike,
+    radius: float,
+    start: float,
+    stop: float,
+    u: ArrayLike,
+    v: ArrayLike,
+    n: int = 16,
+) -> np.ndarray:
     """``[n, 3]`` points on a circular arc ``center + r(cos a·u + sin a·v)``, a ∈ [start, stop]."""
     a = np.linspace(start, stop, n)
     u, v = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
-    return np.asarray(center, dtype=float) + radius * (np.outer(np.cos(a), u)
-                                                       + np.outer(np.sin(a), v))
+    return np.asarray(center, dtype=float) + radius * (
+        np.outer(np.cos(a), u) + np.outer(np.sin(a), v)
+    )
 
 
-def torus(center: ArrayLike, major: float, minor: float, axis: ArrayLike = (0, 0, 1),
-          sections: int = 24) -> trimesh.Trimesh:
+def torus(
+    center: ArrayLike, major: float, minor: float, axis: ArrayLike = (0, 0, 1), sections: int = 24
+) -> trimesh.Trimesh:
     """Ring of tube radius ``minor`` around a circle of radius ``major`` normal to ``axis``."""
-    mesh = trimesh.creation.torus(major_radius=major, minor_radius=minor,
-                                  major_sections=sections, minor_sections=10)
+    mesh = trimesh.creation.torus(
+        major_radius=major, minor_radius=minor, major_sections=sections, minor_sections=10
+    )
     return _placed(mesh, center, rotation_z_to(axis))

@@ -71,8 +71,9 @@ def select_variant(variant: str | None = None) -> str:
     wanted = variant or os.environ.get(VARIANT_ENV) or None
     if wanted is not None:
         if wanted not in mi.variants():
-            raise ValueError(f"mitsuba variant {wanted!r} is not available; "
-                             f"this build has {mi.variants()}")
+            raise ValueError(
+                f"mitsuba variant {wanted!r} is not available; this build has {mi.variants()}"
+            )
         if mi.variant() != wanted:
             mi.set_variant(wanted)
         return wanted
@@ -96,8 +97,9 @@ def hsv_rgb(hue: float, saturation: float, value: float) -> tuple[float, float, 
 
 def spherical(radius: float, theta: float, phi: float) -> np.ndarray:
     """``[3]`` point at ``radius`` with polar angle ``theta`` from +z and azimuth ``phi``."""
-    return radius * np.array([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi),
-                              np.cos(theta)])
+    return radius * np.array(
+        [np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)]
+    )
 
 
 def sun_direction() -> np.ndarray:
@@ -169,8 +171,16 @@ class ViewRenderer:
         variant: Mitsuba variant; ``None`` = ``select_variant()``.
     """
 
-    def __init__(self, vertices: np.ndarray, faces: np.ndarray, *, resolution: int, spp: int,
-                 translation: bool = False, variant: str | None = None) -> None:
+    def __init__(
+        self,
+        vertices: np.ndarray,
+        faces: np.ndarray,
+        *,
+        resolution: int,
+        spp: int,
+        translation: bool = False,
+        variant: str | None = None,
+    ) -> None:
         import mitsuba as mi
 
         self.variant = select_variant(variant)
@@ -185,13 +195,23 @@ class ViewRenderer:
     def _make_mesh(self, vertices: np.ndarray, faces: np.ndarray):
         mi = self._mi
         props = mi.Properties()
-        props["bsdf"] = mi.load_dict({
-            "type": "twosided",
-            "material": {"type": "diffuse",
-                         "reflectance": {"type": "rgb", "value": [OBJECT_ALBEDO] * 3}},
-        })
-        mesh = mi.Mesh("object", len(vertices), len(faces), props=props,
-                       has_vertex_normals=False, has_vertex_texcoords=False)
+        props["bsdf"] = mi.load_dict(
+            {
+                "type": "twosided",
+                "material": {
+                    "type": "diffuse",
+                    "reflectance": {"type": "rgb", "value": [OBJECT_ALBEDO] * 3},
+                },
+            }
+        )
+        mesh = mi.Mesh(
+            "object",
+            len(vertices),
+            len(faces),
+            props=props,
+            has_vertex_normals=False,
+            has_vertex_texcoords=False,
+        )
         mp = mi.traverse(mesh)
         mp["vertex_positions"] = _like(mp["vertex_positions"], vertices)
         mp["faces"] = _like(mp["faces"], faces)
@@ -209,30 +229,42 @@ class ViewRenderer:
                 "type": "perspective",
                 "fov": field_of_view(translation),
                 "fov_axis": "x",
-                "to_world": T().look_at(origin=camera_position().tolist(), target=[0, 0, 0],
-                                        up=[0, 0, 1]),
-                "film": {"type": "hdrfilm", "width": self.resolution,
-                         "height": self.resolution, "pixel_format": "rgb",
-                         "rfilter": {"type": "box"}},
+                "to_world": T().look_at(
+                    origin=camera_position().tolist(), target=[0, 0, 0], up=[0, 0, 1]
+                ),
+                "film": {
+                    "type": "hdrfilm",
+                    "width": self.resolution,
+                    "height": self.resolution,
+                    "pixel_format": "rgb",
+                    "rfilter": {"type": "box"},
+                },
                 "sampler": {"type": "multijitter", "sample_count": self.spp},
             },
             "floor": {
                 "type": "rectangle",
-                "to_world": T().translate([0, 0, FLOOR_Z]).scale([FLOOR_HALF_SIZE,
-                                                                  FLOOR_HALF_SIZE, 1]),
-                "bsdf": {"type": "diffuse",
-                         "reflectance": {"type": "rgb", "value": [0.5, 0.5, 0.5]}},
+                "to_world": T()
+                .translate([0, 0, FLOOR_Z])
+                .scale([FLOOR_HALF_SIZE, FLOOR_HALF_SIZE, 1]),
+                "bsdf": {
+                    "type": "diffuse",
+                    "reflectance": {"type": "rgb", "value": [0.5, 0.5, 0.5]},
+                },
             },
             "object": mesh,
-            "sun": {"type": "directional", "direction": sun_direction().tolist(),
-                    "irradiance": {"type": "rgb", "value": [SUN_IRRADIANCE] * 3}},
+            "sun": {
+                "type": "directional",
+                "direction": sun_direction().tolist(),
+                "irradiance": {"type": "rgb", "value": [SUN_IRRADIANCE] * 3},
+            },
             "spot": {
                 "type": "spot",
                 "cutoff_angle": float(half),
                 "beam_width": float(half * (1 - SPOT_BLEND)),
                 "intensity": {"type": "rgb", "value": [SPOT_INTENSITY] * 3},
-                "to_world": T().look_at(origin=[0, 0, LIGHT_RADIUS], target=[0, 0, 0],
-                                        up=[0, 1, 0]),
+                "to_world": T().look_at(
+                    origin=[0, 0, LIGHT_RADIUS], target=[0, 0, 0], up=[0, 1, 0]
+                ),
             },
         }
 
@@ -245,8 +277,9 @@ class ViewRenderer:
         p["object.vertex_positions"] = _like(p["object.vertex_positions"], self._v0 @ rot.T + t)
         p["floor.bsdf.reflectance.value"] = mi.Color3f(*hsv_rgb(lat[3], 0.6, 0.6))
         pos = spherical(LIGHT_RADIUS, lat[4], lat[5])
-        p["spot.to_world"] = mi.Transform4f().look_at(origin=pos.tolist(), target=[0, 0, 0],
-                                                      up=_up_for(-pos).tolist())
+        p["spot.to_world"] = mi.Transform4f().look_at(
+            origin=pos.tolist(), target=[0, 0, 0], up=_up_for(-pos).tolist()
+        )
         rgb = np.asarray(hsv_rgb(lat[6], 1.0, 0.8)) * SPOT_INTENSITY
         p["spot.intensity.value"] = mi.Color3f(*rgb.tolist())
         p.update()

@@ -68,8 +68,12 @@ def _table(rng: np.random.Generator) -> trimesh.Trimesh:
         for sy in (-1, 1):
             bottom = short if sx > 0 and sy > 0 else 0.0
             top = height - t
-            parts.append(P.box((lt, lt, top - bottom),
-                               (sx * (length / 2 - lt), sy * (width / 2 - lt), (top + bottom) / 2)))
+            parts.append(
+                P.box(
+                    (lt, lt, top - bottom),
+                    (sx * (length / 2 - lt), sy * (width / 2 - lt), (top + bottom) / 2),
+                )
+            )
     dw = rng.uniform(0.25, 0.35) * length  # drawer block under the +x half
     parts.append(P.box((dw, 0.6 * width, 0.1), (length * 0.2, 0, height - t - 0.05)))
     parts.append(P.box((0.03, 0.12, 0.03), (length * 0.2 + dw / 2 + 0.015, 0, height - t - 0.05)))
@@ -99,8 +103,12 @@ def _airplane(rng: np.random.Generator) -> trimesh.Trimesh:
     span, sweep, taper = rng.uniform(0.45, 0.6), rng.uniform(0.05, 0.2), rng.uniform(0.3, 0.6)
     ct = cr * taper
     for s in (-1, 1):
-        quad = [(xw + cr / 2, 0), (xw + cr / 2 - sweep, s * span),
-                (xw + cr / 2 - sweep - ct, s * span), (xw - cr / 2, 0)]
+        quad = [
+            (xw + cr / 2, 0),
+            (xw + cr / 2 - sweep, s * span),
+            (xw + cr / 2 - sweep - ct, s * span),
+            (xw - cr / 2, 0),
+        ]
         parts.append(P.slab(quad, 0.025, center=(0, 0, -0.3 * rf)))
         tail = [(-0.33, 0), (-0.4, s * 0.2), (-0.46, s * 0.2), (-0.47, 0)]
         parts.append(P.slab(tail, 0.02, center=(0, 0, 0.2 * rf)))
@@ -111,8 +119,9 @@ def _airplane(rng: np.random.Generator) -> trimesh.Trimesh:
         for s in (-1, 1):
             y = s * span * 0.45
             x = xw + cr / 2 - sweep * 0.45
-            parts.append(P.cylinder((x + 0.05, y, -rf - 0.03), (x - 0.12, y, -rf - 0.03), 0.035,
-                                    sections=16))
+            parts.append(
+                P.cylinder((x + 0.05, y, -rf - 0.03), (x - 0.12, y, -rf - 0.03), 0.035, sections=16)
+            )
     return P.combine(parts)
 
 
@@ -124,8 +133,12 @@ def _desk_lamp(rng: np.random.Generator) -> trimesh.Trimesh:
     j2 = j1 + l1 * np.array([-np.sin(a1), 0, np.cos(a1)])
     a2, l2 = rng.uniform(-0.1, 0.4), rng.uniform(0.4, 0.55)  # upper arm reaches forward
     j3 = j2 + l2 * np.array([np.cos(a2), 0, np.sin(a2)])
-    parts += [P.cylinder(j1, j2, 0.025, sections=12), P.cylinder(j2, j3, 0.025, sections=12),
-              P.sphere(j2, 0.045, 1), P.sphere(j3, 0.04, 1)]
+    parts += [
+        P.cylinder(j1, j2, 0.025, sections=12),
+        P.cylinder(j2, j3, 0.025, sections=12),
+        P.sphere(j2, 0.045, 1),
+        P.sphere(j3, 0.04, 1),
+    ]
     b = rng.uniform(0.3, 0.8)  # shade axis, tilted forward from straight down
     axis = np.array([np.sin(b), 0, -np.cos(b)])
     ln, r0, r1 = rng.uniform(0.16, 0.22), 0.04, rng.uniform(0.11, 0.15)
@@ -137,13 +150,18 @@ def _desk_lamp(rng: np.random.Generator) -> trimesh.Trimesh:
 def _boot(rng: np.random.Generator) -> trimesh.Trimesh:
     length, width = rng.uniform(0.65, 0.8), rng.uniform(0.22, 0.28)
     heel = rng.uniform(0.03, 0.08)
-    parts = [P.box((length, width, 0.05), (0, 0, heel + 0.025)),
-             P.box((0.15, width, heel), (-length / 2 + 0.075, 0, heel / 2))]
+    parts = [
+        P.box((length, width, 0.05), (0, 0, heel + 0.025)),
+        P.box((0.15, width, heel), (-length / 2 + 0.075, 0, heel / 2)),
+    ]
     foot_h = rng.uniform(0.12, 0.18)
     z = heel + 0.05
     parts.append(P.box((length * 0.7, width * 0.95, foot_h), (-length * 0.1, 0, z + foot_h / 2)))
-    parts.append(P.ellipsoid((length * 0.3, 0, z + foot_h * 0.4),
-                             (length * 0.22, width * 0.47, foot_h * 0.85)))
+    parts.append(
+        P.ellipsoid(
+            (length * 0.3, 0, z + foot_h * 0.4), (length * 0.22, width * 0.47, foot_h * 0.85)
+        )
+    )
     shaft_h, shaft_d = rng.uniform(0.35, 0.6), rng.uniform(0.2, 0.26)
     xs = -length / 2 + shaft_d / 2
     parts.append(P.box((shaft_d, width * 0.95, shaft_h), (xs, 0, z + shaft_h / 2)))
@@ -156,12 +174,16 @@ def _boot(rng: np.random.Generator) -> trimesh.Trimesh:
 def _key(rng: np.random.Generator) -> trimesh.Trimesh:
     th = rng.uniform(0.05, 0.07)
     ro = rng.uniform(0.14, 0.18)
-    ring = trimesh.creation.annulus(r_min=ro * rng.uniform(0.4, 0.6), r_max=ro, height=th,
-                                    sections=32)
+    ring = trimesh.creation.annulus(
+        r_min=ro * rng.uniform(0.4, 0.6), r_max=ro, height=th, sections=32
+    )
     ring.apply_translation((-0.5 + ro, 0, 0))
     x0, x1, bw = -0.5 + 1.9 * ro, 0.5, rng.uniform(0.08, 0.11)
-    parts = [ring, P.box((x1 - x0, bw, th), ((x0 + x1) / 2, 0, 0)),
-             P.box((0.04, bw + 0.08, th), (x0 + 0.03, 0.04, 0))]  # shoulder on the +y side
+    parts = [
+        ring,
+        P.box((x1 - x0, bw, th), ((x0 + x1) / 2, 0, 0)),
+        P.box((0.04, bw + 0.08, th), (x0 + 0.03, 0.04, 0)),
+    ]  # shoulder on the +y side
     n = int(rng.integers(3, 6))
     xs = np.sort(rng.uniform(x0 + 0.12, x1 - 0.05, n))
     for x in xs:  # teeth hang below the blade on the -y side
@@ -172,8 +194,10 @@ def _key(rng: np.random.Generator) -> trimesh.Trimesh:
 
 def _hammer(rng: np.random.Generator) -> trimesh.Trimesh:
     lh = rng.uniform(0.7, 0.9)
-    parts = [P.cylinder((0, 0, 0), (0, 0, lh), 0.03, sections=16),
-             P.capsule((0, 0, 0.04), (0, 0, rng.uniform(0.25, 0.35)), 0.042, count=10)]
+    parts = [
+        P.cylinder((0, 0, 0), (0, 0, lh), 0.03, sections=16),
+        P.capsule((0, 0, 0.04), (0, 0, rng.uniform(0.25, 0.35)), 0.042, count=10),
+    ]
     hl, hs = rng.uniform(0.3, 0.4), rng.uniform(0.06, 0.08)
     xf = rng.uniform(0.35, 0.5) * hl  # the head is not centred on the handle
     parts.append(P.box((hl, hs, hs), (xf - hl / 2, 0, lh)))
@@ -187,12 +211,24 @@ def _hammer(rng: np.random.Generator) -> trimesh.Trimesh:
 
 def _teapot(rng: np.random.Generator) -> trimesh.Trimesh:
     rb, hb = rng.uniform(0.26, 0.32), rng.uniform(0.35, 0.45)
-    profile = [(0, 0), (rb * 0.75, 0), (rb, hb * 0.35), (rb * 0.9, hb * 0.75),
-               (rb * 0.5, hb), (0, hb)]
+    profile = [
+        (0, 0),
+        (rb * 0.75, 0),
+        (rb, hb * 0.35),
+        (rb * 0.9, hb * 0.75),
+        (rb * 0.5, hb),
+        (0, hb),
+    ]
     parts = [P.lathe(profile, sections=32), P.sphere((0, 0, hb + 0.03), 0.045, 1)]
     sx = rng.uniform(0.45, 0.55)
-    spout = np.array([(rb * 0.8, 0, hb * 0.3), (rb + 0.06, 0, hb * 0.4),
-                      (sx - 0.05, 0, hb * 0.65), (sx, 0, hb * 0.85)])
+    spout = np.array(
+        [
+            (rb * 0.8, 0, hb * 0.3),
+            (rb + 0.06, 0, hb * 0.4),
+            (sx - 0.05, 0, hb * 0.65),
+            (sx, 0, hb * 0.85),
+        ]
+    )
     parts.append(P.tube(spout, rng.uniform(0.03, 0.045), sections=12))
     hr = rng.uniform(0.12, 0.16)
     path = P.arc((-rb * 0.75, 0, hb * 0.5), hr, np.pi * 0.4, np.pi * 1.6, (1, 0, 0), (0, 0, 1), 20)
@@ -208,8 +244,12 @@ def _car(rng: np.random.Generator) -> trimesh.Trimesh:
     cl = rng.uniform(0.4, 0.55) * length  # cabin length, set toward the rear
     cx, ch = -rng.uniform(0.08, 0.15) * length, rng.uniform(0.14, 0.2)
     zc = z_body + bh
-    cabin = [(cx - cl / 2, zc), (cx + cl / 2, zc), (cx + cl / 2 - 0.12, zc + ch),
-             (cx - cl / 2 + 0.05, zc + ch)]
+    cabin = [
+        (cx - cl / 2, zc),
+        (cx + cl / 2, zc),
+        (cx + cl / 2 - 0.12, zc + ch),
+        (cx - cl / 2 + 0.05, zc + ch),
+    ]
     parts.append(P.slab(cabin, width * 0.85, rotation=_ROT_X90))
     for sx in (-1, 1):
         for sy in (-1, 1):
@@ -233,8 +273,9 @@ def _l_bracket(rng: np.random.Generator) -> trimesh.Trimesh:
     n = int(rng.integers(1, 4))
     for x in np.linspace(0.35 * la, 0.9 * la, n):  # bolt heads on the long arm, one side
         parts.append(P.cylinder((x, w * 0.25, t), (x, w * 0.25, t + 0.03), 0.04, sections=6))
-    parts.append(P.cylinder((t, -w * 0.2, lb * 0.7), (t + 0.03, -w * 0.2, lb * 0.7), 0.04,
-                            sections=6))
+    parts.append(
+        P.cylinder((t, -w * 0.2, lb * 0.7), (t + 0.03, -w * 0.2, lb * 0.7), 0.04, sections=6)
+    )
     return P.combine(parts)
 
 
@@ -243,8 +284,9 @@ def _house(rng: np.random.Generator) -> trimesh.Trimesh:
     rh, ov = rng.uniform(0.2, 0.3), 0.05
     parts = [P.box((lx, ly, h), (0, 0, h / 2))]
     gable = [(-ly / 2 - ov, 0), (ly / 2 + ov, 0), (0, rh)]
-    parts.append(P.prism(gable, -lx / 2 - ov, lx / 2 + ov).apply_transform(
-        _rot4(_ROT_CYCLE, (0, 0, h))))
+    parts.append(
+        P.prism(gable, -lx / 2 - ov, lx / 2 + ov).apply_transform(_rot4(_ROT_CYCLE, (0, 0, h)))
+    )
     cx, cy = rng.uniform(0.1, 0.3) * lx, rng.uniform(0.15, 0.25) * ly
     parts.append(P.box((0.08, 0.08, rh + 0.1), (cx, cy, h + rh * 0.5 + 0.05)))
     ax, ah = rng.uniform(0.35, 0.5) * lx, rng.uniform(0.5, 0.7) * h  # annex on the +y side
@@ -266,9 +308,18 @@ class ShapeFamily:
 
 
 _BUILDERS: list[tuple[str, Callable[[np.random.Generator], trimesh.Trimesh]]] = [
-    ("chair", _chair), ("table", _table), ("mug", _mug), ("airplane", _airplane),
-    ("desk_lamp", _desk_lamp), ("boot", _boot), ("key", _key), ("hammer", _hammer),
-    ("teapot", _teapot), ("car", _car), ("l_bracket", _l_bracket), ("house", _house),
+    ("chair", _chair),
+    ("table", _table),
+    ("mug", _mug),
+    ("airplane", _airplane),
+    ("desk_lamp", _desk_lamp),
+    ("boot", _boot),
+    ("key", _key),
+    ("hammer", _hammer),
+    ("teapot", _teapot),
+    ("car", _car),
+    ("l_bracket", _l_bracket),
+    ("house", _house),
 ]
 
 #: The procedural families in class order. Synsets are 8-digit strings outside ShapeNet's

@@ -42,8 +42,9 @@ class RenderResult:
 def object_mesh(spec: ObjectSpec, seed: int, mesh_up: str = "y") -> trimesh.Trimesh:
     """The normalised mesh of one catalogue object (procedural or loaded)."""
     if spec.family is not None:
-        raw = build_shape(spec.family, object_streams(seed, spec.class_index,
-                                                      spec.object_index).shape)
+        raw = build_shape(
+            spec.family, object_streams(seed, spec.class_index, spec.object_index).shape
+        )
     elif spec.mesh_file is not None:
         raw = load_mesh_file(spec.mesh_file, up=mesh_up)
     else:
@@ -51,8 +52,9 @@ def object_mesh(spec: ObjectSpec, seed: int, mesh_up: str = "y") -> trimesh.Trim
     return normalize_mesh(raw)
 
 
-def object_latents(spec: ObjectSpec, seed: int, views: int, *, translation: bool,
-                   ood: bool) -> np.ndarray:
+def object_latents(
+    spec: ObjectSpec, seed: int, views: int, *, translation: bool, ood: bool
+) -> np.ndarray:
     """``[views, 7 or 10]`` float64 latents of one catalogue object."""
     streams = object_streams(seed, spec.class_index, spec.object_index)
     return sample_latents(streams.views, views, translation=translation, ood=ood)
@@ -77,11 +79,18 @@ def render_object(task: RenderTask) -> RenderResult:
     todo = [v for v in range(task.views) if v not in done]
     if not todo:
         return RenderResult(spec.entry, 0, time.perf_counter() - start)
-    latents = object_latents(spec, task.seed, task.views, translation=task.translation,
-                             ood=task.ood)
+    latents = object_latents(
+        spec, task.seed, task.views, translation=task.translation, ood=task.ood
+    )
     vertices, faces = mesh_arrays(object_mesh(spec, task.seed, task.mesh_up))
-    renderer = ViewRenderer(vertices, faces, resolution=task.resolution, spp=task.spp,
-                            translation=task.translation, variant=task.variant)
+    renderer = ViewRenderer(
+        vertices,
+        faces,
+        resolution=task.resolution,
+        spp=task.spp,
+        translation=task.translation,
+        variant=task.variant,
+    )
     base = object_streams(task.seed, spec.class_index, spec.object_index).render_seed
     for v in todo:
         image = renderer.render(latents[v], seed=base + v)

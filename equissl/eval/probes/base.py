@@ -101,15 +101,17 @@ def fit(
     shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]),
-                           weight_decay=float(cfg["weight_decay"]))
+    opt = torch.optim.Adam(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+    )
     bs = int(cfg["batch_size"])
-    for _ in tqdm(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress,
-                  leave=False):
+    for _ in tqdm(
+        range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress, leave=False
+    ):
         x, y = sample_epoch(gen)
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -119,4 +121,4 @@ def fit(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, device: torch.device, bs: int = 4096) -> Tensor:
-    return torch.cat([model(x[i:i + bs].to(device)).cpu() for i in range(0, len(x), bs)])
+    return torch.cat([model(x[i : i + bs].to(device)).cpu() for i in range(0, len(x), bs)])

@@ -26,8 +26,14 @@ class ClassificationProbeConfig(ProbeConfig):
 
 
 def classification_probe(
-    train_x: Tensor, train_labels: Tensor, val_x: Tensor, val_labels: Tensor,
-    num_classes: int, cfg: dict[str, Any], device: torch.device, progress: bool = True,
+    train_x: Tensor,
+    train_labels: Tensor,
+    val_x: Tensor,
+    val_labels: Tensor,
+    num_classes: int,
+    cfg: dict[str, Any],
+    device: torch.device,
+    progress: bool = True,
 ) -> ProbeResult:
     """Linear classifier on features ``[N, V, D]``: ``top1`` and ``balanced_top1`` on val."""
     n, v, d = train_x.shape
@@ -38,13 +44,15 @@ def classification_probe(
 
     with seeded(int(cfg["seed"])):
         head = nn.Linear(d, num_classes)
-    model = fit(head, sample_epoch, F.cross_entropy, cfg, device, "probe classification",
-                progress)
+    model = fit(head, sample_epoch, F.cross_entropy, cfg, device, "probe classification", progress)
     xval = val_x.reshape(-1, d)
     yval = val_labels.repeat_interleave(val_x.shape[1])
     logits = predict(model, xval, device)
-    return ProbeResult({"top1": top1(logits, yval), "balanced_top1": balanced_top1(logits, yval)},
-                       logits.argmax(-1), yval)
+    return ProbeResult(
+        {"top1": top1(logits, yval), "balanced_top1": balanced_top1(logits, yval)},
+        logits.argmax(-1),
+        yval,
+    )
 
 
 @PROBES.register("classification", config=ClassificationProbeConfig)
@@ -60,6 +68,13 @@ class ClassificationProbe(Probe):
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
-        return classification_probe(ctx.train.part(part)[tr], ctx.train.labels[tr],
-                                    ctx.val.part(part)[va], ctx.val.labels[va],
-                                    ctx.num_classes, self.cfg, ctx.device, ctx.progress)
+        return classification_probe(
+            ctx.train.part(part)[tr],
+            ctx.train.labels[tr],
+            ctx.val.part(part)[va],
+            ctx.val.labels[va],
+            ctx.num_classes,
+            self.cfg,
+            ctx.device,
+            ctx.progress,
+        )

@@ -40,8 +40,10 @@ class PairRegressionProbeConfig(ProbeConfig):
 def pair_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Module:
     """The SIE ``--deep-end`` head: ``in -> hidden -> hidden -> out`` with ReLUs."""
     return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(in_dim, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
         nn.Linear(hidden, out_dim),
     )
 
@@ -62,8 +64,15 @@ def fixed_pairs(num_objects: int, num_views: int, per_object: int, seed: int) ->
 
 
 def pair_regression_probe(
-    train_x: Tensor, train_lat: Tensor, val_x: Tensor, val_lat: Tensor, target: PairTarget,
-    cfg: dict[str, Any], device: torch.device, desc: str = "probe pair", progress: bool = True,
+    train_x: Tensor,
+    train_lat: Tensor,
+    val_x: Tensor,
+    val_lat: Tensor,
+    target: PairTarget,
+    cfg: dict[str, Any],
+    device: torch.device,
+    desc: str = "probe pair",
+    progress: bool = True,
 ) -> ProbeResult:
     """MLP on ``[r_a ‖ r_b]`` (features ``[N, V, D]``, latents ``[N, V, P]``) regressing
     ``target(latents_a, latents_b)``: ``r2_global``, ``r2_sklearn``, ``mse`` on val."""
@@ -81,8 +90,9 @@ def pair_regression_probe(
     with seeded(int(cfg["seed"])):
         head = pair_mlp(2 * d, int(cfg["hidden_dim"]), out_dim)
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
-    pairs = fixed_pairs(len(val_x), val_x.shape[1], int(cfg["val_pairs_per_object"]),
-                        int(cfg["seed"]) + 1)
+    pairs = fixed_pairs(
+        len(val_x), val_x.shape[1], int(cfg["val_pairs_per_object"]), int(cfg["seed"]) + 1
+    )
     o, a, b = pairs.unbind(1)
     xval = torch.cat((val_x[o, a], val_x[o, b]), dim=1)
     yval = target(val_lat[o, a], val_lat[o, b])
@@ -102,8 +112,9 @@ class PairRegressionProbe(Probe):
     def skip_reason(self, ctx: EvalContext) -> str | None:
         target = self.cfg["target"]
         if target not in ctx.action_space.targets:
-            return (f"the data's action space offers {sorted(ctx.action_space.targets)}, "
-                    f"not {target!r}")
+            return (
+                f"the data's action space offers {sorted(ctx.action_space.targets)}, not {target!r}"
+            )
         if ctx.train.views_per_object < 2:
             return "pair probes need at least two views per object"
         return None
@@ -114,12 +125,24 @@ class PairRegressionProbe(Probe):
         def target(a: Tensor, b: Tensor) -> Tensor:
             return ctx.action_space.target(name, a, b)
 
-        res = pair_regression_probe(ctx.train.parts[part], ctx.train.latents,
-                                    ctx.val.parts[part], ctx.val.latents, target, self.cfg,
-                                    ctx.device, f"probe {self.name} [{part}]", ctx.progress)
+        res = pair_regression_probe(
+            ctx.train.parts[part],
+            ctx.train.latents,
+            ctx.val.parts[part],
+            ctx.val.latents,
+            target,
+            self.cfg,
+            ctx.device,
+            f"probe {self.name} [{part}]",
+            ctx.progress,
+        )
         if name == "rotation":
             from equissl.eval.report import plot_rotation
 
-            plot_rotation(res.pred, res.target, f"{ctx.meta['config']['method']['name']} {part}",
-                          ctx.out_dir / f"rotation_{part}.png")
+            plot_rotation(
+                res.pred,
+                res.target,
+                f"{ctx.meta['config']['method']['name']} {part}",
+                ctx.out_dir / f"rotation_{part}.png",
+            )
         return res

@@ -75,8 +75,10 @@ def test_kdv_and_ks_jitter_domains(tmp_path):
 
 def test_chunks_resume_and_validation_errors(tmp_path):
     whole = generate_pde("ks", tmp_path / "a", num_trajectories=6, **SMALL)
-    parts = [generate_pde("ks", tmp_path / "b", num_trajectories=6, chunk=k, num_chunks=2,
-                          **SMALL) for k in range(2)]
+    parts = [
+        generate_pde("ks", tmp_path / "b", num_trajectories=6, chunk=k, num_chunks=2, **SMALL)
+        for k in range(2)
+    ]
     with h5py.File(whole["file"]) as f:
         u = f["u"][...]
     chunks = []
@@ -113,9 +115,16 @@ def write_soliton_file(path, n=128, frames=60, length=40.0, c=0.8, dt=0.05):
         f["x"] = np.tile(x, (3, 1))
         f["coeffs"] = np.zeros((3, 0))
         f["index"] = np.arange(1, 4)
-        f.attrs.update({"equation": "kdv", "equation_text": "u_t + u u_x + u_xxx = 0",
-                        "parameters": "{}", "generator_version": "hand", "coeff_names": "[]",
-                        "complete": True})
+        f.attrs.update(
+            {
+                "equation": "kdv",
+                "equation_text": "u_t + u u_x + u_xxx = 0",
+                "parameters": "{}",
+                "generator_version": "hand",
+                "coeff_names": "[]",
+                "complete": True,
+            }
+        )
     return path
 
 
@@ -123,8 +132,13 @@ def write_soliton_file(path, n=128, frames=60, length=40.0, c=0.8, dt=0.05):
 def test_dataset_views_are_solutions_and_actions_follow_the_group_law(tmp_path, mode):
     path = write_soliton_file(tmp_path / "solitons.h5")
     assert validate_pde_path(path) == []
-    ds = PDEWindowDataset(path, num_views=3, window=24, mode=mode,
-                          strengths={"boost": 0.4, "scale": 0.15, "x_shift": 5.0})
+    ds = PDEWindowDataset(
+        path,
+        num_views=3,
+        window=24,
+        mode=mode,
+        strengths={"boost": 0.4, "scale": 0.15, "x_shift": 5.0},
+    )
     assert len(ds) == 3
     torch.manual_seed(0)
     item = ds[0]
@@ -138,8 +152,9 @@ def test_dataset_views_are_solutions_and_actions_follow_the_group_law(tmp_path, 
     lat = item["latents"].double()
     g = ds.group.element(lat[:, :4])
     rel = ds.action_space.relative(lat[0], lat[1]).double()
-    torch.testing.assert_close(ds.group.element(rel), torch.linalg.inv(g[0]) @ g[1],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ds.group.element(rel), torch.linalg.inv(g[0]) @ g[1], atol=1e-5, rtol=1e-5
+    )
     assert ds.action_space.relative(lat[0], lat[0]).abs().max() < 1e-6
     with pytest.raises(ValueError, match="no symmetries"):
         PDEWindowDataset(path, strengths={"rotation": 1.0})

@@ -55,16 +55,26 @@ def regrid(t, x, y, fields):
     return t[:, 0, 0], float(dx * n), out
 
 
-@pytest.mark.parametrize("name, eps", [("x_shift", 2.0), ("boost_x", 0.3), ("boost_y", -0.3),
-                                       ("quad_boost_x", 0.2), ("scale", 0.2), ("t_shift", 1.0)])
+@pytest.mark.parametrize(
+    "name, eps",
+    [
+        ("x_shift", 2.0),
+        ("boost_x", 0.3),
+        ("boost_y", -0.3),
+        ("quad_boost_x", 0.2),
+        ("scale", 0.2),
+        ("t_shift", 1.0),
+    ],
+)
 def test_symmetries_keep_solutions(flow, name, eps):
     ns, frames, t, b = flow
     group = SymmetryGroup.for_equation("ns")
     strengths = torch.tensor([eps if n == name else 0.0 for n in group.names], dtype=F64)
     g = group.element(strengths)
     grid = ns.grid()
-    t2, x2, y2, f2 = apply_to_points_2d(g, t[:, None, None], grid[None, :, None],
-                                        grid[None, None, :], frames)
+    t2, x2, y2, f2 = apply_to_points_2d(
+        g, t[:, None, None], grid[None, :, None], grid[None, None, :], frames
+    )
     tt, length, aligned = regrid(t2, x2, y2, f2)
     res = vorticity_residual(aligned, tt, length, ns.nu, b)
     base = vorticity_residual(frames, t, ns.length, ns.nu, b)
@@ -78,15 +88,17 @@ def test_wrong_quadratic_boost_breaks_the_solution(flow):
     wrong = S._gen({(S.NS_X, S.T2): 1.0, (S.NS_VX, S.T): 1.0}, S.DIM_NS)  # should be 2εt
     g = torch.linalg.matrix_exp(0.3 * wrong)
     grid = ns.grid()
-    t2, x2, y2, f2 = apply_to_points_2d(g, t[:, None, None], grid[None, :, None],
-                                        grid[None, None, :], frames)
+    t2, x2, y2, f2 = apply_to_points_2d(
+        g, t[:, None, None], grid[None, :, None], grid[None, None, :], frames
+    )
     tt, length, aligned = regrid(t2, x2, y2, f2)
     assert vorticity_residual(aligned, tt, length, ns.nu, b) > 0.05
 
 
 def test_ns_files_and_views(tmp_path):
-    info = generate_pde("ns", tmp_path, num_trajectories=5, nx=32, nt=12, substeps=6,
-                        progress=False)
+    info = generate_pde(
+        "ns", tmp_path, num_trajectories=5, nx=32, nt=12, substeps=6, progress=False
+    )
     assert validate_pde_path(tmp_path) == []
     with h5py.File(info["file"]) as f:
         assert f["u"].shape == (5, 12, 3, 32, 32) and f["y"].shape == (5, 32)

@@ -39,19 +39,33 @@ def test_heat_modes_decay_exactly():
     u0 = torch.sin(3 * x) + 0.5 * torch.cos(7 * x)
     eq = Heat(nx=n)
     f64 = torch.float64
-    u = solve_etdrk4(eq, u0[None], torch.tensor([length], dtype=f64),
-                     torch.tensor([T], dtype=f64), torch.tensor([[nu]], dtype=f64), nt=5,
-                     substeps=3)
-    exact = (math.exp(-nu * 9 * T) * torch.sin(3 * x)
-             + 0.5 * math.exp(-nu * 49 * T) * torch.cos(7 * x))
+    u = solve_etdrk4(
+        eq,
+        u0[None],
+        torch.tensor([length], dtype=f64),
+        torch.tensor([T], dtype=f64),
+        torch.tensor([[nu]], dtype=f64),
+        nt=5,
+        substeps=3,
+    )
+    exact = math.exp(-nu * 9 * T) * torch.sin(3 * x) + 0.5 * math.exp(-nu * 49 * T) * torch.cos(
+        7 * x
+    )
     assert (u[0, -1] - exact).abs().max() < 1e-12
 
 
 def kdv_error(n, substeps, T=10.0, c=0.8, length=50.0):
     x = grid(n, length)
     eq = KdV(nx=n)
-    u = solve_etdrk4(eq, soliton(x, 0, c, 20.0, length)[None], torch.tensor([length]),
-                     torch.tensor([T]), torch.zeros(1, 0), nt=2, substeps=substeps)
+    u = solve_etdrk4(
+        eq,
+        soliton(x, 0, c, 20.0, length)[None],
+        torch.tensor([length]),
+        torch.tensor([T]),
+        torch.zeros(1, 0),
+        nt=2,
+        substeps=substeps,
+    )
     return float((u[0, -1] - soliton(x, T, c, 20.0, length)).abs().max())
 
 
@@ -75,8 +89,15 @@ def test_burgers_solver_matches_cole_hopf():
     t = torch.linspace(0, T, 11, dtype=torch.float64)
     exact = burgers_cole_hopf(psi0[None], t[None], torch.tensor([length]), torch.tensor([nu]))[0]
     eq = Burgers(nx=n)
-    u = solve_etdrk4(eq, exact[0][None], torch.tensor([length]), torch.tensor([T]),
-                     torch.tensor([[nu]]), nt=11, substeps=40)[0]
+    u = solve_etdrk4(
+        eq,
+        exact[0][None],
+        torch.tensor([length]),
+        torch.tensor([T]),
+        torch.tensor([[nu]]),
+        nt=11,
+        substeps=40,
+    )[0]
     assert (u - exact).abs().max() < 1e-8
     assert relative_residual(eq, t, x, exact, torch.tensor([nu])) < 1e-3
 

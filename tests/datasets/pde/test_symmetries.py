@@ -24,8 +24,9 @@ def burgers_data(nu=0.05, n=128, frames=81, T=1.0):
     x = torch.arange(n, dtype=F64) * length / n
     t = torch.linspace(0, T, frames, dtype=F64)
     psi0 = torch.exp(0.8 * torch.sin(x) + 0.3 * torch.cos(2 * x + 1))
-    u = burgers_cole_hopf(psi0[None], t[None], torch.tensor([length], dtype=F64),
-                          torch.tensor([nu], dtype=F64))[0]
+    u = burgers_cole_hopf(
+        psi0[None], t[None], torch.tensor([length], dtype=F64), torch.tensor([nu], dtype=F64)
+    )[0]
     return t, x, u
 
 
@@ -71,8 +72,11 @@ def test_strang_splitting_is_second_order():
 
 CASES = {
     "kdv": (KdV(), soliton_data, {"t_shift": 0.7, "x_shift": 3.0, "boost": 0.4, "scale": 0.2}),
-    "burgers": (Burgers(), burgers_data,
-                {"t_shift": 0.3, "x_shift": 1.0, "boost": 0.5, "scale": 0.15}),
+    "burgers": (
+        Burgers(),
+        burgers_data,
+        {"t_shift": 0.3, "x_shift": 1.0, "boost": 0.5, "scale": 0.15},
+    ),
 }
 
 
@@ -117,8 +121,9 @@ def test_ks_boost_of_a_numerical_solution():
     length = torch.tensor([64.0], dtype=F64)
     x = torch.arange(128, dtype=F64) * 64.0 / 128
     u0 = eq.initial_condition(gen, x[None], length)
-    u = solve_etdrk4(eq, u0, length, torch.tensor([5.0], dtype=F64), torch.zeros(1, 0), nt=101,
-                     substeps=10)[0]
+    u = solve_etdrk4(
+        eq, u0, length, torch.tensor([5.0], dtype=F64), torch.zeros(1, 0), nt=101, substeps=10
+    )[0]
     t = torch.linspace(0, 5, 101, dtype=F64)
     base = relative_residual(eq, t, x, u, torch.zeros(0))
     group = SymmetryGroup.for_equation("ks")

@@ -8,8 +8,16 @@ import pytest
 
 from equissl.datasets.render import generate_iebench
 
-TINY = dict(num_classes=2, objects_per_class=2, views=2, resolution=32, spp=4, seed=3,
-            workers=1, progress=False)
+TINY = dict(
+    num_classes=2,
+    objects_per_class=2,
+    views=2,
+    resolution=32,
+    spp=4,
+    seed=3,
+    workers=1,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")

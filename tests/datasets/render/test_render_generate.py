@@ -118,8 +118,9 @@ def test_chunks_are_disjoint_and_cover_everything(tiny_dataset, tmp_path, tiny):
     assert rendered == [2, 1, 1]
     assert object_dirs(shards) == object_dirs(out)
     assert all_latents(shards).keys() == all_latents(out).keys()
-    assert np.array_equal(np.load(shards / "data" / "val_images.npy"),
-                          np.load(out / "data" / "val_images.npy"))
+    assert np.array_equal(
+        np.load(shards / "data" / "val_images.npy"), np.load(out / "data" / "val_images.npy")
+    )
     specs = catalog_for(5, 7, seed=0)
     parts = [chunk_of(specs, k, 4) for k in range(4)]
     ids = [s.entry for part in parts for s in part]
@@ -142,7 +143,11 @@ def test_resume_skips_complete_objects_and_repairs_broken_ones(tmp_path, tiny):
     assert fixed["rendered"] == 1 and fixed["views_rendered"] == 1 and fixed["skipped"] == 3
     assert np.array_equal(np.load(obj / "latent_1.npy"), reference)
     assert sorted(p.name for p in obj.iterdir()) == [
-        "image_0.jpg", "image_1.jpg", "latent_0.npy", "latent_1.npy"]
+        "image_0.jpg",
+        "image_1.jpg",
+        "latent_0.npy",
+        "latent_1.npy",
+    ]
 
 
 def test_other_settings_in_the_same_folder_are_refused(tiny_dataset, tiny):

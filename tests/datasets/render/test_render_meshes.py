@@ -40,7 +40,10 @@ def test_scan_and_catalog(tmp_path):
     assert [obj for obj, _ in tree["03001627"]] == ["0f9e", "1a2b"]
     specs = mesh_tree_catalog(root, 0, 0)
     assert [(s.class_index, s.synset, s.obj_id) for s in specs] == [
-        (0, "02691156", "c0ffee"), (1, "03001627", "0f9e"), (1, "03001627", "1a2b")]
+        (0, "02691156", "c0ffee"),
+        (1, "03001627", "0f9e"),
+        (1, "03001627", "1a2b"),
+    ]
     assert len(mesh_tree_catalog(root, 1, 1)) == 1
     with pytest.raises(ValueError, match="holds only 2 synsets"):
         mesh_tree_catalog(root, 3, 1)
@@ -62,15 +65,27 @@ def test_y_up_files_stand_up_and_are_normalised(tmp_path):
 def test_render_a_mesh_tree(tmp_path):
     root = write_tree(tmp_path / "shapenet")
     out = tmp_path / "out"
-    summary = generate_iebench(out, num_classes=2, objects_per_class=5, views=1, resolution=16,
-                               spp=2, mesh_root=root, workers=1, progress=False)
+    summary = generate_iebench(
+        out,
+        num_classes=2,
+        objects_per_class=5,
+        views=1,
+        resolution=16,
+        spp=2,
+        mesh_root=root,
+        workers=1,
+        progress=False,
+    )
     assert summary["objects"] == 3 and summary["rendered"] == 3
     assert (out / "03001627" / "1a2b" / "image_0.jpg").is_file()
     assert (out / "02691156" / "c0ffee" / "latent_0.npy").is_file()
     images = np.concatenate([np.load(out / "data" / f"{s}_images.npy") for s in ("train", "val")])
     labels = np.concatenate([np.load(out / "data" / f"{s}_labels.npy") for s in ("train", "val")])
     assert dict(zip(images.tolist(), labels.tolist(), strict=True)) == {
-        "/02691156/c0ffee/": 0, "/03001627/0f9e/": 1, "/03001627/1a2b/": 1}
+        "/02691156/c0ffee/": 0,
+        "/03001627/0f9e/": 1,
+        "/03001627/1a2b/": 1,
+    }
 
 
 def test_bad_mesh_files_are_named(tmp_path):

@@ -38,8 +38,9 @@ def chair_renderer() -> ViewRenderer:
 def test_pose_is_scipy_extrinsic_xyz():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        lat = np.concatenate([rng.uniform(-np.pi, np.pi, 3), rng.random(4),
-                              rng.uniform(-0.5, 0.5, 3)])
+        lat = np.concatenate(
+            [rng.uniform(-np.pi, np.pi, 3), rng.random(4), rng.uniform(-0.5, 0.5, 3)]
+        )
         rot, t = object_pose(lat)
         assert np.allclose(rot, Rotation.from_euler("xyz", lat[:3]).as_matrix())
         # extrinsic X, then Y, then Z (Blender's "XYZ" Euler): R = Rz · Ry · Rx
@@ -52,8 +53,9 @@ def test_mitsuba_vertices_are_scipy_rotation_plus_translation(chair_renderer):
     r = chair_renderer
     rng = np.random.default_rng(1)
     for _ in range(5):
-        lat = np.concatenate([rng.uniform(-np.pi / 2, np.pi / 2, 3), rng.random(4),
-                              rng.uniform(-0.5, 0.5, 3)])
+        lat = np.concatenate(
+            [rng.uniform(-np.pi / 2, np.pi / 2, 3), rng.random(4), rng.uniform(-0.5, 0.5, 3)]
+        )
         r.set_view(lat)
         expected = Rotation.from_euler("xyz", lat[:3]).apply(r._v0) + lat[7:]
         np.testing.assert_allclose(r.object_vertices(), expected, atol=2e-6)

@@ -3,8 +3,15 @@ import torch
 from equissl.eval.probes.classification import classification_probe
 from equissl.eval.probes.pair_regression import fixed_pairs, pair_regression_probe
 
-CFG = {"epochs": 60, "lr": 1e-2, "weight_decay": 0.0, "batch_size": 64, "hidden_dim": 64,
-       "val_pairs_per_object": 4, "seed": 0}
+CFG = {
+    "epochs": 60,
+    "lr": 1e-2,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+    "hidden_dim": 64,
+    "val_pairs_per_object": 4,
+    "seed": 0,
+}
 
 
 def toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,10 +42,10 @@ def test_pair_regression_probe_learns_relative_target():
         return b - a
 
     cpu = torch.device("cpu")
-    good = pair_regression_probe(xt[..., 4:6], lt, xv[..., 4:6], lv, target, CFG, cpu,
-                                 progress=False)
-    bad = pair_regression_probe(xt[..., :4], lt, xv[..., :4], lv, target, CFG, cpu,
-                                progress=False)
+    good = pair_regression_probe(
+        xt[..., 4:6], lt, xv[..., 4:6], lv, target, CFG, cpu, progress=False
+    )
+    bad = pair_regression_probe(xt[..., :4], lt, xv[..., :4], lv, target, CFG, cpu, progress=False)
     assert good.metrics["r2_global"] > 0.9 and good.metrics["r2_sklearn"] > 0.9
     assert bad.metrics["r2_sklearn"] < 0.2
 
@@ -57,7 +64,8 @@ def test_probes_are_reproducible_whatever_the_global_rng():
     for noise in (1, 2):
         torch.manual_seed(noise)  # the global RNG must not matter
         c = classification_probe(xt, yt, xv, yv, 3, cfg, cpu, False).metrics
-        r = pair_regression_probe(xt, lt, xv, lv, lambda a, b: b - a, cfg, cpu,
-                                  progress=False).metrics
+        r = pair_regression_probe(
+            xt, lt, xv, lv, lambda a, b: b - a, cfg, cpu, progress=False
+        ).metrics
         runs.append((c, r))
     assert runs[0] == runs[1]
