@@ -32,7 +32,8 @@ def cosine_factor(step: int, total: int, warmup: int) -> float:
 
 def logged_lrs(run_dir: Path) -> list[float]:
     """The learning rate of each optimizer step (LearningRateMonitor logs every batch)."""
-    with open(run_dir / "csv" / "metrics.csv") as f:
+    (metrics,) = (run_dir / "csv").glob("version_*/metrics.csv")  # one start, one version
+    with open(metrics) as f:
         by_step = {
             int(row["step"]): float(row["lr-Adam"])
             for row in csv.DictReader(f)
