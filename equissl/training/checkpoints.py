@@ -145,7 +145,7 @@ class RunCheckpoint(Checkpoint):
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
         final = trainer.max_steps != -1 and step >= trainer.max_steps
         if signum or ((periodic or epoch_end or final) and step != self.saved_step):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             self.saved_step = step
         if signum:
             self._stop(trainer, signum, step)
