@@ -156,6 +156,7 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
+        method.resume_source = ckpt_path  # named by the format/schema check on load
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:

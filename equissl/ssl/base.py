@@ -326,6 +326,19 @@ class SSLMethod(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.describe()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resuming checks the checkpoint as evaluation does: format version, config schema,
+        and the data it was trained on (view shape, action space)."""
+        from equissl.checkpointing import CheckpointError, read_description
+
+        source = getattr(self, "resume_source", "the checkpoint being resumed")
+        meta = read_description(checkpoint, source)
+        problems = DataSpec.from_dict(meta["spec"]).mismatch(self.spec)
+        if problems:
+            raise CheckpointError(
+                f"{source} was trained on other data: this run's data have " + "; ".join(problems)
+            )
+
 
 def warmup_cosine(total: int, warmup: int) -> Any:
     """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps, then a cosine
