@@ -1,0 +1,84 @@
+"""EquiMod (Devillers & Lefort, ICLR 2023), SimCLR flavour, as the SIE paper's baseline
+(SIE ``src/models.py`` classes ``SimCLREquiMod`` and, with
+``method.action=[rotation, color]``, ``SimCLREquiModRotColor``).
+
+Two full-width projectors from the whole representation: an invariant one whose embeddings
+of the two views are contrasted (SimCLR), and an equivariant one whose view-1 embedding is
+mapped by the hypernetwork predictor ``W(action)`` and contrasted with view 2's::
+
+    InfoNCE(inv₁, inv₂) + equi_factor·InfoNCE(pred(equi₁, a), equi₂)
+
+both with the negatives of the global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightly.loss import NTXentLoss
+from torch import Tensor, nn
+
+from equissl.config import MethodConfig
+from equissl.datasets.base import DataSpec
+from equissl.models.heads import HypernetPredictor, projector
+from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.ssl.sen import sen_terms
+
+EQUIMOD_SIMCLR_TERMS = ("infonce", "equi_infonce")
+
+
+def equimod_simclr_terms(
+    criterion: nn.Module, inv1: Tensor, inv2: Tensor, pred: Tensor, equi2: Tensor
+) -> dict[str, Tensor]:
+    """Unweighted terms from ``[B, E]`` invariant embeddings of both views, the prediction
+    of view 2's equivariant embedding and that embedding (negatives gathered across ranks)."""
+    return {"infonce": criterion(inv1, inv2), **sen_terms(criterion, pred, equi2)}
+
+
+@dataclass
+class EquiModSimCLRConfig(MethodConfig):
+    """SIE ``SimCLREquiMod``: ``projector_inv`` and ``projector_equi`` both ``--mlp
+    2048-2048-2048`` from the 512-d representation, linear hypernetwork predictor,
+    ``--simclr-temp 0.1``; ``loss = equi_factor·loss_equi + loss_inv`` with ``--equi-factor
+    0.45`` (the README command's value; main.py's argparse default is 4.5). The reference's
+    ``SimCLREquiModRotColor`` has no ``equi_factor`` (``loss_equi + loss_inv``): for that
+    recipe set ``weights.equi_infonce=1``."""
+
+    projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
+    temperature: float = 0.1
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"infonce": 1.0, "equi_infonce": 0.45}
+    )
+
+
+@METHODS.register("equimod_simclr", config=EquiModSimCLRConfig)
+class EquiModSimCLR(SSLMethod):
+    """EquiMod (SimCLR): invariant InfoNCE + InfoNCE of the action-conditioned prediction."""
+
+    terms = EQUIMOD_SIMCLR_TERMS
+    uses_action = True
+
+    def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        dims = list(self.mcfg["projector"])
+        self.projector_inv = projector(self.repr_dim, dims)
+        self.projector_equi = projector(self.repr_dim, dims)
+        self.predictor = HypernetPredictor(dims[-1], self.action.dim)
+        self.criterion = NTXentLoss(
+            temperature=float(self.mcfg["temperature"]), gather_distributed=True
+        )
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
+        views = batch["views"]
+        action = self.relative_action(batch["latents"], 0, 1)
+        r1, r2 = self.backbone(views[:, 0]), self.backbone(views[:, 1])
+        pred = self.predictor(self.projector_equi(r1), action)
+        terms = equimod_simclr_terms(
+            self.criterion,
+            self.projector_inv(r1),
+            self.projector_inv(r2),
+            pred,
+            self.projector_equi(r2),
+        )
+        return LossOutput(terms, r1)
