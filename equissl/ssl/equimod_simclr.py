@@ -16,14 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightly.loss import NTXentLoss
 from torch import Tensor, nn
 
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
-from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
-from equissl.ssl.sen import sen_terms
+from equissl.models.heads import projector
+from equissl.ssl.base import METHODS, LossOutput
+from equissl.ssl.sen import SEN, sen_terms
 
 EQUIMOD_SIMCLR_TERMS = ("infonce", "equi_infonce")
 
@@ -53,21 +52,14 @@ class EquiModSimCLRConfig(MethodConfig):
 
 
 @METHODS.register("equimod_simclr", config=EquiModSimCLRConfig)
-class EquiModSimCLR(SSLMethod):
+class EquiModSimCLR(SEN):
     """EquiMod (SimCLR): invariant InfoNCE + InfoNCE of the action-conditioned prediction."""
 
     terms = EQUIMOD_SIMCLR_TERMS
-    uses_action = True
 
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
-        super().__init__(config, spec)
-        dims = list(self.mcfg["projector"])
-        self.projector_inv = projector(self.repr_dim, dims)
-        self.projector_equi = projector(self.repr_dim, dims)
-        self.predictor = HypernetPredictor(dims[-1], self.action.dim)
-        self.criterion = NTXentLoss(
-            temperature=float(self.mcfg["temperature"]), gather_distributed=True
-        )
+        super().__init__(config, spec)  # projector_equi, predictor, criterion
+        self.projector_inv = projector(self.repr_dim, list(self.mcfg["projector"]))
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]
