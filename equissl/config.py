@@ -257,6 +257,8 @@ def register_configs() -> None:
             cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)
     if not OmegaConf.has_resolver("run_hash"):
         OmegaConf.register_new_resolver("run_hash", run_hash)
+    if not OmegaConf.has_resolver("run_hash_all"):
+        OmegaConf.register_new_resolver("run_hash_all", run_hash_all)
 
 
 def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
@@ -302,5 +304,3 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             continue
         problems += schema_problems(values, registry.entry(impl).config, section)
     return problems
-    if not OmegaConf.has_resolver("run_hash_all"):
-        OmegaConf.register_new_resolver("run_hash_all", run_hash_all)

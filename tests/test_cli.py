@@ -177,3 +177,14 @@ def test_generate_and_validate_pde(tmp_path):
     assert fail.returncode == 1 and str(bad) in fail.stdout
     typo = run("generate", "data=pde_kdv", f"out={out}", "num_trajectorys=3", cwd=tmp_path)
     assert typo.returncode != 0 and "num_trajectorys" in typo.stderr + typo.stdout
+
+
+def test_sweep_over_budgets_keeps_runs_apart(iebench_tree, tmp_path):
+    # the budget is not in a single run's hash (extension), but sweep jobs hash every override
+    res = run("pretrain", "-m", f"data.root={iebench_tree}", *FAST, "trainer.max_steps=1,2",
+              "backbone=resnet18_cifar", cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = sorted((tmp_path / "multirun" / "pretrain").glob("sie_3diebench_*/checkpoints"))
+    assert len(runs) == 2
+    steps = sorted(load_checkpoint(r / "last.ckpt")["global_step"] for r in runs)
+    assert steps == [1, 2]
