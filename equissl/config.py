@@ -94,6 +94,9 @@ class DataConfig:
     impl: str = MISSING  # registry key of the dataset (filled by registration)
     root: str = MISSING
     batch_size: int = 128  # per device; 8 GPUs x 128 = the SIE global batch of 1024
+    # Batch over all ranks. When set, data.batch_size is derived from it at start:
+    # global_batch_size / (devices x nodes), which must divide (equissl.train.resolve_batch).
+    global_batch_size: int | None = None
     # The README's spelling of the method's views per object: when set, it sets
     # method.num_views (the method owns the number and checks it).
     num_views: int | None = None

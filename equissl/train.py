@@ -63,6 +63,47 @@ def views_per_object(config: dict[str, Any]) -> int:
     return int(config["method"]["num_views"])
 
 
+def resolve_batch(data: dict[str, Any], world_size: int, trainer: dict[str, Any]) -> int:
+    """The per-device batch; ``data.global_batch_size``, when set, replaces ``data.batch_size``
+    with ``global_batch_size / world_size`` (in ``data``, hence in the checkpoint's config).
+
+    Args:
+        data: the resolved ``data`` section (updated in place).
+        world_size: ranks of the run, ``devices × num_nodes`` as the Trainer resolved them.
+        trainer: the resolved ``trainer`` section (named in errors and the log line).
+
+    Raises:
+        ValueError: the global batch is not a positive multiple of the ranks, naming
+            ``data.global_batch_size``, ``data.batch_size`` and the trainer's keys.
+    """
+    world_size = int(world_size)
+    ranks = (
+        f"trainer.devices={trainer.get('devices')!r} x trainer.num_nodes="
+        f"{trainer.get('num_nodes', 1)} = {world_size} rank(s)"
+    )
+    global_batch = data.get("global_batch_size")
+    if global_batch is not None:
+        global_batch = int(global_batch)
+        if global_batch <= 0 or global_batch % world_size:
+            raise ValueError(
+                f"data.global_batch_size={global_batch} does not split evenly over {ranks}, "
+                "so no per-device data.batch_size can be derived from it; choose a multiple "
+                f"of {world_size} or set data.batch_size (per device) instead"
+            )
+        data["batch_size"] = global_batch // world_size
+    per_device = int(data["batch_size"])
+    source = "data.global_batch_size" if global_batch is not None else "data.batch_size"
+    if rank_zero_only.rank == 0:
+        log.info(
+            "batch: data.global_batch_size=%d, data.batch_size=%d per device over %s (set by %s)",
+            per_device * world_size,
+            per_device,
+            ranks,
+            source,
+        )
+    return per_device
+
+
 def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
     name = cfg["name"]
     if name == "tensorboard":
@@ -114,10 +155,6 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         for stale in remove_stale_tmp(ckpt_dir) + remove_stale_tmp(run_dir):
             log.warning("removed %s, left by an interrupted write", stale)
     prepare_data(config["data"])
-    datamodule = PretrainDataModule(
-        config["data"], views_per_object(config), seed=int(config["seed"])
-    )
-    method = build_method(config, datamodule.spec)
     last = ckpt_dir / "last.ckpt"
     ccfg = config.get("checkpoint") or {}
     checkpoint = RunCheckpoint(
@@ -149,6 +186,14 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         plugins=plugins,
         use_distributed_sampler=False,  # ResumableSampler shards by rank itself
     )
+    # The Trainer exists before the data and the model so that its resolved world size
+    # ("auto" and -1 devices included) gives the per-device batch, which the model's config
+    # (saved in checkpoints) then holds.
+    resolve_batch(config["data"], trainer.world_size, config["trainer"])
+    datamodule = PretrainDataModule(
+        config["data"], views_per_object(config), seed=int(config["seed"])
+    )
+    method = build_method(config, datamodule.spec)
     check_rank_share(
         len(datamodule.train_set), trainer.world_size, int(config["data"]["batch_size"])
     )

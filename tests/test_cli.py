@@ -148,12 +148,17 @@ def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.strategy=ddp",
+        "data.global_batch_size=8",  # 2 ranks: 4 per device, replacing FAST's batch_size=4
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     ckpts = list((tmp_path / "outputs").rglob("last.ckpt"))
     assert len(ckpts) == 1
-    assert load_checkpoint(ckpts[0])["global_step"] == 2
+    state = load_checkpoint(ckpts[0])
+    assert state["global_step"] == 2
+    data = state["equissl"]["config"]["data"]
+    assert (data["global_batch_size"], data["batch_size"]) == (8, 4)
+    assert "data.global_batch_size=8, data.batch_size=4 per device" in res.stdout + res.stderr
 
 
 def test_generate_and_validate_pde(tmp_path):

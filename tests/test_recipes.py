@@ -1,0 +1,127 @@
+"""The SIE paper's recipes (configs/experiment/<method>_3diebench.yaml) and their CPU versions
+(configs/experiment/cpu/): published values, and that they run.
+
+The baselines' recipes (vicreg_partinv, simclr_augself, equimod_vicreg, equimod_simclr, sen)
+are not composed here: their methods are added separately.
+"""
+
+import pytest
+
+from equissl.checkpointing import load_checkpoint
+from equissl.train import pretrain, resolve_batch
+from tests.conftest import compose_pretrain
+
+SIE_WEIGHTS = {  # README: --sim-coeff 10 --equi-factor 0.45 --std-coeff 10 --cov-coeff 1
+    "invariance": 10.0,
+    "equivariance": 4.5,
+    "variance": 10.0,
+    "pred_variance": 10.0,
+    "covariance": 1.0,
+}
+PUBLISHED = {
+    "sie": {"weights": SIE_WEIGHTS, "inv_dim": 256, "projector": [1024, 1024, 1024]},
+    "sie_novar": {"weights": {**SIE_WEIGHTS, "pred_variance": 0.0}, "inv_dim": 256},
+    "sie_onlyequi": {
+        # models.SIEOnlyEqui weights its equivariance MSE by --sim-coeff alone
+        "weights": {**SIE_WEIGHTS, "invariance": 0.0, "equivariance": 10.0},
+        "inv_dim": 0,
+        "projector": [2048, 2048, 2048],
+    },
+    "sie_rotcolor": {"weights": SIE_WEIGHTS, "action": ["rotation", "color"]},
+    "vicreg": {
+        "weights": {"invariance": 10.0, "variance": 10.0, "covariance": 1.0},
+        "projector": [2048, 2048, 2048],
+    },
+    "simclr": {"weights": {"infonce": 1.0}, "temperature": 0.1, "projector": [2048] * 3},
+}
+
+
+def paper(method: str, *extra: str) -> dict:
+    return compose_pretrain([f"experiment={method}_3diebench", "data.root=/data/3DIEBench", *extra])
+
+
+@pytest.mark.parametrize("method", sorted(PUBLISHED))
+def test_paper_recipe_has_the_published_values(method):
+    cfg = paper(method)
+    assert cfg["method"]["name"] == method
+    for key, value in PUBLISHED[method].items():
+        assert cfg["method"][key] == value, key
+    assert cfg["data"]["name"] == "3diebench" and cfg["data"]["image_size"] == 256
+    assert cfg["data"]["global_batch_size"] == 1024
+    o = cfg["method"]["optim"]
+    assert (o["name"], o["lr"], o["weight_decay"]) == ("adam", 1e-3, 1e-6)
+    assert (o["scheduler"], o["lr_scaling"], o["exclude_bias_norm"]) == ("none", "none", False)
+    t = cfg["trainer"]
+    assert (t["max_epochs"], t["max_steps"]) == (2000, -1)
+    assert t["precision"] == "16-mixed"  # fp16 autocast + GradScaler, as main.py's AMP
+    assert (t["strategy"], t["sync_batchnorm"], t["accelerator"]) == ("ddp", True, "gpu")
+    assert cfg["backbone"] == {
+        "impl": "resnet_sie",
+        "layers": [2, 2, 2, 2],
+        "zero_init_residual": True,
+    }
+    # the README's 8 GPUs: 128 per device, as main.py's batch_size // world_size
+    assert resolve_batch(dict(cfg["data"]), 8, t) == 128
+    assert resolve_batch(dict(cfg["data"]), 4 * 2, {**t, "devices": 4, "num_nodes": 2}) == 128
+    assert resolve_batch(dict(cfg["data"]), 4, t) == 256
+
+
+@pytest.mark.parametrize("method", sorted(PUBLISHED))
+def test_cpu_version_keeps_the_method_and_scales_down_the_rest(method):
+    cfg = compose_pretrain([f"experiment=cpu/{method}_3diebench"])
+    ref = paper(method)
+    small_batch_projector = method in ("sie", "sie_novar", "sie_rotcolor")
+    for key in set(ref["method"]) - ({"projector"} if small_batch_projector else set()):
+        assert cfg["method"][key] == ref["method"][key], key
+    if small_batch_projector:  # experiment=quickstart's documented small-batch deviation
+        assert cfg["method"]["projector"] == [1024, 1024, 128]
+    d, t = cfg["data"], cfg["trainer"]
+    assert (d["root"], d["image_size"], d["global_batch_size"]) == ("data/quickstart", 64, 64)
+    assert d["generate"]["resolution"] == 64 and cfg["evaluate_after"] is True
+    assert (t["accelerator"], t["devices"], t["strategy"]) == ("cpu", 1, "auto")
+    assert (t["precision"], t["sync_batchnorm"]) == ("32-true", False)
+    assert (t["max_steps"], t["max_epochs"]) == (300, -1)
+    assert cfg["backbone"]["impl"] == "timm" and cfg["backbone"]["name"] == "resnet18"
+
+
+def test_paper_recipe_trains_a_step_on_cpu_with_the_sie_resnet(iebench_tree, tmp_path):
+    # the recipe shrunk only in scale (one CPU process, fp32, 32 px, 4 objects per batch)
+    cfg = paper(
+        "sie",
+        f"data.root={iebench_tree}",
+        "data.image_size=32",
+        "data.global_batch_size=4",
+        "data.num_workers=0",
+        "trainer.accelerator=cpu",
+        "trainer.devices=1",
+        "trainer.strategy=auto",
+        "trainer.precision=32-true",
+        "trainer.sync_batchnorm=false",
+        "trainer.max_steps=1",
+        "trainer.enable_progress_bar=false",
+        "logger.name=none",
+    )
+    state = load_checkpoint(pretrain(cfg, tmp_path / "run"))
+    meta = state["equissl"]
+    assert state["global_step"] == 1 and meta["parts"] == {"full": 512, "equi": 256, "inv": 256}
+    assert meta["config"]["backbone"]["impl"] == "resnet_sie"
+    assert meta["config"]["data"]["batch_size"] == 4
+    assert "backbone.trunk.layer1.0.downsample.0.weight" in state["state_dict"]
+
+
+def test_cpu_version_runs(iebench_tree, tmp_path):
+    cfg = compose_pretrain(
+        [
+            "experiment=cpu/vicreg_3diebench",
+            f"data.root={iebench_tree}",
+            "data.generate=null",
+            "data.image_size=32",
+            "data.global_batch_size=4",
+            "data.num_workers=0",
+            "trainer.max_steps=1",
+            "trainer.enable_progress_bar=false",
+            "logger.name=none",
+        ]
+    )
+    state = load_checkpoint(pretrain(cfg, tmp_path / "run"))
+    assert state["global_step"] == 1 and state["equissl"]["config"]["data"]["batch_size"] == 4
