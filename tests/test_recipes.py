@@ -1,8 +1,8 @@
 """The SIE paper's recipes (configs/experiment/<method>_3diebench.yaml) and their CPU versions
 (configs/experiment/cpu/): published values, and that they run.
 
-The baselines' recipes (vicreg_partinv, simclr_augself, equimod_vicreg, equimod_simclr, sen)
-are not composed here: their methods are added separately.
+The baselines' weights are those of SIE src/models.py with the README command's
+coefficients (--sim/std-coeff 10, --cov-coeff 1, --equi-factor 0.45, --ec-weight 1).
 """
 
 import pytest
@@ -33,6 +33,24 @@ PUBLISHED = {
         "projector": [2048, 2048, 2048],
     },
     "simclr": {"weights": {"infonce": 1.0}, "temperature": 0.1, "projector": [2048] * 3},
+    "vicreg_partinv": {
+        "weights": {"invariance": 10.0, "variance": 10.0, "covariance": 1.0},
+        "projector": [2048] * 3,
+    },
+    "simclr_augself": {"weights": {"infonce": 1.0, "action": 1.0}, "temperature": 0.1},
+    "equimod_vicreg": {
+        "weights": {
+            "invariance": 10.0,
+            "variance": 10.0,
+            "covariance": 1.0,
+            "equivariance": 4.5,
+            "equi_variance": 4.5,
+            "equi_covariance": 0.45,
+        },
+        "projector": [2048] * 3,
+    },  # fmt: skip
+    "equimod_simclr": {"weights": {"infonce": 1.0, "equi_infonce": 0.45}, "temperature": 0.1},
+    "sen": {"weights": {"equi_infonce": 1.0}, "temperature": 0.1, "projector": [2048] * 3},
 }
 
 
