@@ -42,15 +42,15 @@ def wheel_venv(tmp_path_factory) -> Path:
     """A fresh venv holding the wheel built from this checkout, and the dependencies of the
     running venv through a path line (its ``.pth`` files, the editable finder among them,
     are not processed)."""
-    if shutil.which("python3.11") is None:
-        pytest.skip("python3.11 is needed to make a venv like the project's")
     tmp = tmp_path_factory.mktemp("wheel")
     src = shutil.copytree(REPO, tmp / "src", ignore=SKIP)  # build outside the checkout
     pip = Path(sys.executable).parent / "pip"
     sh(pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src, cwd=tmp)
     (wheel,) = (tmp / "dist").glob("equissl-*.whl")
     venv = tmp / "venv"
-    sh("python3.11", "-m", "venv", venv, cwd=tmp)
+    # the interpreter the running venv was made from (same version as the project's venv)
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    sh(base, "-m", "venv", venv, cwd=tmp)
     sh(venv / "bin" / "pip", "install", "--no-deps", "-q", wheel, cwd=tmp)
     site = Path(
         sh(
