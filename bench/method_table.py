@@ -24,10 +24,11 @@ Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the PNG into ``--d
 its checkpoint, pretraining time and ``results.json`` under ``--work``; a rerun reuses what
 is finished and continues an interrupted pretraining from its ``last.ckpt``.
 
-Duration on the 2-core CPU development machine: about 1 s per pretraining step at batch 64
-(0.9 s/step for SIE and VICReg in bench/results/learning_cpu.md; the smoke timings per method
-are in the report) plus ~2 minutes of probes per run, so the full table — 11 methods × 1800
-steps × 2 seeds — is about 11 × 2 × (1800 s + 120 s) ≈ 12 hours. Smoke check (minutes):
+Duration on the 2-core CPU development machine: SIE and VICReg take 0.9 s per step at batch
+64 (bench/results/learning_cpu.md); in a batch-64 smoke (2 vs 6 steps) the other methods cost
+1.0-1.9× SIE per step (EquiMod, SEN, SIEOnlyEqui slowest), i.e. ~15 SIE-equivalents per step
+of the whole table: 1800 steps × 2 seeds × 15 × 0.9 s ≈ 13.5 h, plus ~2 min of probes per
+run: about 15 hours in all. Smoke check (minutes):
 
     python bench/method_table.py --steps 4 --seeds 0 --probe-epochs 2 --work /tmp/mt/work \\
         --out /tmp/mt/out --docs '' data.root=/tmp/mt/data data.generate.objects_per_class=6 \\
@@ -90,7 +91,9 @@ def recipe(method: str) -> str:
 
 def config_for(method: str, seed: int, steps: int, extra: list[str]) -> dict[str, Any]:
     """The resolved pretraining config of one run of the table."""
-    overrides = [recipe(method), *extra, f"seed={seed}", f"trainer.max_steps={steps}"]
+    # last.ckpt every 10 epochs (50 steps), as experiment=quickstart; not in the results
+    overrides = [recipe(method), "checkpoint.every_n_epochs=10", *extra]
+    overrides += [f"seed={seed}", f"trainer.max_steps={steps}"]
     with initialize_config_module("equissl.configs", version_base="1.3"):
         return _resolved(compose("pretrain", overrides=overrides))
 
