@@ -1,0 +1,413 @@
+"""The SIE paper's method table at CPU scale: every method's classification top-1 and
+rotation R² (``r2_global``, ``r2_sklearn``) per part of its representation, against an
+untrained backbone, a constant predictor (the train-set mean relative quaternion) and
+chance / majority-class top-1 — all with the same data, backbone, batch and budget.
+
+    python bench/method_table.py [--steps 1800] [--seeds 0,1] [--methods sie,vicreg,...]
+        [--probe-epochs N] [--work runs/method_table] [--out bench/results] [key=value ...]
+
+Runs: ``experiment=cpu/<method>_3diebench`` for each method — the SIE paper's recipe of that
+method (its loss weights, projector widths, Adam 1e-3, wd 1e-6, constant lr) on the
+quickstart's render (10 classes × 40 objects, 8 views, 64 px), timm's ResNet-18, batch 64,
+one CPU process (``configs/experiment/cpu/cpu_base.yaml``). That base, not
+``experiment=quickstart method=<m>``, because quickstart's ``method.projector`` (SIE's
+small-batch width) would be forced on every method, and the method schemas' defaults are not
+all the paper's values; the CPU recipes differ from one another only in the method, and
+their data and training settings are the quickstart's. The floor row is the untrained
+backbone (``experiment=cpu/vicreg_3diebench trainer.max_steps=0``, one per seed). Every run
+is then evaluated by the evaluation stage (classification + rotation probes, SIE protocol:
+300 epochs unless ``--probe-epochs``). Extra ``key=value`` arguments are Hydra overrides for
+every run (they go into the run directories' names).
+
+Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the PNG into ``--docs``
+(default ``docs``; ``--docs ''`` skips it). Resumable: each (method, seed, steps) run keeps
+its checkpoint, pretraining time and ``results.json`` under ``--work``; a rerun reuses what
+is finished and continues an interrupted pretraining from its ``last.ckpt``.
+
+Duration on the 2-core CPU development machine: SIE and VICReg take 0.9 s per step at batch
+64 (bench/results/learning_cpu.md); in a batch-64 smoke (2 vs 6 steps) the other methods cost
+1.0-1.9× SIE per step (EquiMod, SEN, SIEOnlyEqui slowest), i.e. ~15 SIE-equivalents per step
+of the whole table: 1800 steps × 2 seeds × 15 × 0.9 s ≈ 13.5 h, plus ~2 min of probes per
+run: about 15 hours in all. Smoke check (minutes):
+
+    python bench/method_table.py --steps 4 --seeds 0 --probe-epochs 2 --work /tmp/mt/work \\
+        --out /tmp/mt/out --docs '' data.root=/tmp/mt/data data.generate.objects_per_class=6 \\
+        data.generate.spp=2 data.batch_size=16 data.global_batch_size=16
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from learning_sie_vs_vicreg import ROTATION  # noqa: E402
+
+from equissl.cli import _resolved  # noqa: E402  (registers configs and resolvers)
+from equissl.datasets.base import build_dataset  # noqa: E402
+from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
+from equissl.eval.metrics import r2_global, r2_sklearn  # noqa: E402
+from equissl.eval.probes.pair_regression import fixed_pairs  # noqa: E402
+from equissl.train import pretrain  # noqa: E402
+
+METHODS = (
+    "vicreg",
+    "simclr",
+    "sie",
+    "sie_novar",
+    "sie_onlyequi",
+    "sie_rotcolor",
+    "vicreg_partinv",
+    "simclr_augself",
+    "equimod_vicreg",
+    "equimod_simclr",
+    "sen",
+)
+UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
+TOP1 = "classification/top1"
+COLUMNS = (TOP1, ROTATION, "rotation/r2_sklearn")
+PART_ORDER = ("full", "inv", "equi")
+STEM = "method_table_cpu"
+
+
+def recipe(method: str) -> str:
+    return f"experiment=cpu/{'vicreg' if method == UNTRAINED else method}_3diebench"
+
+
+def config_for(method: str, seed: int, steps: int, extra: list[str]) -> dict[str, Any]:
+    """The resolved pretraining config of one run of the table."""
+    # last.ckpt every 10 epochs (50 steps), as experiment=quickstart; not in the results
+    overrides = [recipe(method), "checkpoint.every_n_epochs=10", *extra]
+    overrides += [f"seed={seed}", f"trainer.max_steps={steps}"]
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        return _resolved(compose("pretrain", overrides=overrides))
+
+
+def set_probe_epochs(config: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    """The config's ``eval`` section with every probe's ``epochs`` set (``None``: as is)."""
+    eval_cfg = json.loads(json.dumps(config["eval"]))
+    if epochs is not None:
+        for pcfg in eval_cfg["probes"].values():
+            pcfg["epochs"] = int(epochs)
+    return eval_cfg
+
+
+def overrides_tag(extra: list[str]) -> str:
+    return hashlib.sha1("\n".join(extra).encode()).hexdigest()[:8]
+
+
+def run_one(
+    work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
+) -> dict[str, Any]:
+    """Pretrain (or reuse) one run and evaluate (or reuse) it.
+
+    Returns:
+        ``{"method", "seed", "steps", "run_dir", "pretrain_seconds", "eval_seconds",
+        "metrics", "eval_dir", "reused"}``.
+    """
+    run_dir = work / f"{method}_seed{seed}_steps{steps}_{overrides_tag(extra)}"
+    eval_dir = run_dir / ("eval_default" if probe_epochs is None else f"eval_pe{probe_epochs}")
+    done, evaluated = run_dir / "pretrain_done.json", eval_dir / "seconds.json"
+    reused = done.is_file() and evaluated.is_file() and (eval_dir / "results.json").is_file()
+    config = config_for(method, seed, steps, extra)
+    if not done.is_file():
+        start = time.perf_counter()
+        pretrain(config, run_dir)
+        seconds = time.perf_counter() - start
+        done.write_text(json.dumps({"seconds": seconds, "steps": steps, "overrides": extra}))
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if not (evaluated.is_file() and (eval_dir / "results.json").is_file()):
+        start = time.perf_counter()
+        evaluate_checkpoint(ckpt, set_probe_epochs(config, probe_epochs), eval_dir, progress=False)
+        evaluated.write_text(json.dumps({"seconds": time.perf_counter() - start}))
+    results = json.loads((eval_dir / "results.json").read_text())
+    return {
+        "method": method,
+        "seed": seed,
+        "steps": 0 if method == UNTRAINED else steps,
+        "run_dir": str(run_dir),
+        "eval_dir": str(eval_dir),
+        "pretrain_seconds": json.loads(done.read_text())["seconds"],
+        "eval_seconds": json.loads(evaluated.read_text())["seconds"],
+        "metrics": results["metrics"],
+        "reused": reused,
+    }
+
+
+def constant_r2(constant: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """R² of predicting ``constant [K]`` for every row of ``target [N, K]``, in closed form:
+    ``r2_global`` (one global mean of all entries) and ``r2_sklearn`` (per column, averaged)."""
+    target = target.astype(np.float64)
+    residual = (target - constant[None].astype(np.float64)) ** 2
+    ss_global = ((target - target.mean()) ** 2).sum()
+    ss_cols = ((target - target.mean(0)) ** 2).sum(0)
+    return {
+        "r2_global": float(1.0 - residual.sum() / ss_global),
+        "r2_sklearn": float(np.mean(1.0 - residual.sum(0) / ss_cols)),
+    }
+
+
+def cached_split(eval_dir: Path, split_name: str) -> dict[str, torch.Tensor]:
+    """The evaluation stage's feature cache of one split (latents, labels) in ``eval_dir``."""
+    (path,) = sorted((eval_dir / "features").glob(f"{split_name}_*.pt"))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
+    """Constant-predictor rotation floor and chance / majority-class top-1, on exactly the
+    probes' data: the latents and labels of the evaluation stage's feature cache and the
+    rotation probe's fixed val pairs.
+
+    The constant is the mean relative quaternion over every ordered pair of distinct views
+    of every train object (the distribution the rotation probe trains on). Its R² is
+    computed in closed form (:func:`constant_r2`) and checked against
+    :mod:`equissl.eval.metrics`.
+    """
+    data = config["data"]
+    train_ds = build_dataset(data, data["train_split"], 1)
+    val_ds = build_dataset(data, data["val_split"], 1)
+    space = train_ds.action_space
+    train = cached_split(eval_dir, train_ds.split_name)
+    val = cached_split(eval_dir, val_ds.split_name)
+    rcfg = config["eval"]["probes"]["rotation"]
+
+    views = train["latents"].shape[1]
+    a, b = (
+        ix.flatten()
+        for ix in torch.meshgrid(torch.arange(views), torch.arange(views), indexing="ij")
+    )
+    keep = a != b
+    train_targets = space.target(
+        "rotation", train["latents"][:, a[keep]], train["latents"][:, b[keep]]
+    )
+    constant = train_targets.double().reshape(-1, train_targets.shape[-1]).mean(0)
+
+    pairs = fixed_pairs(
+        len(val["latents"]),
+        val["latents"].shape[1],
+        int(rcfg["val_pairs_per_object"]),
+        int(rcfg["seed"]) + 1,
+    )
+    o, va, vb = pairs.unbind(1)
+    val_targets = space.target("rotation", val["latents"][o, va], val["latents"][o, vb]).double()
+    closed = constant_r2(constant.numpy(), val_targets.numpy())
+    pred = constant.expand_as(val_targets)
+    library = {
+        "r2_global": r2_global(pred, val_targets),
+        "r2_sklearn": r2_sklearn(pred, val_targets),
+    }
+    for key, value in closed.items():
+        if not math.isclose(value, library[key], rel_tol=1e-9, abs_tol=1e-12):
+            raise AssertionError(
+                f"constant floor {key}: closed form {value} != metrics {library[key]}"
+            )
+
+    train_labels, val_labels = train["labels"], val["labels"]
+    classes = torch.cat((train_labels, val_labels)).unique()
+    majority = int(torch.bincount(train_labels[train_labels >= 0]).argmax())
+    return {
+        "rotation_constant": constant.tolist(),
+        "rotation/r2_global": closed["r2_global"],
+        "rotation/r2_sklearn": closed["r2_sklearn"],
+        "rotation_val_pairs": len(pairs),
+        "top1_chance": 1.0 / len(classes[classes >= 0]),
+        "top1_majority": float((val_labels == majority).double().mean()),
+        "majority_class": majority,
+    }
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """``{method: {part: {column: [value per seed]}}}``."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for run in runs:
+        for key, value in run["metrics"].items():
+            part, metric = key.split("/", 1)
+            if metric in COLUMNS:
+                by_part = table.setdefault(run["method"], {}).setdefault(part, {})
+                by_part.setdefault(metric, []).append(float(value))
+    return table
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def markdown(table: dict, floor: dict[str, Any], order: list[str]) -> str:
+    """One row per (method, part), then the floor rows."""
+    lines = [
+        "| method | part | top-1 | rotation r2_global | rotation r2_sklearn |",
+        "|---|---|---|---|---|",
+    ]
+    for method in order:
+        parts = sorted(table.get(method, {}), key=lambda p: (PART_ORDER + (p,)).index(p))
+        for part in parts:
+            cells = [mean_std(table[method][part].get(c, [])) for c in COLUMNS]
+            label = "untrained backbone" if method == UNTRAINED else method
+            lines.append(f"| {label} | {part} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"| constant predictor (train-mean quaternion) | – | – | "
+        f"{floor['rotation/r2_global']:.3f} | {floor['rotation/r2_sklearn']:.3f} |"
+    )
+    lines.append(
+        f"| chance / majority class | – | {floor['top1_chance']:.3f} / "
+        f"{floor['top1_majority']:.3f} | – | – |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def headline_part(parts: dict[str, Any]) -> str:
+    return "equi" if "equi" in parts else "full"
+
+
+def plot(table: dict, floor: dict[str, Any], order: list[str], path: Path) -> None:
+    """Bars: rotation r2_global of each method's equi part (full where it has none), mean
+    over seeds with the seeds' spread; line: the constant-predictor floor."""
+    names, means, errs = [], [], []
+    for method in order:
+        if method not in table:
+            continue
+        part = headline_part(table[method])
+        values = table[method][part][ROTATION]
+        names.append(f"{'untrained' if method == UNTRAINED else method}\n({part})")
+        means.append(statistics.mean(values))
+        errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 3.8))
+    colors = ["grey" if n.startswith("untrained") else "C0" for n in names]
+    ax.bar(range(len(names)), means, yerr=errs, color=colors, capsize=3)
+    ax.axhline(floor[ROTATION], color="C3", ls="--", label="constant predictor (train mean)")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("rotation r2_global (val)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_device": str(resolve_device("auto")),
+        "cuda_available": torch.cuda.is_available(),
+    }
+
+
+def timing_table(runs: list[dict[str, Any]]) -> str:
+    lines = [
+        "| run | seed | steps | pretrain s | s/step | eval s | reused |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        per_step = r["pretrain_seconds"] / r["steps"] if r["steps"] else float("nan")
+        lines.append(
+            f"| {r['method']} | {r['seed']} | {r['steps']} | {r['pretrain_seconds']:.1f} | "
+            f"{per_step:.2f} | {r['eval_seconds']:.1f} | {'yes' if r['reused'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--steps", type=int, default=1800, help="pretraining steps per run")
+    ap.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    ap.add_argument("--probe-epochs", type=int, default=None, help="epochs of every probe")
+    ap.add_argument("--work", default="runs/method_table", help="run directories (resumable)")
+    ap.add_argument("--out", default="bench/results", help="where the table, JSON, PNG go")
+    ap.add_argument("--docs", default="docs", help="copy the PNG here ('' to skip)")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        ap.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    work, out, extra = Path(args.work), Path(args.out), list(args.overrides)
+
+    start = time.perf_counter()
+    runs = [run_one(work, UNTRAINED, s, 0, extra, args.probe_epochs) for s in seeds]
+    for seed in seeds:  # seed by seed: an interrupted bench holds complete tables so far
+        for method in methods:
+            runs.append(run_one(work, method, seed, args.steps, extra, args.probe_epochs))
+    first = runs[0]
+    floor = floors(config_for(UNTRAINED, seeds[0], 0, extra), Path(first["eval_dir"]))
+    wall = time.perf_counter() - start
+
+    order = [*methods, UNTRAINED]
+    table = aggregate(runs)
+    probe = (
+        "SIE protocol (300 epochs)" if args.probe_epochs is None else f"{args.probe_epochs} epochs"
+    )
+    batch = config_for(methods[0], seeds[0], 0, extra)["data"]["batch_size"]
+    budget = (
+        f"{args.steps} steps × batch {batch} per method and seed, seeds {seeds}; probes: {probe}"
+    )
+    info = machine()
+    head = [
+        "# Method table (SIE paper) at CPU scale — classification and rotation probes",
+        "",
+        f"Command: `python bench/method_table.py --steps {args.steps} --seeds {args.seeds} "
+        f"--methods {','.join(methods)}"
+        + (f" --probe-epochs {args.probe_epochs}" if args.probe_epochs is not None else "")
+        + (" " + " ".join(extra) if extra else "")
+        + "`",
+        "",
+        f"Runs: `experiment=cpu/<method>_3diebench`; budget: {budget}.  ",
+        f"Machine: {info['platform']}, {info['cpu_cores']} cores, torch {info['torch']} on "
+        f"{info['torch_device']}; wall time {wall:.0f} s (this invocation).",
+        "",
+        "Mean ± sample std over seeds where more than one. Floors: the untrained backbone, the "
+        "constant predictor (train-set mean relative quaternion, on the rotation probe's "
+        f"{floor['rotation_val_pairs']} val pairs) and chance / majority-class top-1.",
+        "",
+        "",
+    ]
+    text = "\n".join(head) + markdown(table, floor, order)
+    text += f"\n![rotation r2_global per method]({STEM}.png)\n\n## Timing\n\n" + timing_table(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{STEM}.md").write_text(text)
+    plot(table, floor, order, out / f"{STEM}.png")
+    if args.docs:
+        Path(args.docs).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out / f"{STEM}.png", Path(args.docs) / f"{STEM}.png")
+    summary = {
+        "command": head[2],
+        "budget": budget,
+        "machine": info,
+        "wall_seconds": wall,
+        "floors": floor,
+        "table": table,
+        "runs": runs,
+    }
+    (out / f"{STEM}.json").write_text(json.dumps(summary, indent=2))
+    print(text)
+    print(
+        f"written: {out / STEM}.md, .json, .png"
+        + (f"; {args.docs}/{STEM}.png" if args.docs else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
