@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class EvalContext:
     device: torch.device
     out_dir: Path
     progress: bool = True
-    notes: list[str] = field(default_factory=list)  # warnings for the report
 
 
 class Probe:
