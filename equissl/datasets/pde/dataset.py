@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from equissl.datasets.contract import ActionSpace, Item, make_item, register_action_space
 from equissl.datasets.pde.residual import align_rows
-from equissl.datasets.pde.storage import require_valid_pde
+from equissl.datasets.pde.storage import nonfinite_problem, raise_problems, require_valid_pde
 from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
 from equissl.training.keys import SampleKey, split_key
 
@@ -104,23 +104,29 @@ class PDEWindowDataset(Dataset):
         composition: str = "expm",
         val_every: int = 5,
     ) -> None:
-        files = require_valid_pde(root)  # DatasetFormatError naming file and key
+        # Structure checked up front; values are checked below on the arrays as they are
+        # loaded, so every file is read once (DatasetFormatError naming file and key).
+        files = require_valid_pde(root, values=False)
         us, ts, xs, ys, cs, ids = [], [], [], [], [], []
         equations = set()
+        bad: list[str] = []
         for path in files:
             try:
                 with h5py.File(path, "r") as f:
                     equations.add(str(f.attrs["equation"]))
                     self.coeff_names = json.loads(f.attrs["coeff_names"])
-                    us.append(f["u"][...].astype(np.float32))
-                    ts.append(f["t"][...])
-                    xs.append(f["x"][...])
-                    if "y" in f:
-                        ys.append(f["y"][...])
-                    cs.append(f["coeffs"][...].astype(np.float32))
+                    arrays = {k: f[k][...] for k in ("u", "t", "x", "y", "coeffs") if k in f}
                     ids.append(f["index"][...])
             except (OSError, KeyError) as err:
                 raise RuntimeError(f"cannot read trajectories from {path}: {err}") from err
+            bad += [m for k, a in arrays.items() if (m := nonfinite_problem(path, k, a, ids[-1]))]
+            us.append(arrays["u"].astype(np.float32))
+            ts.append(arrays["t"])
+            xs.append(arrays["x"])
+            if "y" in arrays:
+                ys.append(arrays["y"])
+            cs.append(arrays["coeffs"].astype(np.float32))
+        raise_problems(root, bad)
         if len(equations) != 1:
             raise ValueError(f"{root} mixes equations {sorted(equations)}")
         self.equation = equations.pop()

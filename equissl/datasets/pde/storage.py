@@ -77,6 +77,19 @@ def _first_nonfinite(data: h5py.Dataset) -> tuple[int, list[int]]:
     return count, bad
 
 
+def nonfinite_problem(path: Path, name: str, data: Any, ids: np.ndarray | None) -> str | None:
+    """The message naming the trajectories of ``data`` (an HDF5 dataset or an array
+    ``[N, ...]`` of ``path``'s entry ``name``) that hold NaN or ±inf; ``None`` if finite."""
+    count, rows = _first_nonfinite(data)
+    if not count:
+        return None
+    first = f" (trajectory id {int(ids[rows[0]])})" if ids is not None else ""
+    return (
+        f"{path}: {name} has non-finite values in {count} trajectory(ies) "
+        f"{rows}{' …' if count > len(rows) else ''}; first at row {rows[0]}{first}"
+    )
+
+
 def _coeff_names(f: h5py.File, path: Path) -> tuple[list[str] | None, list[str]]:
     try:
         names = json.loads(f.attrs["coeff_names"])
@@ -87,14 +100,16 @@ def _coeff_names(f: h5py.File, path: Path) -> tuple[list[str] | None, list[str]]
     return names, []
 
 
-def validate_pde_file(path: Path) -> list[str]:
+def validate_pde_file(path: Path, values: bool = True) -> list[str]:
     """Problems of one HDF5 trajectory file (each message names the file and the key).
 
     Checks: readable HDF5; datasets ``u t x coeffs index`` and the attributes of the module
     docstring present; ``complete`` true; ``u [N, T, X]`` (or ``[N, T, C, X, Y]`` with
     ``y [N, Y]`` and ``channels``) against ``t [N, T]``, ``x [N, X]``, ``coeffs [N, K]`` with
     K = ``len(coeff_names)``, ``index [N]`` integer and unique; a known equation; every
-    float value finite (the first offending trajectories named); ``t`` increasing.
+    float value finite (the first offending trajectories named; ``values=False`` leaves this
+    full read to a caller that loads the arrays anyway and checks them with
+    :func:`nonfinite_problem`); ``t`` increasing.
     """
     path = Path(path)
     if path.is_dir():
@@ -159,18 +174,11 @@ def validate_pde_file(path: Path) -> list[str]:
             problems.append(f"{path}: index must be integer trajectory ids, got {index.dtype}")
         elif index.shape == (n,) and len(np.unique(index[...])) != n:
             problems.append(f"{path}: index lists some trajectory ids more than once")
-        for name in need:
-            data = f[name]
-            if data.dtype.kind != "f":
-                continue
-            count, rows = _first_nonfinite(data)
-            if count:
-                ids = index[...] if index.shape == (n,) else None
-                first = f" (trajectory id {int(ids[rows[0]])})" if ids is not None else ""
-                problems.append(
-                    f"{path}: {name} has non-finite values in {count} trajectory(ies) "
-                    f"{rows}{' …' if count > len(rows) else ''}; first at row {rows[0]}{first}"
-                )
+        ids = index[...] if index.shape == (n,) else None
+        for name in need if values else ():
+            if f[name].dtype.kind == "f":
+                problem = nonfinite_problem(path, name, f[name], ids)
+                problems += [problem] if problem else []
         if t.shape == (n, frames) and frames > 1 and not np.all(np.diff(t[...], axis=1) > 0):
             problems.append(f"{path}: t is not strictly increasing")
     return problems
@@ -187,13 +195,13 @@ def _summary(path: Path) -> dict[str, Any]:
         }
 
 
-def check_pde_files(files: list[Path]) -> list[str]:
+def check_pde_files(files: list[Path], values: bool = True) -> list[str]:
     """Problems of a set of trajectory files read as one dataset.
 
     Each file on its own (:func:`validate_pde_file`), then across files: one equation per
     folder, the same frames and grid, the same coefficient names, no trajectory id twice.
     """
-    problems = [p for path in files for p in validate_pde_file(path)]
+    problems = [p for path in files for p in validate_pde_file(path, values)]
     valid = [p for p in files if not any(m.startswith(f"{p}:") for m in problems)]
     if len(valid) < 2:
         return problems
@@ -244,16 +252,22 @@ def validate_pde_path(path: str | Path) -> list[str]:
     return problems + check_pde_files(files)
 
 
-def require_valid_pde(path: str | Path) -> list[Path]:
-    """The trajectory files of ``path``, after :func:`validate_pde_path` found no problem.
+def require_valid_pde(path: str | Path, values: bool = True) -> list[Path]:
+    """The trajectory files of ``path``, after :func:`validate_pde_path` found no problem
+    (``values=False``: all but the finiteness scan, see :func:`validate_pde_file`).
 
     Raises:
         DatasetFormatError: every problem found, each naming its file and key.
     """
     files, problems = pde_files(path)
-    problems += check_pde_files(files)
+    problems += check_pde_files(files, values)
+    raise_problems(path, problems)
+    return files
+
+
+def raise_problems(path: str | Path, problems: list[str]) -> None:
+    """Raise one :class:`DatasetFormatError` listing every problem of the PDE data ``path``."""
     if problems:
         raise DatasetFormatError(
             f"PDE data {path}: {len(problems)} problem(s):\n  - " + "\n  - ".join(problems)
         )
-    return files
