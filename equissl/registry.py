@@ -20,7 +20,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -99,8 +99,3 @@ def discover(package: str) -> list[str]:
         importlib.import_module(f"{package}.{info.name}")
         names.append(info.name)
     return names
-
-
-def schema_defaults(entry: Entry[Any]) -> dict[str, Any]:
-    """Fields filled in by registration (``impl`` = the registered name)."""
-    return {"impl": entry.name}

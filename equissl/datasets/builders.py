@@ -8,11 +8,9 @@ from typing import Any
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_classes_of
+from equissl.datasets.base import DataSpec, ViewDataset, build_dataset
 from equissl.datasets.on_error import check_policy, wrap_on_error
 from equissl.training.sampler import build_train_loader
-
-__all__ = ["PretrainDataModule", "build_dataset", "num_classes_of"]
 
 
 class PretrainDataModule(pl.LightningDataModule):
