@@ -19,7 +19,7 @@ is then evaluated by the evaluation stage (classification + rotation probes, SIE
 300 epochs unless ``--probe-epochs``). Extra ``key=value`` arguments are Hydra overrides for
 every run (they go into the run directories' names).
 
-Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the PNG into ``--docs``
+Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the table and PNG into ``--docs``
 (default ``docs``; ``--docs ''`` skips it). Resumable: each (method, seed, steps) run keeps
 its checkpoint, pretraining time and ``results.json`` under ``--work``; a rerun reuses what
 is finished and continues an interrupted pretraining from its ``last.ckpt``.
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -278,6 +279,49 @@ def headline_part(parts: dict[str, Any]) -> str:
     return "equi" if "equi" in parts else "full"
 
 
+#: The SIE paper's ordering on rotation R², best group first (its Table 1 and text).
+PUBLISHED_ORDER = (
+    ("SIE family", ("sie", "sie_novar", "sie_onlyequi", "sie_rotcolor")),
+    ("EquiMod / SEN / AugSelf", ("equimod_vicreg", "equimod_simclr", "sen", "simclr_augself")),
+    ("VICReg / SimCLR", ("vicreg", "simclr")),
+)
+
+
+def ordering(table: dict) -> str:
+    """The published rotation ordering checked on this table: each group's mean of its
+    members' headline ``r2_global`` (equi part where a method has one, else full; each
+    member averaged over seeds), its range, and whether each group beats the next."""
+    lines = [
+        "| group (published order) | members here | mean rotation r2_global | min – max |",
+        "|---|---|---|---|",
+    ]
+    means: list[tuple[str, float]] = []
+    for label, members in PUBLISHED_ORDER:
+        values = {
+            m: statistics.mean(table[m][headline_part(table[m])][ROTATION])
+            for m in members
+            if m in table
+        }
+        if not values:
+            continue
+        mean = statistics.mean(values.values())
+        means.append((label, mean))
+        lines.append(
+            f"| {label} | {', '.join(values)} | {mean:.3f} | "
+            f"{min(values.values()):.3f} – {max(values.values()):.3f} |"
+        )
+    steps = list(itertools.pairwise(means))
+    verdicts = [f"{a} {'>' if ma > mb else '≤'} {b} ({ma - mb:+.3f})" for (a, ma), (b, mb) in steps]
+    holds = all(ma > mb for (_, ma), (_, mb) in steps)
+    lines += [
+        "",
+        f"Published ordering {'holds' if holds else 'does NOT hold'} here: "
+        + "; ".join(verdicts)
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def plot(table: dict, floor: dict[str, Any], order: list[str], path: Path) -> None:
     """Bars: rotation r2_global of each method's equi part (full where it has none), mean
     over seeds with the seeds' spread; line: the constant-predictor floor."""
@@ -336,7 +380,7 @@ def main() -> None:
     ap.add_argument("--probe-epochs", type=int, default=None, help="epochs of every probe")
     ap.add_argument("--work", default="runs/method_table", help="run directories (resumable)")
     ap.add_argument("--out", default="bench/results", help="where the table, JSON, PNG go")
-    ap.add_argument("--docs", default="docs", help="copy the PNG here ('' to skip)")
+    ap.add_argument("--docs", default="docs", help="copy the table and PNG here ('' to skip)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -385,13 +429,15 @@ def main() -> None:
         "",
     ]
     text = "\n".join(head) + markdown(table, floor, order)
+    text += "\n## The published ordering on rotation\n\n" + ordering(table)
     text += f"\n![rotation r2_global per method]({STEM}.png)\n\n## Timing\n\n" + timing_table(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{STEM}.md").write_text(text)
     plot(table, floor, order, out / f"{STEM}.png")
     if args.docs:
         Path(args.docs).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(out / f"{STEM}.png", Path(args.docs) / f"{STEM}.png")
+        for suffix in (".md", ".png"):
+            shutil.copy2(out / f"{STEM}{suffix}", Path(args.docs) / f"{STEM}{suffix}")
     summary = {
         "command": head[2],
         "budget": budget,
@@ -405,7 +451,7 @@ def main() -> None:
     print(text)
     print(
         f"written: {out / STEM}.md, .json, .png"
-        + (f"; {args.docs}/{STEM}.png" if args.docs else "")
+        + (f"; {args.docs}/{STEM}.md, .png" if args.docs else "")
     )
 
 
