@@ -11,6 +11,8 @@ as one process on the concatenated batch.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -42,3 +44,11 @@ def covariance_term(x: Tensor) -> Tensor:
     x = x - x.mean(dim=0)
     cov = (x.T @ x) / (x.shape[0] - 1)
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / x.shape[1]
+
+
+def mean_entropy_term(probs: Tensor) -> Tensor:
+    """Mean-entropy maximisation (MEMAX; PAWS, MSN, EquiCaps) of ``probs [B, K]`` in (0, 1):
+    ``log K − H(p̄)`` with ``p̄`` the mean over the global batch and
+    ``H(p̄) = −Σ_k p̄_k log p̄_k`` (the capsule activations need not sum to one)."""
+    mean = gather_cat(probs).mean(dim=0)
+    return (mean * torch.log(mean)).sum() + math.log(mean.shape[0])
