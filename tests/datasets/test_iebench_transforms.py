@@ -83,7 +83,9 @@ def test_translation_targets_of_both_reference_conventions():
 def test_rigid_inverse_inverts():
     rot = torch.from_numpy(Rotation.random(5, random_state=0).as_matrix())
     m = rigid_transform(rot, torch.randn(5, 3, dtype=torch.float64))
-    torch.testing.assert_close(rigid_inverse(m) @ m, torch.eye(4, dtype=torch.float64).expand(5, 4, 4))
+    torch.testing.assert_close(
+        rigid_inverse(m) @ m, torch.eye(4, dtype=torch.float64).expand(5, 4, 4)
+    )
 
 
 def test_translation_targets_need_10_value_latents():

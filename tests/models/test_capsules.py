@@ -51,7 +51,9 @@ def test_self_routing_matches_the_formula():
             ar = [act[b, i] * r[i] for i in range(5)]
             torch.testing.assert_close(got_a[b, j], sum(ar) / act[b].sum())
             vote = [layer.W1[i, j] @ pose[b, i] for i in range(5)]
-            torch.testing.assert_close(got_pose[b, j], sum(ar[i] * vote[i] for i in range(5)) / sum(ar))
+            torch.testing.assert_close(
+                got_pose[b, j], sum(ar[i] * vote[i] for i in range(5)) / sum(ar)
+            )
 
 
 def test_pose_transform_init_follows_kaiming_on_the_reference_layout():

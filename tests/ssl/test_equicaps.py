@@ -24,7 +24,13 @@ SMALL = [*TOY[2:], "data.image_size=16"]  # TOY without its method: tiny CNN, 4 
 WORLD = 2
 GATHERED = ("memax", "variance", "covariance")
 #: README command --sim-coeff 0.1 --equi-factor 5 --std-coeff 10 --cov-coeff 1; MEMAX 1
-PUBLISHED = {"invariance": 0.1, "equivariance": 5.0, "memax": 1.0, "variance": 10.0, "covariance": 1.0}  # fmt: skip
+PUBLISHED = {
+    "invariance": 0.1,
+    "equivariance": 5.0,
+    "memax": 1.0,
+    "variance": 10.0,
+    "covariance": 1.0,
+}
 
 
 def off_diagonal(x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +57,13 @@ def reference_terms(x_inv, y_inv, x_pose, y_pose, rho) -> dict[str, torch.Tensor
     cov_x, cov_y = x.T @ x / (b - 1), y.T @ y / (b - 1)
     cov = off_diagonal(cov_x).pow(2).sum() / cov_x.shape[0]
     cov = cov + off_diagonal(cov_y).pow(2).sum() / cov_x.shape[0]
-    return {"invariance": inv, "equivariance": equi, "memax": memax, "variance": std, "covariance": cov}  # fmt: skip
+    return {
+        "invariance": inv,
+        "equivariance": equi,
+        "memax": memax,
+        "variance": std,
+        "covariance": cov,
+    }
 
 
 def inputs(b: int = 8, k: int = 4, p: int = 3, seed: int = 0) -> list[torch.Tensor]:
@@ -81,7 +93,9 @@ def test_invariance_and_memax_by_hand():
     poses = torch.randn(2, 2, 3, 3, dtype=torch.float64)
     rho = torch.eye(3, dtype=torch.float64).repeat(2, 1, 1)
     t = equicaps_terms(a1, a2, poses, poses, rho)
-    ce = -(0.2 * math.log(0.5) + 0.8 * math.log(0.25) + 0.6 * math.log(0.5) + 0.4 * math.log(0.25)) / 2  # fmt: skip
+    # mean over the two samples of Σ_k −a₂ log a₁
+    ce = -(0.2 * math.log(0.5) + 0.8 * math.log(0.25) + 0.6 * math.log(0.5) + 0.4 * math.log(0.25))
+    ce /= 2
     torch.testing.assert_close(t["invariance"], torch.tensor(ce, dtype=torch.float64))
     # view 1: mean (0.5, 0.25); view 2: mean (0.4, 0.6); each log 2 − H(mean)
     memax = sum(math.log(2) + sum(q * math.log(q) for q in m) for m in ((0.5, 0.25), (0.4, 0.6)))
