@@ -2,8 +2,9 @@
 (SIE ``eval_angle_prediction.py`` / ``eval_color_prediction.py``): an MLP on [r_a ‖ r_b]
 regresses an action-space target — ``rotation`` (quaternion), ``color`` (two hue
 differences), ``translation`` / ``translation_base`` / ``translation_object`` (3DIEBench-T),
-``lie`` (PDE group element). Each epoch visits every object once with one random pair of distinct views;
-validation uses a fixed, seeded set of pairs per object. R² in both conventions.
+``lie`` (PDE group element). Each epoch visits every object once with one random pair of
+distinct views; validation uses a fixed, seeded set of pairs per object. R² in both
+conventions.
 """
 
 from __future__ import annotations
