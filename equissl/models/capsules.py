@@ -8,6 +8,9 @@ output capsules ``j`` with ``r_ij = softmax_j(W2_i · u_i + b2_ij)``, votes ``W1
 their poses, and
 
     a_j = Σ_i a_i r_ij / Σ_i a_i,        pose_j = Σ_i (a_i r_ij / Σ_k a_k r_kj) W1_ij u_i.
+
+Since ``Σ_j r_ij = 1``, the output activations sum to one over the outputs (and are all
+``1/K`` at initialisation, where ``W2 = b2 = 0``).
 """
 
 from __future__ import annotations

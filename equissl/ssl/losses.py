@@ -6,7 +6,8 @@ per dimension). The covariance term is the same formula as lightly's ``covarianc
 the tests) computed as ``Σ cov² − Σ diag²``: lightly indexes the off-diagonal entries with a
 boolean mask, which costs ~15 % of a CPU training step at D = 2048. They are applied to embeddings
 all-gathered over every process (with gradients), so a 2-rank run computes the same value
-as one process on the concatenated batch.
+as one process on the concatenated batch. The mean-entropy term (MEMAX) takes its batch
+mean over the gathered batch in the same way.
 """
 
 from __future__ import annotations
