@@ -78,6 +78,7 @@ METHODS = (
     "equimod_vicreg",
     "equimod_simclr",
     "sen",
+    "equicaps_3x3",
 )
 UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
 TOP1 = "classification/top1"

@@ -115,3 +115,18 @@ def hue_difference(hue_a: Tensor, hue_b: Tensor) -> Tensor:
     Not wrapped onto the circle, for comparability with published colour numbers.
     """
     return hue_b - hue_a
+
+
+def rigid_transform(rotation: Tensor, translation: Tensor) -> Tensor:
+    """Homogeneous ``[..., 4, 4]`` matrix ``[[R, t], [0, 1]]`` of ``rotation [..., 3, 3]``
+    and ``translation [..., 3]`` (``x ↦ R x + t``)."""
+    top = torch.cat((rotation, translation.unsqueeze(-1)), dim=-1)
+    bottom = torch.zeros_like(top[..., :1, :])
+    bottom[..., 0, 3] = 1
+    return torch.cat((top, bottom), dim=-2)
+
+
+def rigid_inverse(transform: Tensor) -> Tensor:
+    """Inverse ``[[Rᵀ, −Rᵀ t], [0, 1]]`` of rigid ``[..., 4, 4]`` transforms."""
+    rot_t = transform[..., :3, :3].transpose(-1, -2)
+    return rigid_transform(rot_t, -(rot_t @ transform[..., :3, 3:]).squeeze(-1))

@@ -143,3 +143,81 @@ def test_cpu_version_runs(iebench_tree, tmp_path):
     )
     state = load_checkpoint(pretrain(cfg, tmp_path / "run"))
     assert state["global_step"] == 1 and state["equissl"]["config"]["data"]["batch_size"] == 4
+
+
+# ----------------------------------------------------------------------------- EquiCaps
+EQUICAPS = {  # experiment -> (method, data, pose size, frame, action)
+    "equicaps_3x3_3diebench": ("equicaps_3x3", "3diebench", 3, "object", "rotation_matrix"),
+    "equicaps_3x3_3diebench_t": ("equicaps_3x3", "3diebench_t", 3, "object", "rotation_matrix"),
+    "equicaps_4x4_3diebench_t": ("equicaps_4x4", "3diebench_t", 4, "object", "transform_object"),
+    "equicaps_4x4_base_3diebench_t": ("equicaps_4x4", "3diebench_t", 4, "base", "transform_base"),
+}
+EQUICAPS_WEIGHTS = {  # README: --sim-coeff 0.1 --equi-factor 5 --std-coeff 10 --cov-coeff 1
+    "invariance": 0.1,
+    "equivariance": 5.0,
+    "memax": 1.0,
+    "variance": 10.0,
+    "covariance": 1.0,
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(EQUICAPS))
+def test_equicaps_recipes_have_the_published_values(experiment):
+    method, data, pose, frame, _ = EQUICAPS[experiment]
+    cfg = compose_pretrain([f"experiment={experiment}", "data.root=/data/x"])
+    m = cfg["method"]
+    assert (m["name"], m["impl"], m["pose_size"], m["frame"]) == (method, "equicaps", pose, frame)
+    assert m["weights"] == EQUICAPS_WEIGHTS and m["num_capsules"] == 32
+    assert m["activation_checkpoint"] is True and m["action"] is None
+    d = cfg["data"]
+    assert (d["name"], d["image_size"], d["global_batch_size"]) == (data, 256, 256)
+    assert d["translation"] is (data == "3diebench_t")
+    o = m["optim"]
+    assert (o["name"], o["lr"], o["weight_decay"]) == ("adam", 1e-3, 1e-6)
+    assert (o["scheduler"], o["lr_scaling"], o["exclude_bias_norm"]) == ("none", "none", False)
+    t = cfg["trainer"]
+    assert (t["max_epochs"], t["max_steps"], t["precision"]) == (2000, -1, "16-mixed")
+    assert (t["strategy"], t["sync_batchnorm"], t["accelerator"]) == ("ddp", True, "gpu")
+    assert cfg["backbone"]["impl"] == "resnet_sie"
+    assert resolve_batch(dict(d), 8, t) == 32 and resolve_batch(dict(d), 4, t) == 64
+
+
+@pytest.mark.parametrize(
+    "cpu, paper",
+    [
+        ("equicaps_3x3_3diebench", "equicaps_3x3_3diebench"),
+        ("equicaps_3x3_3diebench_t", "equicaps_3x3_3diebench_t"),
+        ("equicaps_4x4_3diebench_t", "equicaps_4x4_3diebench_t"),
+    ],
+)
+def test_equicaps_cpu_versions(cpu, paper):
+    cfg = compose_pretrain([f"experiment=cpu/{cpu}"])
+    ref = compose_pretrain([f"experiment={paper}", "data.root=/data/x"])
+    assert cfg["method"] == ref["method"]
+    d, t = cfg["data"], cfg["trainer"]
+    root = "data/quickstart_t" if paper.endswith("_t") else "data/quickstart"
+    assert (d["name"], d["root"], d["image_size"], d["global_batch_size"]) == (
+        ref["data"]["name"],
+        root,
+        64,
+        64,
+    )
+    assert (t["accelerator"], t["precision"], t["max_steps"]) == ("cpu", "32-true", 300)
+
+
+def test_equicaps_cpu_version_runs(iebench_t_tree, tmp_path):
+    cfg = compose_pretrain(
+        [
+            "experiment=cpu/equicaps_4x4_3diebench_t",
+            f"data.root={iebench_t_tree}",
+            "data.generate=null",
+            "data.image_size=32",
+            "data.global_batch_size=4",
+            "data.num_workers=0",
+            "trainer.max_steps=1",
+            "trainer.enable_progress_bar=false",
+            "logger.name=none",
+        ]
+    )
+    state = load_checkpoint(pretrain(cfg, tmp_path / "run"))
+    assert state["global_step"] == 1 and state["equissl"]["action"]["dim"] == 16

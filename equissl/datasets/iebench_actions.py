@@ -28,6 +28,8 @@ from equissl.geometry import (
     quaternion_conjugate,
     quaternion_to_matrix,
     relative_rotation,
+    rigid_inverse,
+    rigid_transform,
 )
 
 ROTATION = slice(0, 3)
@@ -45,11 +47,25 @@ class IEBenchActionSpace(ActionSpace):
         latent_dim: 7 (3DIEBench) or 10 (3DIEBench-T).
         canonical_sign: return quaternions with ``w ≥ 0`` (off by default, as the reference).
 
-    Targets (all ``[..., D]`` float32):
+    Targets (all ``[..., D]`` float32, computed in float64), with ``R`` the rotation of the
+    Euler angles and ``t`` the translation latent of a view:
         ``rotation`` (4): quaternion of ``R_a⁻¹ R_b`` (x, y, z, w) — the default action.
+        ``rotation_matrix`` (9): ``R_a⁻¹ R_b`` row-major (EquiCaps' 3×3 ρ(g)).
         ``color`` (2): (Δ floor hue, Δ spot hue), plain differences.
-        ``translation`` (3, 3DIEBench-T): ``t_b − t_a`` in the base (world) frame.
-        ``translation_object`` (3, 3DIEBench-T): ``R_a⁻¹ (t_b − t_a)``, in view a's object frame.
+        ``translation`` (3, 3DIEBench-T): ``t_b − t_a``, the difference of the translation
+        latents — EquiCaps' "object frame" target
+        (``eval_translation_prediction_object_frame.py``).
+        ``translation_base`` (3, 3DIEBench-T): ``R_b t_b − R_a t_a``, the difference of the
+        translation columns of ``M = R·T(t)`` — EquiCaps' "base frame" target
+        (``eval_translation_prediction_final_frame.py``). The 3DIEBench-T renderer sets the
+        object's ``matrix_basis = R·T(t)``, so on the published data this is the
+        displacement of the object's centre in the world.
+        ``translation_object`` (3, 3DIEBench-T): ``R_a⁻¹ (t_b − t_a)``, the translation
+        column of ``transform_object``: ``t_b − t_a`` in view a's rotated axes.
+        ``transform_object`` (16, 3DIEBench-T): ``M_a⁻¹ M_b`` row-major with
+        ``M = T(t)·R`` (EquiCaps' 4×4 ρ(g) without ``--base-frame``, "object frame").
+        ``transform_base`` (16, 3DIEBench-T): ``M_a⁻¹ M_b`` with ``M = R·T(t)`` (EquiCaps'
+        4×4 ρ(g) with ``--base-frame``).
     """
 
     default_action = ("rotation",)
@@ -59,9 +75,15 @@ class IEBenchActionSpace(ActionSpace):
             raise ValueError(f"3DIEBench latents have 7 or 10 values, not {latent_dim}")
         self.latent_dim = latent_dim
         self.canonical_sign = canonical_sign
-        self.targets = {"rotation": 4, "color": 2}
+        self.targets = {"rotation": 4, "rotation_matrix": 9, "color": 2}
         if latent_dim == 10:
-            self.targets.update(translation=3, translation_object=3)
+            self.targets.update(
+                translation=3,
+                translation_base=3,
+                translation_object=3,
+                transform_object=16,
+                transform_base=16,
+            )
 
     def params(self) -> dict[str, Any]:
         return {"latent_dim": self.latent_dim, "canonical_sign": self.canonical_sign}
@@ -72,14 +94,44 @@ class IEBenchActionSpace(ActionSpace):
         if name == "rotation":
             q = relative_rotation(a[..., ROTATION], b[..., ROTATION])
             return (canonical_quaternion(q) if self.canonical_sign else q).float()
+        if name == "rotation_matrix":
+            rot_a, rot_b = rotation_of(a), rotation_of(b)
+            return (rot_a.transpose(-1, -2) @ rot_b).flatten(-2).float()
         if name == "color":
             idx = [FLOOR_HUE, SPOT_HUE]
             return hue_difference(a[..., idx], b[..., idx]).float()
-        if name in ("translation", "translation_object") and self.latent_dim == 10:
-            delta = b[..., TRANSLATION] - a[..., TRANSLATION]
-            if name == "translation":
-                return delta.float()
-            q_inv = quaternion_conjugate(euler_xyz_to_quaternion(a[..., ROTATION]))
-            rot_inv = quaternion_to_matrix(q_inv)
-            return (rot_inv @ delta.unsqueeze(-1)).squeeze(-1).float()
+        if name in self.targets and self.latent_dim == 10:
+            return self._translation_target(name, a, b).float()
         raise self.unknown_target(name)
+
+    def _translation_target(self, name: str, a: Tensor, b: Tensor) -> Tensor:
+        """The 3DIEBench-T targets of float64 latents ``[..., 10]``."""
+        if name == "translation":
+            return b[..., TRANSLATION] - a[..., TRANSLATION]
+        if name == "translation_object":
+            q_inv = quaternion_conjugate(euler_xyz_to_quaternion(a[..., ROTATION]))
+            delta = b[..., TRANSLATION] - a[..., TRANSLATION]
+            return (quaternion_to_matrix(q_inv) @ delta.unsqueeze(-1)).squeeze(-1)
+        if name == "translation_base":
+            return base_frame_matrix(b)[..., :3, 3] - base_frame_matrix(a)[..., :3, 3]
+        frame = {"transform_object": object_frame_matrix, "transform_base": base_frame_matrix}
+        m_a, m_b = frame[name](a), frame[name](b)
+        return (rigid_inverse(m_a) @ m_b).flatten(-2)
+
+
+def rotation_of(latents: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` of 3DIEBench latents ``[..., P]``."""
+    return quaternion_to_matrix(euler_xyz_to_quaternion(latents[..., ROTATION]))
+
+
+def object_frame_matrix(latents: Tensor) -> Tensor:
+    """``M = T(t)·R`` ``[..., 4, 4]`` of 3DIEBench-T latents (EquiCaps
+    ``get_object_frame_matrix``): ``x ↦ R x + t``."""
+    return rigid_transform(rotation_of(latents), latents[..., TRANSLATION])
+
+
+def base_frame_matrix(latents: Tensor) -> Tensor:
+    """``M = R·T(t)`` ``[..., 4, 4]`` of 3DIEBench-T latents (EquiCaps
+    ``get_base_frame_matrix``, the renderer's ``matrix_basis``): ``x ↦ R (x + t)``."""
+    rot = rotation_of(latents)
+    return rigid_transform(rot, (rot @ latents[..., TRANSLATION].unsqueeze(-1)).squeeze(-1))

@@ -72,12 +72,16 @@ class Backbone(nn.Module):
         """``[B, D, h, w]`` before global pooling."""
         return self.trunk.forward_features(self.adapt(views))
 
-    def forward(self, views: Tensor) -> Tensor:
-        """Pooled features ``[B, D]`` (the trunk's own head when it has one, as timm's)."""
-        features = self.feature_map(views)
+    def pool_map(self, features: Tensor) -> Tensor:
+        """``[B, D, h, w]`` feature map -> pooled ``[B, D]`` (the trunk's own head when it
+        has one, as timm's)."""
         if hasattr(self.trunk, "forward_head"):
             return self.trunk.forward_head(features, pre_logits=True)
         return self.pool(features).flatten(1)
+
+    def forward(self, views: Tensor) -> Tensor:
+        """Pooled features ``[B, D]``: :meth:`pool_map` of :meth:`feature_map`."""
+        return self.pool_map(self.feature_map(views))
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Regression of a relative transformation from the representations of two views
 (SIE ``eval_angle_prediction.py`` / ``eval_color_prediction.py``): an MLP on [r_a ‖ r_b]
 regresses an action-space target — ``rotation`` (quaternion), ``color`` (two hue
-differences), ``translation`` / ``translation_object`` (3DIEBench-T), ``lie`` (PDE group
-element). Each epoch visits every object once with one random pair of distinct views;
-validation uses a fixed, seeded set of pairs per object. R² in both conventions.
+differences), ``translation`` / ``translation_base`` / ``translation_object`` (3DIEBench-T),
+``lie`` (PDE group element). Each epoch visits every object once with one random pair of
+distinct views; validation uses a fixed, seeded set of pairs per object. R² in both
+conventions.
 """
 
 from __future__ import annotations
