@@ -7,8 +7,8 @@ Conventions (z up, scene units; geometry as in the 3DIEBench BlenderProc script)
   with +z up in the image; horizontal field of view 39.6° (Blender's default 50 mm lens on a
   36 mm sensor), widened to 50° for 3DIEBench-T so translated objects stay in frame.
 * Object: bounding-box centre at the origin, rotated by
-  ``R = Rotation.from_euler("xyz", latent[0:3]).as_matrix()`` about it (``v' = R v + t``, with
-  ``t = latent[7:10]`` for 3DIEBench-T); a plain light-grey two-sided diffuse surface
+  ``R = Rotation.from_euler("xyz", latent[0:3]).as_matrix()`` about it (``v' = R (v + t)``, with
+  ``t = latent[7:10]`` for 3DIEBench-T, as the published generator's ``R · T(t)``); a plain light-grey two-sided diffuse surface
   (albedo 0.6) for every object, so only shape tells the classes apart.
 * Floor: plane z = −1, diffuse, albedo HSV(floor hue, 0.6, 0.6) (linear RGB).
 * Sun: directional, white, from above and behind the camera (tilted 35° from straight down
@@ -119,14 +119,17 @@ def field_of_view(translation: bool) -> float:
 
 
 def object_pose(latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(R [3, 3], t [3])`` of one view: ``v_world = R v_object + t``.
+    """``(R [3, 3], t_world [3])`` of one view: ``v_world = R v_object + t_world``.
 
     ``R = Rotation.from_euler("xyz", latent[:3]).as_matrix()`` (extrinsic X, then Y, then Z);
-    ``t = latent[7:10]`` for a 10-value latent, else zero.
+    ``t_world = R · latent[7:10]`` for a 10-value latent, else zero. The rotation acts after
+    the translation, as the published 3DIEBench-T generator's ``matrix_basis = R · T(t)``
+    (EquiCaps ``dataset_generation/main_3DIEBench_T_generation.py``), so the latents of our
+    renders mean what they mean in the published data.
     """
     lat = np.asarray(latent, dtype=np.float64)
     rot = Rotation.from_euler("xyz", lat[:3]).as_matrix()
-    t = lat[7:10] if lat.shape[0] >= 10 else np.zeros(3)
+    t = rot @ lat[7:10] if lat.shape[0] >= 10 else np.zeros(3)
     return rot, t
 
 
@@ -159,7 +162,7 @@ def linear_to_srgb8(img: np.ndarray) -> np.ndarray:
 class ViewRenderer:
     """Renders views of one object, building its Mitsuba scene once.
 
-    Each view rewrites the object's vertex buffer (``v' = R v + t``), the floor albedo and the
+    Each view rewrites the object's vertex buffer (``v' = R (v + t)``), the floor albedo and the
     spot light's pose and colour, then path-traces the frame.
 
     Args:

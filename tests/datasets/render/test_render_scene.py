@@ -45,7 +45,8 @@ def test_pose_is_scipy_extrinsic_xyz():
         assert np.allclose(rot, Rotation.from_euler("xyz", lat[:3]).as_matrix())
         # extrinsic X, then Y, then Z (Blender's "XYZ" Euler): R = Rz · Ry · Rx
         by_hand = elementary(2, lat[2]) @ elementary(1, lat[1]) @ elementary(0, lat[0])
-        assert np.allclose(rot, by_hand) and np.array_equal(t, lat[7:])
+        # the published 3DIEBench-T generator's matrix_basis = R · T(t): the centre lands at R t
+        assert np.allclose(rot, by_hand) and np.allclose(t, rot @ lat[7:])
     assert np.array_equal(object_pose(np.zeros(7))[1], np.zeros(3))
 
 
@@ -57,7 +58,8 @@ def test_mitsuba_vertices_are_scipy_rotation_plus_translation(chair_renderer):
             [rng.uniform(-np.pi / 2, np.pi / 2, 3), rng.random(4), rng.uniform(-0.5, 0.5, 3)]
         )
         r.set_view(lat)
-        expected = Rotation.from_euler("xyz", lat[:3]).apply(r._v0) + lat[7:]
+        rot = Rotation.from_euler("xyz", lat[:3])
+        expected = rot.apply(r._v0 + lat[7:])  # R (v + t), as Blender's matrix_basis = R · T(t)
         np.testing.assert_allclose(r.object_vertices(), expected, atol=2e-6)
 
 
