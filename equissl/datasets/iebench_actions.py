@@ -58,7 +58,7 @@ class IEBenchActionSpace(ActionSpace):
         ``translation_base`` (3, 3DIEBench-T): ``R_b t_b − R_a t_a``, the difference of the
         translation columns of ``M = R·T(t)`` — EquiCaps' "base frame" target
         (``eval_translation_prediction_final_frame.py``). The 3DIEBench-T renderer sets the
-        object's ``matrix_basis = R·T(t)``, so on the published data and on our renders (``equissl-generate``) this is the
+        object's ``matrix_basis = R·T(t)`` (and so does ``equissl-generate``), so this is the
         displacement of the object's centre in the world.
         ``translation_object`` (3, 3DIEBench-T): ``R_a⁻¹ (t_b − t_a)``, the translation
         column of ``transform_object``: ``t_b − t_a`` in view a's rotated axes.

@@ -8,8 +8,9 @@ Conventions (z up, scene units; geometry as in the 3DIEBench BlenderProc script)
   36 mm sensor), widened to 50° for 3DIEBench-T so translated objects stay in frame.
 * Object: bounding-box centre at the origin, rotated by
   ``R = Rotation.from_euler("xyz", latent[0:3]).as_matrix()`` about it (``v' = R (v + t)``, with
-  ``t = latent[7:10]`` for 3DIEBench-T, as the published generator's ``R · T(t)``); a plain light-grey two-sided diffuse surface
-  (albedo 0.6) for every object, so only shape tells the classes apart.
+  ``t = latent[7:10]`` for 3DIEBench-T, as the published generator's ``R · T(t)``); a plain
+  light-grey two-sided diffuse surface (albedo 0.6) for every object, so only shape tells
+  the classes apart.
 * Floor: plane z = −1, diffuse, albedo HSV(floor hue, 0.6, 0.6) (linear RGB).
 * Sun: directional, white, from above and behind the camera (tilted 35° from straight down
   towards the camera's side), so object shadows fall mostly behind the object. The reference
