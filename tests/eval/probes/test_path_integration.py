@@ -228,3 +228,14 @@ def test_path_integration_is_skipped_for_methods_without_sequences(iebench_tree,
     assert "full/classification/top1" in results["metrics"]
     md = (tmp_path / "eval" / "results.md").read_text()
     assert "- path_integration: the method has no sequence representation" in md
+
+
+def test_bad_settings_fail_naming_the_key():
+    from equissl.eval.probes.path_integration import PathIntegrationProbe
+
+    cfg = probes(1)["path_integration"]
+    with pytest.raises(ValueError, match=r"lengths has \[1\]: a path needs at least 2 views"):
+        PathIntegrationProbe("path_integration", {**cfg, "lengths": [1, 3]})
+    with pytest.raises(ValueError, match=r"cumulative='sum'; choose from"):
+        PathIntegrationProbe("path_integration", {**cfg, "cumulative": "sum"})
+    assert PathIntegrationProbe("p", {**cfg, "lengths": [5, 2, 5]}).sequence_views() == (2, 5)
