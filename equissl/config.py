@@ -158,7 +158,9 @@ class EvalRunConfig:
     parts: list[str] | None = None  # default: every part the method names
     device: str = "auto"
     seed: int = 0  # evaluation views (PDE windows), pairs, probe initialisation
-    # Methods with a sequence representation: views per sequence at evaluation time (M).
+    # Methods with a sequence representation: views per sequence at evaluation time (M),
+    # the M_val of classification on the aggregate; probes may cache more lengths
+    # (eval.probes.path_integration.lengths).
     sequence_views: list[int] = field(default_factory=lambda: [1, 3, 5])
     probes: dict[str, Any] = field(default_factory=dict)
 

@@ -57,8 +57,12 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert meta["config"]["method"]["weights"]["equivariance"] == 4.5  # 0.45 x 10
     assert meta["spec"]["view_shape"] == [3, 32, 32] and meta["parts"]["equi"] == 256
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
-    assert set(results) == {"checkpoint", "method", "data", "config", "metrics", "skipped"}
+    assert set(results) == {
+        "checkpoint", "method", "data", "config", "metrics", "skipped", "plots",
+    }  # fmt: skip
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
+    assert "sequence representation" in results["skipped"]["path_integration"]
+    assert results["plots"]["rotation/equi"] == "rotation_equi.png"
     assert results["method"] == "sie" and results["data"] == "3diebench"
     for part in ("full", "inv", "equi"):
         for key in (

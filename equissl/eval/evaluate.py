@@ -79,13 +79,18 @@ def evaluate_checkpoint(
     seed = int(eval_cfg["seed"])
     digest = file_digest(checkpoint)
     cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
+    probes = {
+        name: PROBES.get(pcfg["impl"])(name, pcfg)
+        for name, pcfg in (eval_cfg.get("probes") or {}).items()
+    }
+    sequence_views = [int(m) for m in eval_cfg.get("sequence_views") or []]
+    seq = (
+        sorted({*sequence_views, *(m for p in probes.values() for m in p.sequence_views())})
+        if meta.get("sequence_representation")
+        else []
+    )
     feats = {}
     for role, ds in splits.items():
-        seq = (
-            list(eval_cfg.get("sequence_views") or [])
-            if meta.get("sequence_representation")
-            else []
-        )
         settings = {"views": views, "seed": seed, "split": ds.split_name, "sequences": seq}
         key = cache_key(digest, ds.manifest(), settings)
         feats[role] = cached_features(
@@ -111,6 +116,7 @@ def evaluate_checkpoint(
         device=device,
         out_dir=out_dir,
         progress=progress,
+        sequence_views=tuple(sequence_views),
     )
     wanted = eval_cfg.get("parts")
     parts = [p for p in meta["parts"] if not wanted or p in wanted]
@@ -119,22 +125,20 @@ def evaluate_checkpoint(
         raise ValueError(f"eval.parts names {unknown}; the model's parts are {list(meta['parts'])}")
     metrics: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    for name, pcfg in (eval_cfg.get("probes") or {}).items():
-        probe = PROBES.get(pcfg["impl"])(name, pcfg)
+    plots: dict[str, str] = {}
+    for name, probe in probes.items():
         reason = probe.skip_reason(ctx)
         if reason:
             skipped[name] = reason
             log.info("probe %s skipped: %s", name, reason)
             continue
-        sequence_parts = (
-            [s for s in feats["train"].sequences if s.split("@")[0] in parts]
-            if probe.on_sequences
-            else []
-        )
-        for part in [*parts, *sequence_parts]:
-            res = probe.run(ctx, part)
+        by_part = {}
+        for part in probe.parts(ctx, parts):
+            res = by_part[part] = probe.run(ctx, part)
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
+            plots.update(res.plots)
             log.info("%s/%s: %s", part, name, res.metrics)
+        plots.update(probe.summarise(ctx, by_part))
     results = {
         "checkpoint": str(checkpoint),
         "method": config["method"]["name"],
@@ -142,6 +146,7 @@ def evaluate_checkpoint(
         "config": config,
         "metrics": metrics,
         "skipped": skipped,
+        "plots": plots,
     }
     write_report(results, out_dir)
     return results

@@ -3,7 +3,15 @@
 ``results.json`` schema (DESIGN §5, a contract)::
 
     {"checkpoint": str, "method": str, "data": str, "config": {...},
-     "metrics": {"<part>/<probe>/<metric>": float}}
+     "metrics": {"<part>/<probe>/<metric>": float},
+     "skipped": {"<probe>": "reason"},
+     "plots": {"<name>": "<file in the evaluation directory>"}}
+
+Sequence parts are named ``"<part>@M<m>"`` (the part's sequence representation of ``m``
+views), so ``inv@M5/classification/top1`` is the top-1 of the aggregate of 5 views and
+``inv@M5/path_integration/r2_global`` its path-integration R² (beside
+``constant_r2_global``, the constant predictor's). ``results.md`` adds one table per probe
+run on sequence parts, with ``M`` as columns, and shows the plots.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
+from equissl.eval.probes.base import sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
 PART_ORDER = ("full", "inv", "equi")
@@ -53,6 +62,70 @@ def markdown_table(results: Iterable[dict[str, Any]]) -> str:
         for label, part, m in rows
     ]
     return "\n".join([head, sep, *body]) + "\n"
+
+
+def sequence_tables(results: dict[str, Any]) -> str:
+    """Per probe run on sequence parts: rows (part, metric), one column per length ``M``
+    (e.g. top-1 of the aggregate against M_val; path-integration R² against M)."""
+    by_probe: dict[str, dict[tuple[str, str], dict[int, float]]] = {}
+    for key, value in results["metrics"].items():
+        part, probe, metric = key.split("/", 2)
+        split = sequence_length(part)
+        if split:
+            by_probe.setdefault(probe, {}).setdefault((split[0], metric), {})[split[1]] = value
+    out = []
+    for probe, rows in by_probe.items():
+        lengths = sorted({m for row in rows.values() for m in row})
+        out += [
+            f"\n## {probe} against the number of views M\n",
+            "| part | metric | " + " | ".join(f"M={m}" for m in lengths) + " |",
+            "|---|---|" + "---|" * len(lengths),
+        ]
+        for (part, metric), row in sorted(rows.items()):
+            cells = " | ".join(_fmt(row[m]) if m in row else "" for m in lengths)
+            out.append(f"| {part} | {metric} | {cells} |")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def skipped_section(results: dict[str, Any]) -> str:
+    skipped = results.get("skipped") or {}
+    if not skipped:
+        return ""
+    return "\n## Skipped probes\n\n" + "".join(f"- {k}: {v}\n" for k, v in skipped.items())
+
+
+def plots_section(results: dict[str, Any]) -> str:
+    plots = results.get("plots") or {}
+    if not plots:
+        return ""
+    return "\n## Plots\n\n" + "".join(f"![{k}]({v})\n\n" for k, v in plots.items())
+
+
+def plot_path_integration(metrics: dict[str, dict[str, float]], title: str, path: Path) -> None:
+    """R² against the sequence length M for each sequence part (``{"inv@M3": metrics}``),
+    both conventions, with the constant predictor's floor (it depends on the targets only,
+    the same for every part) dashed."""
+    series: dict[str, dict[int, dict[str, float]]] = {}
+    for part, m in metrics.items():
+        base, length = sequence_length(part)
+        series.setdefault(base, {})[length] = m
+    floor = {length: m for by_m in series.values() for length, m in by_m.items()}
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6), sharex=True)
+    for ax, conv in zip(axes, ("r2_global", "r2_sklearn"), strict=True):
+        for base, by_m in sorted(series.items()):
+            ms = sorted(by_m)
+            ax.plot(ms, [by_m[m][conv] for m in ms], "o-", label=base)
+        ms = sorted(floor)
+        ax.plot(ms, [floor[m][f"constant_{conv}"] for m in ms], "k--", label="constant predictor")
+        ax.set_xlabel("views M (a path of M−1 actions)")
+        ax.set_ylabel(f"R² ({conv})")
+        ax.set_xticks(ms)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"path integration — {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot_headline(results: dict[str, Any], path: Path) -> None:
@@ -111,7 +184,10 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
     atomic_write_text(
         out_dir / "results.md",
         f"# {results['method']} on {results['data']}\n\n"
-        f"checkpoint: `{results['checkpoint']}`\n\n{table}",
+        f"checkpoint: `{results['checkpoint']}`\n\n{table}"
+        + sequence_tables(results)
+        + skipped_section(results)
+        + plots_section(results),
     )
     plot_headline(results, out_dir / "metrics.png")
     if tensorboard:

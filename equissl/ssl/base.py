@@ -141,7 +141,8 @@ class SSLMethod(pl.LightningModule):
         their latents ``[B, M, P]`` (the method derives its actions with
         ``self.action.relative``) -> ``{part: [B, D_part]}``. Only for methods with
         :attr:`sequence_representation`; the evaluation stage calls it for every
-        ``M`` in ``eval.sequence_views``."""
+        ``M`` in ``eval.sequence_views`` and every length a probe asks for
+        (``eval.probes.path_integration.lengths``)."""
         raise NotImplementedError(f"{type(self).__name__} has no sequence representation")
 
     # ------------------------------------------------------------------------ training

@@ -4,17 +4,20 @@ features, and the pieces they share.
 A probe is one module registering a :class:`Probe` subclass with its config schema
 (``@PROBES.register("classification", config=ClassificationProbeConfig)``) plus one YAML
 option in ``configs/probe/<name>.yaml`` (``# @package eval.probes.<name>``) holding its
-protocol. The evaluation stage asks each configured probe :meth:`Probe.skip_reason` (a
-skipped probe is recorded in ``results.json`` with the reason) and then runs it on every
-named part of the representation. Everything random is drawn from generators seeded by the
-probe's ``seed``: evaluating one checkpoint twice gives identical metrics.
+protocol. The evaluation stage asks each configured probe :meth:`Probe.sequence_views`
+(sequence lengths it needs in the feature cache), then :meth:`Probe.skip_reason` (a
+skipped probe is recorded in ``results.json`` with the reason), runs it on each part of
+:meth:`Probe.parts` (by default every named part of the representation) and finally lets
+it :meth:`Probe.summarise` the parts' results (plots across parts). Everything random is
+drawn from generators seeded by the probe's ``seed``: evaluating one checkpoint twice gives
+identical metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,13 @@ from equissl.registry import Registry
 
 @dataclass
 class ProbeResult:
-    """Metrics of one probe on one part, and its validation predictions (for plots)."""
+    """Metrics of one probe on one part, its validation predictions (for plots), and the
+    plots it wrote (``{name: file name in the evaluation directory}``)."""
 
     metrics: dict[str, float]
     pred: Tensor
     target: Tensor
+    plots: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,14 +57,16 @@ class EvalContext:
     device: torch.device
     out_dir: Path
     progress: bool = True
+    sequence_views: tuple[int, ...] = ()  # eval.sequence_views (lengths M of sequence parts)
 
 
 class Probe:
     """Base of every probe. ``name`` is its key under ``eval.probes`` (the result key).
 
     :meth:`run` receives a part name; ``ctx.train.part(name)`` is ``[N, V, D]``. Probes that
-    also make sense on sequence representations (``"<part>@M<m>"``, ``[N, 1, D]``) set
-    :attr:`on_sequences`.
+    also make sense on sequence representations (``"<part>@M<m>"``, ``[N, 1, D]``, for the
+    lengths ``M`` of ``eval.sequence_views``) set :attr:`on_sequences`; probes that choose
+    their parts otherwise override :meth:`parts`.
     """
 
     on_sequences: bool = False
@@ -68,12 +75,50 @@ class Probe:
         self.name = name
         self.cfg = cfg
 
+    def sequence_views(self) -> tuple[int, ...]:
+        """Sequence lengths this probe needs in the feature cache besides
+        ``eval.sequence_views`` (methods with a sequence representation only)."""
+        return ()
+
     def skip_reason(self, ctx: EvalContext) -> str | None:
         """Why this probe does not apply to this checkpoint and data (``None``: it applies)."""
         return None
 
+    def parts(self, ctx: EvalContext, parts: list[str]) -> list[str]:
+        """The parts to run on, given the named parts evaluated: those, and with
+        :attr:`on_sequences` their sequence parts of the lengths in ``eval.sequence_views``
+        (capped, as the cache is, at the views per object)."""
+        if not self.on_sequences:
+            return list(parts)
+        v = ctx.train.views_per_object
+        lengths = {min(int(m), v) for m in ctx.sequence_views}
+        return [*parts, *sequence_parts(ctx.train.sequences, parts, lengths)]
+
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         raise NotImplementedError
+
+    def summarise(self, ctx: EvalContext, results: dict[str, ProbeResult]) -> dict[str, str]:
+        """Called once after :meth:`run` on every part (``results`` by part); returns the
+        plots written across parts, ``{name: file name in ctx.out_dir}``."""
+        return {}
+
+
+def sequence_length(part: str) -> tuple[str, int] | None:
+    """``"inv@M3" -> ("inv", 3)``; ``None`` for a part that is not a sequence part."""
+    base, sep, m = part.rpartition("@M")
+    return (base, int(m)) if sep and m.isdigit() else None
+
+
+def sequence_parts(sequences: Iterable[str], parts: list[str], lengths: Iterable[int]) -> list[str]:
+    """The cached sequence parts ``"<part>@M<m>"`` of the named ``parts`` with ``m`` in
+    ``lengths``, in cache order."""
+    wanted = set(lengths)
+    out = []
+    for name in sequences:
+        split = sequence_length(name)
+        if split and split[0] in parts and split[1] in wanted:
+            out.append(name)
+    return out
 
 
 PROBES: Registry[type[Probe]] = Registry("probe", group="probe")

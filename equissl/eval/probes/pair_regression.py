@@ -140,10 +140,12 @@ class PairRegressionProbe(Probe):
         if name == "rotation":
             from equissl.eval.report import plot_rotation
 
+            file = f"{self.name}_{part}.png"
             plot_rotation(
                 res.pred,
                 res.target,
                 f"{ctx.meta['config']['method']['name']} {part}",
-                ctx.out_dir / f"rotation_{part}.png",
+                ctx.out_dir / file,
             )
+            res.plots[f"{self.name}/{part}"] = file
         return res
