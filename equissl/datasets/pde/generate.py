@@ -105,6 +105,17 @@ def solve_batch(
     return u.cpu(), t.cpu()
 
 
+def _solver_text(eq: Equation1D | NavierStokes2D) -> str:
+    if isinstance(eq, Burgers):
+        return "Cole-Hopf, exact heat solution"
+    if isinstance(eq, NavierStokes2D):
+        return f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing"
+    return (
+        f"ETDRK4 pseudo-spectral, {eq.substeps} steps per interval of "
+        f"linspace(0, T, {eq.grid_points()}), 2/3 dealiasing"
+    )
+
+
 def generate_pde(
     equation: str,
     out: str | Path,
@@ -170,12 +181,7 @@ def generate_pde(
                 "chunk": chunk,
                 "num_chunks": num_chunks,
                 "complete": False,
-                "solver": "Cole-Hopf, exact heat solution"
-                if isinstance(eq, Burgers)
-                else (
-                    f"ETDRK4 pseudo-spectral, {eq.substeps} steps per interval of "
-                    f"linspace(0, T, {eq.grid_points()}), 2/3 dealiasing"
-                ),
+                "solver": _solver_text(eq),
             }
         )
         for b0 in tqdm(
