@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -178,6 +180,10 @@ def test_generate_and_validate_pde(tmp_path):
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    with h5py.File(next(out.glob("*.h5"))) as f:  # LPSDA's window by default: last 12 of 250
+        assert f.attrs["time_window"] == "lpsda"
+        t = f["t"][0]
+        assert np.allclose(t, np.linspace(0, t[-1], 250)[-12:])
     ok = run("validate", str(out), cwd=tmp_path)
     assert ok.returncode == 0 and "OK" in ok.stdout
     bad = out / "broken.h5"

@@ -25,7 +25,7 @@ from equissl.config import DataConfig, GenerateSettings
 from equissl.datasets.base import DATASETS, DataSpec, ViewDataset
 from equissl.datasets.contract import Item, make_item
 from equissl.datasets.pde.dataset import PDEWindowDataset
-from equissl.datasets.pde.storage import pde_files
+from equissl.datasets.pde.storage import file_time_window, pde_files
 
 
 @dataclass
@@ -123,7 +123,7 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
     def manifest(self) -> Iterable[str]:
         for path in pde_files(Path(self.root))[0]:
             st = path.stat()
-            yield f"{path}|{st.st_size}|{st.st_mtime_ns}"
+            yield f"{path}|{st.st_size}|{st.st_mtime_ns}|time_window={file_time_window(path)}"
         yield (
             f"split={self.split_name}|window={self.window}|mode={self.mode}|"
             f"composition={self.composition}|strengths={self.max_strength.tolist()}"

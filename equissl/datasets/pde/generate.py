@@ -1,5 +1,10 @@
 """``equissl-generate data=pde_<equation> out=PATH num_trajectories=N``: HDF5 trajectories.
 
+Time window (``params.time_window``): ``lpsda`` (default) stores the last ``nt = 140``
+points of LPSDA's solver grid ``linspace(0, T, nt_grid)`` (250 / 500 / 180 points for KdV /
+KS / Burgers), ``full`` stores ``nt`` points on ``[0, T]``; the choice is the file attribute
+``time_window`` (absent in generator-version-1 files, which are ``full``).
+
 Deterministic: trajectory ``i`` draws its domain, coefficients and initial condition from a
 generator seeded by ``(seed, i)``, so chunk k of n (trajectories ``[kN/n, (k+1)N/n)``)
 writes exactly what an unchunked run would. Each chunk file is written under a temporary
@@ -29,7 +34,7 @@ from equissl.datasets.pde.equations import (
 from equissl.datasets.pde.ns2d import CHANNELS, NavierStokes2D
 from equissl.datasets.pde.storage import chunk_file, is_complete
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: LPSDA time window by default (1: full)
 EQUATION_TEXT = {
     "kdv": "u_t + u u_x + u_xxx = 0",
     "ks": "u_t + u u_x + u_xx + u_xxxx = 0",
@@ -88,14 +93,27 @@ def solve_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(u [B, nt, nx], t [B, nt])`` for a batch of trajectory inputs."""
     d = {k: v.to(device) for k, v in inputs.items()}
-    steps = torch.linspace(0, 1, eq.nt, dtype=torch.float64, device=device)
-    t = d["horizon"][:, None] * steps[None]
+    t = eq.stored_times(d["horizon"])
     if isinstance(eq, Burgers):  # exact, as LPSDA: heat equation + Cole–Hopf
         psi0 = inverse_cole_hopf_state(d["u0"], eq.params["cole_hopf_scale"])
         u = burgers_cole_hopf(psi0, t, d["length"], d["coeffs"][:, 0])
     else:
-        u = solve_etdrk4(eq, d["u0"], d["length"], d["horizon"], d["coeffs"], eq.nt, eq.substeps)
+        u = solve_etdrk4(
+            eq, d["u0"], d["length"], d["horizon"], d["coeffs"], eq.nt, eq.substeps,
+            eq.grid_points(),
+        )  # fmt: skip
     return u.cpu(), t.cpu()
+
+
+def _solver_text(eq: Equation1D | NavierStokes2D) -> str:
+    if isinstance(eq, Burgers):
+        return "Cole-Hopf, exact heat solution"
+    if isinstance(eq, NavierStokes2D):
+        return f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing"
+    return (
+        f"ETDRK4 pseudo-spectral, {eq.substeps} steps per interval of "
+        f"linspace(0, T, {eq.grid_points()}), 2/3 dealiasing"
+    )
 
 
 def generate_pde(
@@ -113,8 +131,9 @@ def generate_pde(
 ) -> dict:
     """Generate chunk ``chunk`` of ``num_chunks`` of a PDE dataset (see module docstring).
 
-    ``overrides`` set equation fields (``nx``, ``nt``, ``substeps``, ``length``, ``horizon``,
-    ``jitter``, ``num_sines``, ``l_range``) or entries of ``params`` (e.g. ``nu_range``).
+    ``overrides`` set equation fields (``nx``, ``nt``, ``nt_grid``, ``time_window``,
+    ``substeps``, ``length``, ``horizon``, ``jitter``, ``num_sines``, ``l_range``) or entries
+    of ``params`` (e.g. ``nu_range``).
     """
     if equation not in EQUATIONS:
         raise ValueError(f"unknown equation {equation!r}; choose from {EQUATIONS.names()}")
@@ -149,6 +168,8 @@ def generate_pde(
         f.create_dataset("x", (n, eq.nx), dtype="f8")
         f.create_dataset("coeffs", (n, len(eq.coeff_names)), dtype="f8")
         f.create_dataset("index", data=np.arange(lo, hi, dtype=np.int64))
+        if not two_d:
+            f.attrs["time_window"] = eq.time_window
         f.attrs.update(
             {
                 "equation": equation,
@@ -160,11 +181,7 @@ def generate_pde(
                 "chunk": chunk,
                 "num_chunks": num_chunks,
                 "complete": False,
-                "solver": "Cole-Hopf, exact heat solution"
-                if isinstance(eq, Burgers)
-                else (
-                    f"ETDRK4 pseudo-spectral, {eq.substeps} steps per stored frame, 2/3 dealiasing"
-                ),
+                "solver": _solver_text(eq),
             }
         )
         for b0 in tqdm(

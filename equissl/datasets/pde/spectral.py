@@ -73,14 +73,14 @@ class ETDRK4:
         if torch.all(lin.imag == 0):
             for name in ("Q", "f1", "f2", "f3"):  # exact values are real for real L
                 setattr(self, name, getattr(self, name).real.to(torch.complex128))
+        self.f2x2 = 2 * self.f2
 
     def step(self, v: Tensor, nonlinear: Callable[[Tensor], Tensor]) -> Tensor:
         """Advance Fourier coefficients ``v`` by one step."""
+        ev = self.E2 * v
         nv = nonlinear(v)
-        a = self.E2 * v + self.Q * nv
+        a = ev + self.Q * nv
         na = nonlinear(a)
-        b = self.E2 * v + self.Q * na
-        nb = nonlinear(b)
-        c = self.E2 * a + self.Q * (2 * nb - nv)
-        nc = nonlinear(c)
-        return self.E * v + nv * self.f1 + 2 * (na + nb) * self.f2 + nc * self.f3
+        nb = nonlinear(ev + self.Q * na)
+        nc = nonlinear(self.E2 * a + self.Q * (2 * nb - nv))
+        return self.E * v + nv * self.f1 + (na + nb) * self.f2x2 + nc * self.f3

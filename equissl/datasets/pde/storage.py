@@ -16,7 +16,10 @@ name        shape                           meaning
 
 File attributes: ``equation`` (registry name), ``equation_text`` (the PDE), ``parameters``
 (JSON of every generation setting), ``generator_version``, ``seed``, ``chunk``,
-``num_chunks``, ``solver``, ``complete`` (True once every trajectory is written).
+``num_chunks``, ``solver``, ``complete`` (True once every trajectory is written), and for
+1-D equations ``time_window``: ``lpsda`` (the last ``T`` points of LPSDA's solver grid on
+``[0, T_end]``, generator version 2 on) or ``full`` (frames on ``[0, T_end]``; files
+without the attribute, generator version 1 and Navier–Stokes, are read as ``full``).
 """
 
 from __future__ import annotations
@@ -184,11 +187,18 @@ def validate_pde_file(path: Path, values: bool = True) -> list[str]:
     return problems
 
 
+def file_time_window(path: str | Path) -> str:
+    """The ``time_window`` attribute of a trajectory file (``full`` where absent)."""
+    with h5py.File(path, "r") as f:
+        return str(f.attrs.get("time_window", "full"))
+
+
 def _summary(path: Path) -> dict[str, Any]:
-    """Equation, frame/grid shape, coefficient names and ids of a valid file."""
+    """Equation, frame/grid shape, time window, coefficient names and ids of a valid file."""
     with h5py.File(path, "r") as f:
         return {
             "equation": str(f.attrs["equation"]),
+            "time_window": str(f.attrs.get("time_window", "full")),
             "shape": tuple(f["u"].shape[1:]),
             "coeff_names": json.loads(f.attrs["coeff_names"]),
             "index": f["index"][...],
@@ -199,7 +209,8 @@ def check_pde_files(files: list[Path], values: bool = True) -> list[str]:
     """Problems of a set of trajectory files read as one dataset.
 
     Each file on its own (:func:`validate_pde_file`), then across files: one equation per
-    folder, the same frames and grid, the same coefficient names, no trajectory id twice.
+    folder, the same frames, grid and time window, the same coefficient names, no
+    trajectory id twice.
     """
     problems = [p for path in files for p in validate_pde_file(path, values)]
     valid = [p for p in files if not any(m.startswith(f"{p}:") for m in problems)]
@@ -209,6 +220,7 @@ def check_pde_files(files: list[Path], values: bool = True) -> list[str]:
     for key, what in (
         ("equation", "equations"),
         ("shape", "frame/grid shapes u[1:]"),
+        ("time_window", "time windows"),
         ("coeff_names", "coefficient names"),
     ):
         groups: dict[str, list[str]] = {}
