@@ -167,6 +167,8 @@ def supervised_baseline(
         order = torch.randperm(n, generator=gen)
         items = (order * views_per_object + pick[order]).tolist()
         for batch in DataLoader(Subset(train_views, items), batch_size=bs, num_workers=workers):
+            if len(batch["views"]) < 2:  # BatchNorm cannot train on a lone remainder
+                continue
             loss = F.mse_loss(model(batch["views"][:, 0].to(device)), batch["coeffs"].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
