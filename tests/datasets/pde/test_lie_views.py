@@ -10,8 +10,8 @@ import torch
 
 from equissl.datasets.contract import build_action_space
 from equissl.datasets.pde import PDEWindowDataset, generate_pde
-from equissl.datasets.pde_windows import PDEEvalViews, PDEWindows
 from equissl.datasets.pde.symmetries import SymmetryGroup
+from equissl.datasets.pde_windows import PDEEvalViews, PDEWindows
 from equissl.models.backbones import build_backbone
 
 F64 = torch.float64
