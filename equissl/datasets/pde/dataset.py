@@ -56,27 +56,40 @@ DEFAULT_STRENGTHS = {
 
 @register_action_space("pde")
 class PDEActionSpace(ActionSpace):
-    """Relative group elements between views, as strengths of ``g_a⁻¹ g_b`` (exact).
+    """Relative group elements between views, as strengths of ``g_a⁻¹ g_b`` (exact; the
+    convention of 3DIEBench's ``R_a⁻¹ R_b``).
 
-    Target ``lie`` (the default action): all generators' strengths, ``[..., group.dim]``.
+    Targets: ``lie`` (the default action), every generator's strength of the relative
+    element, ``[..., group.dim]``; and one target per generator (``x_shift``, ``boost``, …,
+    ``[..., 1]``), that generator's exponential coordinate of the same element — a method
+    conditioned on a subgroup sets ``method.action=[x_shift]`` (or ``[x_shift, boost]``).
+    ``composition`` is how the views' elements were built from their strengths (the
+    dataset's), so the relative element is that of the views actually seen.
     """
 
     default_action = ("lie",)
 
-    def __init__(self, equation: str) -> None:
+    def __init__(self, equation: str, composition: str = "expm") -> None:
         self.equation = equation
+        self.composition = composition
         self.group = SymmetryGroup.for_equation(equation)
         self.latent_dim = self.group.dim + 1
-        self.targets = {"lie": self.group.dim}
+        self.targets = {"lie": self.group.dim, **{n: 1 for n in self.group.names}}
 
     def params(self) -> dict[str, Any]:
-        return {"equation": self.equation}
+        # composition only when not the default, so specs of earlier checkpoints still match
+        extra = {} if self.composition == "expm" else {"composition": self.composition}
+        return {"equation": self.equation, **extra}
 
     def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        if name != "lie":
+        if name not in self.targets:
             raise self.unknown_target(name)
         p = self.group.dim
-        rel = self.group.relative(latents_a[..., :p].double(), latents_b[..., :p].double())
+        rel = self.group.relative(
+            latents_a[..., :p].double(), latents_b[..., :p].double(), self.composition
+        )
+        if name != "lie":
+            rel = rel[..., self.group.names.index(name), None]
         return rel.float()
 
 
@@ -160,7 +173,7 @@ class PDEWindowDataset(Dataset):
         if unknown:
             raise ValueError(f"{self.equation} has no symmetries {sorted(unknown)}")
         self.max_strength = torch.tensor([limits[n] for n in self.group.names], dtype=torch.float64)
-        self.action_space = PDEActionSpace(self.equation)
+        self.action_space = PDEActionSpace(self.equation, composition)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
 
     def __len__(self) -> int:

@@ -211,9 +211,15 @@ class SymmetryGroup:
     def inverse(g: Tensor) -> Tensor:
         return torch.linalg.inv(g)
 
-    def relative(self, eps_a: Tensor, eps_b: Tensor) -> Tensor:
-        """Strengths of ``g_a⁻¹ g_b`` — the element taking view a's frame to view b's."""
-        ga, gb = self.element(eps_a), self.element(eps_b)
+    def relative(self, eps_a: Tensor, eps_b: Tensor, composition: str = "expm") -> Tensor:
+        """Strengths of ``g_a⁻¹ g_b`` — the element taking view a's frame to view b's — in
+        exponential coordinates, for views made by :meth:`element` with ``composition``.
+
+        On a commuting subgroup (shifts, boosts) this is ``ε_b − ε_a``; otherwise it is the
+        exact product (e.g. a time shift and a boost give an x-shift component), not the
+        difference of the strengths.
+        """
+        ga, gb = self.element(eps_a, composition), self.element(eps_b, composition)
         return self.coordinates(self.inverse(ga) @ gb)
 
 

@@ -1,0 +1,241 @@
+"""Regression of a trajectory's invariant physical coefficients (Burgers ν, Navier–Stokes
+buoyancy b) from the frozen representation of one window — the invariant task of Mialon et
+al. (2023), with the released protocol (facebookresearch/SSLForPDEs ``navier_stokes.py``
+``eval_coeff``): one Linear layer without bias followed by a sigmoid rescaled to the
+target's range, Adam 7e-4, 30 epochs, batch 64, on the frozen encoder in ``eval()`` mode.
+
+Each epoch visits every trajectory once with one random evaluation view (a symmetry-
+transformed window; the label is the trajectory's, never transformed); validation scores
+every view. Metrics, as the paper reports them (DESIGN §5 keys ``<part>/coefficients/…``):
+
+* ``mse`` — mean squared error (the paper's Navier–Stokes figure);
+* ``nmse`` — mean over views of ``‖ŷ − y‖² / ‖y‖²`` over the coefficient vector (KdV/KS);
+* ``rel_error`` — mean of ``|ŷ − y| / |y|`` (Burgers; × 100 for the paper's %).
+
+Beside them, on the same labels and budget: ``mean_*``, predicting the probe-train mean
+(closed form: for b ~ U(0.2, 0.5) the MSE is 0.3²/12 = 0.0075), and with ``baselines``
+``supervised_*``, the checkpoint's backbone architecture trained from scratch with the same
+head on the same views (the released code's ``ResNetBaseline``). Both are computed once
+per evaluation and repeated under every part. Data without coefficients (images; KdV and KS
+as generated here) skip the probe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from equissl.config import ProbeConfig
+from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.models.backbones import build_backbone
+
+
+@dataclass
+class CoefficientProbeConfig(ProbeConfig):
+    """Released protocol (SSLForPDEs ``eval_coeff``): ``RegressionHead(512, "1")``,
+    ``--eval-lr 0.0007``, ``for _ in range(30)``, ``--batch-size 64``."""
+
+    epochs: int = 30
+    lr: float = 7e-4
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    # Head range [lo − m·span, hi + m·span] around the probe-train labels' [lo, hi]:
+    # m = 1/3 turns b ∈ [0.2, 0.5] into the released RangeSigmoid's [0.1, 0.6].
+    range_margin: float = 1.0 / 3.0
+    ranges: dict[str, Any] = field(default_factory=dict)  # explicit {coeff: [lo, hi]}
+    baselines: bool = True  # also train the supervised from-scratch backbone (costly)
+    num_workers: int = 0  # data loading of the supervised baseline
+
+
+class RangeSigmoidHead(nn.Module):
+    """``lo + (hi − lo) · sigmoid(W x)``: ``x [B, D]`` -> ``[B, K]``, always inside
+    ``[lo, hi]`` per output (the released ``Linear(bias=False)`` + ``RangeSigmoid``)."""
+
+    def __init__(self, in_dim: int, lo: Tensor, hi: Tensor) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, len(lo), bias=False)
+        self.register_buffer("lo", lo.float().clone())
+        self.register_buffer("hi", hi.float().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lo + (self.hi - self.lo) * torch.sigmoid(self.linear(x))
+
+
+def target_range(
+    labels: Tensor, names: tuple[str, ...], margin: float, ranges: dict[str, Any]
+) -> tuple[Tensor, Tensor]:
+    """``(lo [K], hi [K])`` of the head: ``ranges[name]`` when given, else the labels'
+    ``[N, K]`` range widened by ``margin`` × its span on both sides."""
+    lo, hi = labels.min(0).values.double(), labels.max(0).values.double()
+    span = (hi - lo).clamp_min(1e-6 * hi.abs().clamp_min(1.0))
+    lo, hi = lo - margin * span, hi + margin * span
+    for k, name in enumerate(names):
+        if name in ranges:
+            lo[k], hi[k] = (float(v) for v in ranges[name])
+    return lo.float(), hi.float()
+
+
+def coefficient_metrics(pred: Tensor, target: Tensor, prefix: str = "") -> dict[str, float]:
+    """``mse``, ``nmse`` and ``rel_error`` of ``pred`` against ``target`` (``[N, K]``)."""
+    pred, target = pred.double(), target.double()
+    err = pred - target
+    nmse = err.pow(2).sum(1) / target.pow(2).sum(1).clamp_min(1e-24)
+    rel = err.abs() / target.abs().clamp_min(1e-12)
+    return {
+        f"{prefix}mse": float(err.pow(2).mean()),
+        f"{prefix}nmse": float(nmse.mean()),
+        f"{prefix}rel_error": float(rel.mean()),
+    }
+
+
+def mean_baseline(train_y: Tensor, val_y: Tensor) -> dict[str, float]:
+    """Predict the probe-train mean for every validation label (``[N, K]``)."""
+    return coefficient_metrics(train_y.mean(0).expand_as(val_y), val_y, "mean_")
+
+
+def linear_coefficient_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    val_x: Tensor,
+    val_y: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+    cfg: dict[str, Any],
+    device: torch.device,
+    progress: bool = True,
+) -> ProbeResult:
+    """The range-sigmoid linear head on features ``[N, V, D]`` regressing ``[N, K]``
+    labels; validation on every view."""
+    n, v, d = train_x.shape
+
+    def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        views = torch.randint(v, (n,), generator=gen)
+        return train_x[torch.arange(n), views], train_y
+
+    with seeded(int(cfg["seed"])):
+        head = RangeSigmoidHead(d, lo, hi)
+    model = fit(head, sample_epoch, F.mse_loss, cfg, device, "probe coefficients", progress)
+    yval = val_y.repeat_interleave(val_x.shape[1], dim=0)
+    pred = predict(model, val_x.reshape(-1, d), device)
+    return ProbeResult(coefficient_metrics(pred, yval), pred, yval)
+
+
+class SupervisedRegressor(nn.Module):
+    """A backbone from scratch with the probe's head: ``views [B, *view_shape]`` -> ``[B, K]``."""
+
+    def __init__(self, backbone_cfg: dict[str, Any], view_shape: tuple[int, ...], lo, hi) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone_cfg, view_shape)
+        self.head = RangeSigmoidHead(self.backbone.num_features, lo, hi)
+
+    def forward(self, views: Tensor) -> Tensor:
+        return self.head(self.backbone(views))
+
+
+def supervised_baseline(
+    train_views: Dataset,
+    val_views: Dataset,
+    views_per_object: int,
+    backbone_cfg: dict[str, Any],
+    view_shape: tuple[int, ...],
+    lo: Tensor,
+    hi: Tensor,
+    cfg: dict[str, Any],
+    device: torch.device,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train a backbone + head from scratch on one-view items (``views [1, ...]``,
+    object-major, ``views_per_object`` each) with the probe's optimiser and budget: each
+    epoch one random view per object; validation on every view. ``supervised_*`` metrics."""
+    gen = torch.Generator().manual_seed(int(cfg["seed"]))
+    with seeded(int(cfg["seed"])):
+        model = SupervisedRegressor(backbone_cfg, view_shape, lo, hi).to(device)
+    opt = torch.optim.Adam(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+    )
+    n = len(train_views) // views_per_object
+    bs, workers = int(cfg["batch_size"]), int(cfg["num_workers"])
+    model.train()
+    for _ in tqdm(range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress):
+        pick = torch.randint(views_per_object, (n,), generator=gen)
+        order = torch.randperm(n, generator=gen)
+        items = (order * views_per_object + pick[order]).tolist()
+        for batch in DataLoader(Subset(train_views, items), batch_size=bs, num_workers=workers):
+            if len(batch["views"]) < 2:  # BatchNorm cannot train on a lone remainder
+                continue
+            loss = F.mse_loss(model(batch["views"][:, 0].to(device)), batch["coeffs"].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+    preds, targets = [], []
+    with torch.no_grad():
+        for batch in DataLoader(val_views, batch_size=bs, num_workers=workers):
+            preds.append(model(batch["views"][:, 0].to(device)).cpu())
+            targets.append(batch["coeffs"])
+    return coefficient_metrics(torch.cat(preds), torch.cat(targets), "supervised_")
+
+
+@PROBES.register("coefficients", config=CoefficientProbeConfig)
+class CoefficientProbe(Probe):
+    """Invariant coefficient regression with its predict-the-mean and supervised baselines."""
+
+    on_sequences = True  # an aggregate over several windows sees the same trajectory
+
+    def __init__(self, name: str, cfg: dict[str, Any]) -> None:
+        super().__init__(name, cfg)
+        self._baselines: dict[str, float] | None = None
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        if ctx.train.coeffs.ndim != 2 or ctx.train.coeffs.shape[1] == 0:
+            return "the data carry no coefficients to regress"
+        return None
+
+    def head_range(self, ctx: EvalContext) -> tuple[Tensor, Tensor]:
+        names = tuple(ctx.meta["spec"].get("coeff_names") or ())
+        return target_range(
+            ctx.train.coeffs, names, float(self.cfg["range_margin"]), dict(self.cfg["ranges"])
+        )
+
+    def baselines(self, ctx: EvalContext) -> dict[str, float]:
+        """Both baselines, computed on the first part and reused for the others."""
+        if self._baselines is None:
+            self._baselines = mean_baseline(ctx.train.coeffs, ctx.val.coeffs)
+            if self.cfg["baselines"]:
+                v = ctx.train.views_per_object
+                seed = int(self.cfg["seed"])
+                train, val = (ctx.datasets[s] for s in ("train", "val"))
+                self._baselines.update(
+                    supervised_baseline(
+                        train.evaluation_views(v, seed),
+                        val.evaluation_views(ctx.val.views_per_object, seed + 1),
+                        v,
+                        ctx.meta["config"]["backbone"],
+                        tuple(ctx.meta["spec"]["view_shape"]),
+                        *self.head_range(ctx),
+                        self.cfg,
+                        ctx.device,
+                        ctx.progress,
+                    )
+                )
+        return self._baselines
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        res = linear_coefficient_probe(
+            ctx.train.part(part),
+            ctx.train.coeffs,
+            ctx.val.part(part),
+            ctx.val.coeffs,
+            *self.head_range(ctx),
+            self.cfg,
+            ctx.device,
+            ctx.progress,
+        )
+        res.metrics.update(self.baselines(ctx))
+        return res
