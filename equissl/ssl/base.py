@@ -298,12 +298,16 @@ class SSLMethod(pl.LightningModule):
         optimizer = optimizers[o["name"]]()
         if o["scheduler"] == "none":
             return optimizer
-        if o["scheduler"] != "warmup_cosine":
+        if o["scheduler"] not in SCHEDULES:
             raise ValueError(
-                f"unknown optim.scheduler {o['scheduler']!r}; use none or warmup_cosine"
+                f"unknown optim.scheduler {o['scheduler']!r}; use none or one of "
+                f"{list(SCHEDULES)}"
             )
         total, warmup = self.schedule_steps()
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
+        start = float(o.get("warmup_start_lr", 0.0)) / lr
+        floor = float(o.get("min_lr", 0.0)) / lr
+        factor = SCHEDULES[o["scheduler"]](total, warmup, start=start, floor=floor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -340,17 +344,37 @@ class SSLMethod(pl.LightningModule):
             )
 
 
-def warmup_cosine(total: int, warmup: int) -> Any:
-    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps, then a cosine
-    from 1 to 0 over the remaining ``total − warmup``."""
+def warmup_factor(step: int, warmup: int, start: float) -> float:
+    """LR factor of warm-up step ``step < warmup``: linear from ``start`` to 1, reaching 1 on
+    the last warm-up step."""
+    return start + (1.0 - start) * (step + 1) / warmup
+
+
+def warmup_cosine(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
+    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
+    ``start``), then a cosine from 1 to ``floor`` over the remaining ``total − warmup``."""
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return warmup_factor(step, warmup, start)
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def warmup_constant(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
+    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
+    ``start``), then 1 (``total`` and ``floor`` unused; the signature of every schedule)."""
+
+    def factor(step: int) -> float:
+        return warmup_factor(step, warmup, start) if step < warmup else 1.0
+
+    return factor
+
+
+#: ``method.optim.scheduler`` -> factory ``(total, warmup, start=, floor=) -> step -> factor``
+SCHEDULES = {"warmup_cosine": warmup_cosine, "warmup_constant": warmup_constant}
 
 
 def build_method(config: dict[str, Any], spec: DataSpec) -> SSLMethod:
