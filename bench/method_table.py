@@ -77,6 +77,7 @@ METHODS = (
     "equimod_vicreg",
     "equimod_simclr",
     "sen",
+    "seq_jepa",
 )
 UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
 TOP1 = "classification/top1"

@@ -213,23 +213,28 @@ class SSLMethod(pl.LightningModule):
         with :func:`equissl.models.ema.momentum_copy`)."""
         return []
 
-    def momentum(self) -> float:
-        """τ of the EMA update at the current step (``method.momentum``)."""
+    def momentum(self, step: int | None = None) -> float:
+        """τ of the EMA update after optimizer step ``step`` (default: steps completed so
+        far) of the run (``method.momentum``)."""
         m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return momentum_tau(self.global_step, total, float(m["base_tau"]), float(m["final_tau"]))
+        step = self.global_step if step is None else step
+        return momentum_tau(step, total, float(m["base_tau"]), float(m["final_tau"]))
 
-    def on_train_start(self) -> None:
-        self._ema_step = self.global_step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update of every :meth:`momentum_pairs` target.
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        Here rather than in ``on_train_batch_end``: callbacks' ``on_train_batch_end`` runs
+        before the module's, so the step checkpoint written there
+        (:mod:`equissl.training.checkpoints`) would miss the update, and a resumed run would
+        lose one. Called once per optimizer step (not per batch under gradient accumulation).
+        """
+        super().optimizer_step(*args, **kwargs)
         pairs = self.momentum_pairs()
-        # Once per optimizer step (with gradient accumulation, batches between steps take none).
-        if pairs and self.global_step != getattr(self, "_ema_step", -1):
-            self._ema_step = self.global_step
-            tau = self.momentum()
+        if pairs:
+            tau = self.momentum(self.global_step + 1)  # Lightning counts the step after this hook
             update_targets(pairs, tau)
-            self.log("train/tau", tau, batch_size=batch["views"].shape[0])
+            self.log("train/tau", tau, batch_size=int(self.config["data"]["batch_size"]))
 
     # ----------------------------------------------------------------------- optimiser
     def _param_groups(self) -> list[dict[str, Any]]:
@@ -300,8 +305,7 @@ class SSLMethod(pl.LightningModule):
             return optimizer
         if o["scheduler"] not in SCHEDULES:
             raise ValueError(
-                f"unknown optim.scheduler {o['scheduler']!r}; use none or one of "
-                f"{list(SCHEDULES)}"
+                f"unknown optim.scheduler {o['scheduler']!r}; use none or one of {list(SCHEDULES)}"
             )
         total, warmup = self.schedule_steps()
         start = float(o.get("warmup_start_lr", 0.0)) / lr
