@@ -79,6 +79,7 @@ METHODS = (
     "equimod_simclr",
     "sen",
     "equicaps_3x3",
+    "seq_jepa",
 )
 UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
 TOP1 = "classification/top1"

@@ -25,7 +25,9 @@ class OptimConfig:
 
     The schedule is computed from the optimizer steps the run will really make
     (``trainer.max_steps``, or epochs × batches ÷ accumulation): ``warmup_steps`` when > 0,
-    else ``warmup_epochs`` × steps per epoch.
+    else ``warmup_epochs`` × steps per epoch. Warm-up goes linearly from ``warmup_start_lr``
+    to ``lr``; then ``warmup_cosine`` decays on a cosine to ``min_lr`` at the last step and
+    ``warmup_constant`` stays at ``lr`` (both absolute rates, not scaled by ``lr_scaling``).
     """
 
     name: str = "adam"  # adam | adamw | sgd
@@ -33,9 +35,11 @@ class OptimConfig:
     weight_decay: float = 1e-6
     momentum: float = 0.9  # sgd only
     exclude_bias_norm: bool = False  # no weight decay on biases and norm parameters
-    scheduler: str = "none"  # none | warmup_cosine
+    scheduler: str = "none"  # none | warmup_cosine | warmup_constant
     warmup_epochs: float = 0.0
     warmup_steps: int = 0
+    warmup_start_lr: float = 0.0  # lr the warm-up starts from (seq-JEPA: 1e-5)
+    min_lr: float = 0.0  # where warmup_cosine ends
     # Explicit learning-rate scaling (DESIGN §7): "linear" multiplies lr by
     # global_batch / base_batch_size; "none" uses lr as given.
     lr_scaling: str = "none"

@@ -214,23 +214,28 @@ class SSLMethod(pl.LightningModule):
         with :func:`equissl.models.ema.momentum_copy`)."""
         return []
 
-    def momentum(self) -> float:
-        """τ of the EMA update at the current step (``method.momentum``)."""
+    def momentum(self, step: int | None = None) -> float:
+        """τ of the EMA update after optimizer step ``step`` (default: steps completed so
+        far) of the run (``method.momentum``)."""
         m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
         total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
-        return momentum_tau(self.global_step, total, float(m["base_tau"]), float(m["final_tau"]))
+        step = self.global_step if step is None else step
+        return momentum_tau(step, total, float(m["base_tau"]), float(m["final_tau"]))
 
-    def on_train_start(self) -> None:
-        self._ema_step = self.global_step
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update of every :meth:`momentum_pairs` target.
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        Here rather than in ``on_train_batch_end``: callbacks' ``on_train_batch_end`` runs
+        before the module's, so the step checkpoint written there
+        (:mod:`equissl.training.checkpoints`) would miss the update, and a resumed run would
+        lose one. Called once per optimizer step (not per batch under gradient accumulation).
+        """
+        super().optimizer_step(*args, **kwargs)
         pairs = self.momentum_pairs()
-        # Once per optimizer step (with gradient accumulation, batches between steps take none).
-        if pairs and self.global_step != getattr(self, "_ema_step", -1):
-            self._ema_step = self.global_step
-            tau = self.momentum()
+        if pairs:
+            tau = self.momentum(self.global_step + 1)  # Lightning counts the step after this hook
             update_targets(pairs, tau)
-            self.log("train/tau", tau, batch_size=batch["views"].shape[0])
+            self.log("train/tau", tau, batch_size=int(self.config["data"]["batch_size"]))
 
     # ----------------------------------------------------------------------- optimiser
     def _param_groups(self) -> list[dict[str, Any]]:
@@ -299,12 +304,15 @@ class SSLMethod(pl.LightningModule):
         optimizer = optimizers[o["name"]]()
         if o["scheduler"] == "none":
             return optimizer
-        if o["scheduler"] != "warmup_cosine":
+        if o["scheduler"] not in SCHEDULES:
             raise ValueError(
-                f"unknown optim.scheduler {o['scheduler']!r}; use none or warmup_cosine"
+                f"unknown optim.scheduler {o['scheduler']!r}; use none or one of {list(SCHEDULES)}"
             )
         total, warmup = self.schedule_steps()
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, warmup))
+        start = float(o.get("warmup_start_lr", 0.0)) / lr
+        floor = float(o.get("min_lr", 0.0)) / lr
+        factor = SCHEDULES[o["scheduler"]](total, warmup, start=start, floor=floor)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -341,17 +349,37 @@ class SSLMethod(pl.LightningModule):
             )
 
 
-def warmup_cosine(total: int, warmup: int) -> Any:
-    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps, then a cosine
-    from 1 to 0 over the remaining ``total − warmup``."""
+def warmup_factor(step: int, warmup: int, start: float) -> float:
+    """LR factor of warm-up step ``step < warmup``: linear from ``start`` to 1, reaching 1 on
+    the last warm-up step."""
+    return start + (1.0 - start) * (step + 1) / warmup
+
+
+def warmup_cosine(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
+    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
+    ``start``), then a cosine from 1 to ``floor`` over the remaining ``total − warmup``."""
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return warmup_factor(step, warmup, start)
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def warmup_constant(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
+    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
+    ``start``), then 1 (``total`` and ``floor`` unused; the signature of every schedule)."""
+
+    def factor(step: int) -> float:
+        return warmup_factor(step, warmup, start) if step < warmup else 1.0
+
+    return factor
+
+
+#: ``method.optim.scheduler`` -> factory ``(total, warmup, start=, floor=) -> step -> factor``
+SCHEDULES = {"warmup_cosine": warmup_cosine, "warmup_constant": warmup_constant}
 
 
 def build_method(config: dict[str, Any], spec: DataSpec) -> SSLMethod:

@@ -126,6 +126,11 @@ class RunCheckpoint(Checkpoint):
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+        # Lightning applies the restored loader position in FitLoop.setup_data, which skips
+        # it when the loader was already built before the restore, as it is when
+        # configure_optimizers reads estimated_stepping_batches (a warm-up schedule): apply
+        # it here (a no-op when already applied or not resuming).
+        trainer.fit_loop._load_combined_loader_states()
 
     def on_train_batch_end(
         self,

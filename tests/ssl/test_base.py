@@ -4,6 +4,7 @@ targets, views per object, the batch contract on the first batch, checked checkp
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from pathlib import Path
 
@@ -80,8 +81,9 @@ def test_momentum_tau_goes_from_base_to_one():
 
 
 class EMARecorder(pl.Callback):
-    """Online and target weights around each EMA update (callbacks' ``on_train_batch_end``
-    runs before the module's, where the update happens)."""
+    """Online and target weights at the start and after each optimizer step: the EMA update
+    runs in the module's ``optimizer_step``, so a callback's ``on_train_batch_end`` (where
+    the step checkpoint is written) sees the target already updated."""
 
     def __init__(self) -> None:
         self.records: list[dict] = []
@@ -92,18 +94,11 @@ class EMARecorder(pl.Callback):
             "target": module.target_head.weight.detach().clone(),
         }
 
+    def on_train_start(self, trainer, module) -> None:
+        self.records.append({"step": trainer.global_step, **self.snapshot(module)})
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.records.append({"step": trainer.global_step, "before": self.snapshot(module)})
-
-    def after(self, module: pl.LightningModule) -> None:
-        if self.records and "after" not in self.records[-1]:
-            self.records[-1]["after"] = self.snapshot(module)
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.after(module)
-
-    def on_train_end(self, trainer, module) -> None:
-        self.after(module)
+        self.records.append({"step": trainer.global_step, **self.snapshot(module)})
 
 
 def ema_method(tree: Path, *overrides: str) -> tuple[dict, PretrainDataModule, base.SSLMethod]:
@@ -139,16 +134,17 @@ def test_ema_target_follows_the_online_head(iebench_tree, tmp_path):
     assert not optimised & {id(p) for p in method.target_head.parameters()}
     assert {id(p) for p in method.head.parameters()} <= optimised
 
-    assert [r["step"] for r in recorder.records] == [1, 2, 3, 4, 5]
-    for r in recorder.records:
-        tau = 1 - 0.004 * (math.cos(math.pi * r["step"] / 4) + 1) / 2 if r["step"] < 4 else 1.0
-        before, after = r["before"], r["after"]
+    assert [r["step"] for r in recorder.records] == [0, 1, 2, 3, 4, 5]
+    for before, after in itertools.pairwise(recorder.records):
+        s = after["step"]
+        tau = 1 - 0.004 * (math.cos(math.pi * s / 4) + 1) / 2 if s < 4 else 1.0
+        # target ← τ·target + (1 − τ)·online, with the online weights after this step's update
         torch.testing.assert_close(
-            after["target"], tau * before["target"] + (1 - tau) * before["online"]
+            after["target"], tau * before["target"] + (1 - tau) * after["online"]
         )
-        torch.testing.assert_close(after["online"], before["online"])  # EMA only moves targets
-    first = recorder.records[0]
-    assert not torch.equal(first["after"]["target"], first["before"]["target"])
+    first, second = recorder.records[:2]
+    assert not torch.equal(second["target"], first["target"])
+    assert not torch.equal(second["online"], first["online"])
 
     # the target is saved with the model and restored without the data
     path = tmp_path / "ema.ckpt"
