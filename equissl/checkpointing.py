@@ -8,6 +8,7 @@ Reads use ``weights_only=True``: checkpoints never unpickle arbitrary objects.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from equissl.atomic import atomic_open
+
+log = logging.getLogger(__name__)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -30,9 +33,11 @@ class CheckpointError(ValueError):
 def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
     """The ``"equissl"`` self-description of a loaded checkpoint, checked: format version
     (a newer format than this package writes is refused), required entries, and the stored
-    config against the schemas registered now (unknown or missing keys are named).
+    config against the schemas registered now: keys added to a schema after the checkpoint
+    was written are filled with their defaults (logged), unknown keys and missing keys
+    without a default are named.
     """
-    from equissl.config import config_problems
+    from equissl.config import config_problems, fill_config_defaults
     from equissl.ssl.base import CHECKPOINT_KEY, CHECKPOINT_VERSION
 
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
@@ -56,6 +61,9 @@ def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
     absent = [k for k in ("config", "spec", "parts") if k not in meta]
     if absent or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} lacks {absent or ['state_dict']}")
+    filled = fill_config_defaults(meta["config"])
+    if filled:
+        log.info("%s predates config keys %s: read with their defaults", path, ", ".join(filled))
     problems = config_problems(meta["config"])
     if problems:
         raise CheckpointError(

@@ -292,6 +292,66 @@ def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
     return problems
 
 
+def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
+    """Add to ``values`` (a plain dict, changed in place) every key of ``schema`` it lacks
+    that has a default, recursively into nested dataclass fields; returns the dotted keys
+    added. This is how a checkpoint written before a key existed is read: the key's default
+    is what the older code did (a new key must default to the old behaviour). Keys without
+    a default (``???``) are left missing, so :func:`schema_problems` still names them."""
+    import dataclasses
+    import typing
+
+    if not isinstance(values, dict):
+        return []
+    hints = typing.get_type_hints(schema)
+    filled = []
+    for f in dataclasses.fields(schema):
+        if f.name not in values:
+            if f.default is not dataclasses.MISSING and f.default != "???":
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+                values[f.name] = (
+                    dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+                )
+            else:
+                continue
+            filled.append(f"{prefix}.{f.name}")
+            continue
+        hint = hints.get(f.name)
+        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+        sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        if sub is not None and values[f.name] is not None:
+            filled += fill_schema_defaults(values[f.name], sub, f"{prefix}.{f.name}")
+    return filled
+
+
+def _section_schemas(config: dict[str, Any]) -> dict[str, type | None]:
+    """The registered schema of the config's method, data and backbone (None: unregistered)."""
+    from equissl.datasets.base import DATASETS
+    from equissl.models.backbones import BACKBONES
+    from equissl.ssl.base import METHODS
+
+    schemas: dict[str, type | None] = {}
+    for section, registry in {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}.items():
+        values = config.get(section) or {}
+        impl = values.get("impl") if isinstance(values, dict) else None
+        schemas[section] = registry.entry(impl).config if impl in registry else None
+    return schemas
+
+
+def fill_config_defaults(config: dict[str, Any]) -> list[str]:
+    """:func:`fill_schema_defaults` on a stored pretraining config: the top level and the
+    registered method, data and backbone sections; returns the keys added."""
+    filled = [
+        k.replace("config.", "", 1) for k in fill_schema_defaults(config, PretrainConfig, "config")
+    ]
+    for section, schema in _section_schemas(config).items():
+        if schema is not None:
+            filled += fill_schema_defaults(config[section], schema, section)
+    return filled
+
+
 def config_problems(config: dict[str, Any]) -> list[str]:
     """Every mismatch between a resolved pretraining config (as stored in checkpoints) and
     the schemas registered now: top level, method, data, backbone, trainer, logger, eval."""
@@ -302,14 +362,13 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     problems = [
         p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig, "config")
     ]
-    sections = {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
-    for section, registry in sections.items():
-        values = config.get(section) or {}
-        impl = values.get("impl") if isinstance(values, dict) else None
-        if impl not in registry:
-            problems.append(
-                f"{section}.impl={impl!r} is not registered; known: {', '.join(registry.names())}"
-            )
+    registries = {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
+    for section, schema in _section_schemas(config).items():
+        if schema is None:
+            values = config.get(section) or {}
+            impl = values.get("impl") if isinstance(values, dict) else None
+            known = ", ".join(registries[section].names())
+            problems.append(f"{section}.impl={impl!r} is not registered; known: {known}")
             continue
-        problems += schema_problems(values, registry.entry(impl).config, section)
+        problems += schema_problems(config[section], schema, section)
     return problems

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 import math
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 import equissl.ssl.base as base
 from equissl.checkpointing import CheckpointError, load_checkpoint
+from equissl.config import OptimConfig, PretrainConfig
+from equissl.datasets.base import DATASETS
 from equissl.datasets.builders import PretrainDataModule
 from equissl.models.ema import momentum_tau
 from equissl.ssl.base import build_method, load_method
@@ -277,6 +280,26 @@ def test_toy_checkpoint_loads(toy_checkpoint):
     assert set(meta) >= {"package_version", "config", "spec", "action", "parts"}
 
 
+def test_checkpoint_predating_a_key_reads_its_default(toy_checkpoint, tmp_path, caplog):
+    """A checkpoint written before a schema key existed loads with that key's default (what
+    the older code did), and the log names the keys."""
+
+    def drop(state):
+        config = state["equissl"]["config"]
+        del config["method"]["optim"]["min_lr"], config["data"]["batch_size"], config["seed"]
+
+    path = edited(toy_checkpoint, tmp_path / "older.ckpt", drop)
+    with caplog.at_level(logging.INFO, logger="equissl.checkpointing"):
+        _, meta = load_method(path)
+    config = meta["config"]
+    data_schema = DATASETS.entry(config["data"]["impl"]).config
+    assert config["method"]["optim"]["min_lr"] == OptimConfig.min_lr
+    assert config["data"]["batch_size"] == data_schema.batch_size
+    assert config["seed"] == PretrainConfig.seed
+    for key in ("method.optim.min_lr", "data.batch_size", "seed"):
+        assert key in caplog.text
+
+
 @pytest.mark.parametrize(
     "name, edit, message",
     [
@@ -287,17 +310,14 @@ def test_toy_checkpoint_loads(toy_checkpoint):
             lambda s: s["equissl"]["config"]["method"].update(bogus=1),
             "unknown key method.bogus",
         ),
+        # keys without a default; keys with one are filled (next test)
+        ("missing", lambda s: s["equissl"]["config"]["data"].pop("root"), "missing key data.root"),
         (
-            "missing",
-            lambda s: s["equissl"]["config"]["data"].pop("batch_size"),
-            "missing key data.batch_size",
+            "name",
+            lambda s: s["equissl"]["config"]["method"].pop("name"),
+            "missing key method.name",
         ),
-        (
-            "optim",
-            lambda s: s["equissl"]["config"]["method"]["optim"].pop("lr"),
-            "missing key method.optim.lr",
-        ),
-        ("top", lambda s: s["equissl"]["config"].pop("seed"), "missing key seed"),
+        ("top", lambda s: s["equissl"]["config"].pop("backbone"), "missing key backbone"),
         (
             "impl",
             lambda s: s["equissl"]["config"]["backbone"].update(impl="nonet"),
