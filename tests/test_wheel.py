@@ -16,17 +16,18 @@ import pytest
 from tests.conftest import write_iebench_tree
 
 REPO = Path(__file__).resolve().parents[1]
-SKIP = shutil.ignore_patterns(
-    ".git",
-    "outputs",
-    "multirun",
-    "build",
-    "*.egg-info",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".venv",
+SKIP_NAMES = shutil.ignore_patterns(
+    ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"
 )
+# the checkout's own untracked top-level folders (.gitignore): data, runs, outputs ...
+SKIP_TOP = {"outputs", "multirun", "data", "runs", "tmp", "lightning_logs"}
+
+
+def skip(directory: str, names: list[str]) -> set[str]:
+    """``shutil.copytree`` ignore: :data:`SKIP_NAMES` anywhere, :data:`SKIP_TOP` at the root
+    only (``configs/data`` is part of the package)."""
+    top = SKIP_TOP if Path(directory) == REPO else set()
+    return set(SKIP_NAMES(directory, names)) | (top & set(names))
 
 
 def sh(*cmd: str | Path, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,21 +44,23 @@ def wheel_venv(tmp_path_factory) -> Path:
     running venv through a path line (its ``.pth`` files, the editable finder among them,
     are not processed)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    src = shutil.copytree(REPO, tmp / "src", ignore=SKIP)  # build outside the checkout
+    src = shutil.copytree(REPO, tmp / "src", ignore=skip)  # build outside the checkout
     pip = Path(sys.executable).parent / "pip"
     sh(pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src, cwd=tmp)
     (wheel,) = (tmp / "dist").glob("equissl-*.whl")
     venv = tmp / "venv"
     # the interpreter the running venv was made from (same version as the project's venv)
     base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    sh(base, "-m", "venv", venv, cwd=tmp)
-    sh(venv / "bin" / "pip", "install", "--no-deps", "-q", wheel, cwd=tmp)
+    # without PYTHONPATH: pip would take a checkout on it for an installed equissl and skip
+    sh(base, "-m", "venv", venv, cwd=tmp, env=clean_env())
+    sh(venv / "bin" / "pip", "install", "--no-deps", "-q", wheel, cwd=tmp, env=clean_env())
     site = Path(
         sh(
             venv / "bin" / "python",
             "-c",
             "import sysconfig; print(sysconfig.get_paths()['purelib'])",
             cwd=tmp,
+            env=clean_env(),
         ).stdout.strip()
     )
     (site / "deps_of_the_project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
