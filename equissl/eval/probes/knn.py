@@ -11,7 +11,6 @@ largest total wins. Nothing is trained, so nothing is random.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor

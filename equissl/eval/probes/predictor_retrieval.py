@@ -53,7 +53,10 @@ class PredictorProbeConfig(ProbeConfig):
 def ranking_metrics(ranks: Tensor, hits: Sequence[int]) -> dict[str, float]:
     """``mrr`` = mean(1 / rank) and ``hit@k`` = mean(rank ≤ k) of 1-based ``ranks [Q]``."""
     r = ranks.double()
-    return {"mrr": float((1.0 / r).mean()), **{f"hit@{k}": float((r <= k).mean()) for k in hits}}
+    return {
+        "mrr": float((1.0 / r).mean()),
+        **{f"hit@{k}": float((r <= k).double().mean()) for k in hits},
+    }
 
 
 def prediction_error(quat_target_to_neighbour: Tensor) -> float:
@@ -97,9 +100,7 @@ def predictor_metrics(
     metric = "cosine" if normalize else "ip"
     rows = torch.arange(n * v).view(n, v)
     candidates = rows.repeat_interleave(v, dim=0)  # query (o, j) -> its object's rows
-    ranks = rank_of(
-        pred.reshape(-1, e), emb.reshape(-1, e), candidates, rows.reshape(-1), metric
-    )
+    ranks = rank_of(pred.reshape(-1, e), emb.reshape(-1, e), candidates, rows.reshape(-1), metric)
     return ranking_metrics(ranks, hits), ranks
 
 
