@@ -1,6 +1,7 @@
 """faiss search = brute-force torch search (indices and scores), on random data whose
 neighbours are untied by construction."""
 
+import faiss
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,3 +91,16 @@ def test_rank_of_by_hand():
     assert ranks.tolist() == [1, 3, 3]
     with pytest.raises(ValueError, match="must contain its target"):
         rank_of(queries, bank, cand, torch.tensor([3, 3, 3]))
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or faiss.get_num_gpus() == 0, reason="needs faiss on a GPU"
+)
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_search_on_the_gpu_equals_brute_force(metric):
+    x, y = untied(64, 300, 16, seed=11, k=7)
+    got = search(x.cuda(), y.cuda(), 7, metric)
+    assert got.index.is_cuda and got.scores.is_cuda
+    want = brute_force(x, y, 7, metric)
+    assert torch.equal(got.index.cpu(), want.indices)
+    torch.testing.assert_close(got.scores.cpu().double(), want.values, rtol=1e-4, atol=1e-3)
