@@ -22,7 +22,7 @@ returns nothing for the other parts. No training, nothing random.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +109,7 @@ def pre_metric(
     target_latents: Tensor,
     bank: Tensor,
     bank_latents: Tensor,
-    relative_rotation: Any,
+    relative_rotation: Callable[[Tensor, Tensor], Tensor],
     normalize: bool = True,
 ) -> float:
     """PRE of predictions ``pred [Q, E]`` of views with latents ``target_latents [Q, P]``:
