@@ -81,6 +81,10 @@ class SSLMethod(pl.LightningModule):
     #: a method whose representation spans several views sets this and implements
     #: :meth:`represent_sequence`
     sequence_representation: ClassVar[bool] = False
+    #: the part whose embedding the method's predictor maps under an action (``None``: the
+    #: method has no such predictor); methods with one implement
+    #: :meth:`prediction_embedding` and :meth:`predict`
+    predictor_part: ClassVar[str | None] = None
 
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__()
@@ -144,6 +148,21 @@ class SSLMethod(pl.LightningModule):
         ``M`` in ``eval.sequence_views`` and every length a probe asks for
         (``eval.probes.path_integration.lengths``)."""
         raise NotImplementedError(f"{type(self).__name__} has no sequence representation")
+
+    @property
+    def has_predictor(self) -> bool:
+        """Whether the method predicts a view's embedding from another's and the action."""
+        return self.predictor_part is not None
+
+    def prediction_embedding(self, rep: Tensor) -> Tensor:
+        """Embedding ``[B, E]`` the predictor consumes and predicts (e.g. a projector's
+        output) of the part :attr:`predictor_part` of representations ``rep [B, D_part]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no predictor")
+
+    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
+        """Predicted embedding ``[B, E]`` of the view that ``action [B, A]`` (this method's
+        action, :attr:`action`) leads to from a view of embedding ``embedding [B, E]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no predictor")
 
     # ------------------------------------------------------------------------ training
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:

@@ -76,6 +76,7 @@ class EquiModVICReg(SSLMethod):
 
     terms = EQUIMOD_VICREG_TERMS
     uses_action = True
+    predictor_part = "full"
 
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -83,6 +84,12 @@ class EquiModVICReg(SSLMethod):
         self.projector_inv = projector(self.repr_dim, dims)
         self.projector_equi = projector(self.repr_dim, dims)
         self.predictor = HypernetPredictor(dims[-1], self.action.dim)
+
+    def prediction_embedding(self, rep: Tensor) -> Tensor:
+        return self.projector_equi(rep)
+
+    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
+        return self.predictor(embedding, action)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]

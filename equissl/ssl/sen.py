@@ -49,6 +49,7 @@ class SEN(SSLMethod):
 
     terms = SEN_TERMS
     uses_action = True
+    predictor_part = "full"
 
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -58,6 +59,12 @@ class SEN(SSLMethod):
         self.criterion = NTXentLoss(
             temperature=float(self.mcfg["temperature"]), gather_distributed=True
         )
+
+    def prediction_embedding(self, rep: Tensor) -> Tensor:
+        return self.projector_equi(rep)
+
+    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
+        return self.predictor(embedding, action)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]

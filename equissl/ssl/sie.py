@@ -61,6 +61,7 @@ class SIE(SSLMethod):
 
     terms = SIE_TERMS
     uses_action = True
+    predictor_part = "equi"
 
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -79,6 +80,12 @@ class SIE(SSLMethod):
         if self.inv_dim > 0:
             parts["inv"] = slice(0, self.inv_dim)
         return parts
+
+    def prediction_embedding(self, rep: Tensor) -> Tensor:
+        return self.projector_equi(rep)
+
+    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
+        return self.predictor(embedding, action)
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """Representation ``[B, D]``, invariant embedding (or None) and equivariant embedding."""

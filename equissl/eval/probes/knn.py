@@ -1,0 +1,103 @@
+"""Weighted k-NN classification on frozen features (Wu et al. 2018, "Unsupervised Feature
+Learning via Non-Parametric Instance Discrimination"; the k-NN evaluation of DINO's
+``eval_knn.py`` and solo-learn's ``WeightedKNNClassifier``).
+
+The bank is every cached view of every labelled training object, the queries every view
+of every labelled validation object. Each query's ``k`` nearest bank views by cosine
+similarity ``s`` vote for their class with weight ``exp(s / T)``; the class with the
+largest total wins. Nothing is trained, so nothing is random.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from equissl.config import ProbeConfig
+from equissl.eval.metrics import balanced_top1, top1
+from equissl.eval.neighbours import search
+from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
+
+
+@dataclass
+class KNNProbeConfig(ProbeConfig):
+    """solo-learn ``WeightedKNNClassifier`` defaults: k = 20, T = 0.07, cosine (DINO's
+    ``eval_knn.py`` also uses T = 0.07 and reports k = 20 among 10/20/100/200)."""
+
+    k: int = 20
+    temperature: float = 0.07
+    bank_views: int = 0  # views per training object in the bank (0: every cached view)
+    query_views: int = 0  # views per validation object queried (0: every cached view)
+    query_batch: int = 8192  # queries searched at once (bounds the vote's memory)
+
+
+def knn_vote(
+    sims: Tensor, neighbour_labels: Tensor, num_classes: int, temperature: float
+) -> Tensor:
+    """Class scores ``[Q, C]`` of the weighted vote: ``Σ_j exp(s_j / T)`` over the
+    neighbours ``j`` of each class, from similarities ``sims [Q, k]`` and their labels
+    ``neighbour_labels [Q, k]``."""
+    scores = sims.new_zeros(sims.shape[0], num_classes)
+    return scores.scatter_add_(1, neighbour_labels, (sims / temperature).exp())
+
+
+def knn_classify(
+    bank: Tensor,
+    bank_labels: Tensor,
+    queries: Tensor,
+    num_classes: int,
+    k: int,
+    temperature: float,
+    query_batch: int = 8192,
+) -> Tensor:
+    """Weighted k-NN class scores ``[Q, C]`` of ``queries [Q, D]`` against ``bank [B, D]``
+    with labels ``bank_labels [B]`` (cosine similarity, faiss search)."""
+    bank_labels = bank_labels.to(bank.device)
+    out = []
+    for start in range(0, len(queries), query_batch):
+        nn = search(queries[start : start + query_batch], bank, k, metric="cosine")
+        out.append(knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature).cpu())
+    return torch.cat(out)
+
+
+def first_views(x: Tensor, count: int) -> Tensor:
+    """The first ``count`` views (all if 0) of ``x [N, V, D]``, flattened to ``[N·V', D]``."""
+    x = x[:, :count] if count > 0 else x
+    return x.reshape(-1, x.shape[-1])
+
+
+@PROBES.register("knn", config=KNNProbeConfig)
+class KNNProbe(Probe):
+    """Weighted k-NN (cosine, ``exp(s/T)`` votes): top-1 and class-balanced top-1."""
+
+    on_sequences = True
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        if ctx.num_classes <= 1 or not bool((ctx.train.labels >= 0).any()):
+            return "the data carry no class labels"
+        return None
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        cfg = self.cfg
+        tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
+        train_x, val_x = ctx.train.part(part)[tr], ctx.val.part(part)[va]
+        bank = first_views(train_x, int(cfg["bank_views"]))
+        queries = first_views(val_x, int(cfg["query_views"]))
+        bank_labels = ctx.train.labels[tr].repeat_interleave(len(bank) // len(train_x))
+        labels = ctx.val.labels[va].repeat_interleave(len(queries) // len(val_x))
+        scores = knn_classify(
+            bank.to(ctx.device),
+            bank_labels,
+            queries.to(ctx.device),
+            ctx.num_classes,
+            int(cfg["k"]),
+            float(cfg["temperature"]),
+            int(cfg["query_batch"]),
+        )
+        return ProbeResult(
+            {"top1": top1(scores, labels), "balanced_top1": balanced_top1(scores, labels)},
+            scores.argmax(-1),
+            labels,
+        )
