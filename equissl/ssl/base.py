@@ -406,6 +406,18 @@ def build_method(config: dict[str, Any], spec: DataSpec) -> SSLMethod:
     return METHODS.get(config["method"]["impl"])(config, spec)
 
 
+class ProjectedPredictor:
+    """Mixin for methods whose predictor maps ``projector_equi`` embeddings under an action
+    (``self.predictor(embedding [B, E], action [B, A])``): SIE, SEN, EquiMod. Put it before
+    :class:`SSLMethod` in the bases."""
+
+    def prediction_embedding(self, rep: Tensor) -> Tensor:
+        return self.projector_equi(rep)
+
+    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
+        return self.predictor(embedding, action)
+
+
 def load_method(checkpoint: str | Path) -> tuple[SSLMethod, dict[str, Any]]:
     """Rebuild a method from a checkpoint alone (no data), in ``eval()`` mode.
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.ssl.base import METHODS, LossOutput, ProjectedPredictor, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
 from equissl.ssl.vicreg import vicreg_terms
 
@@ -71,7 +71,7 @@ class EquiModVICRegConfig(MethodConfig):
 
 
 @METHODS.register("equimod_vicreg", config=EquiModVICRegConfig)
-class EquiModVICReg(SSLMethod):
+class EquiModVICReg(ProjectedPredictor, SSLMethod):
     """EquiMod (VICReg): VICReg on an invariant head + on a predicted equivariant head."""
 
     terms = EQUIMOD_VICREG_TERMS
@@ -84,12 +84,6 @@ class EquiModVICReg(SSLMethod):
         self.projector_inv = projector(self.repr_dim, dims)
         self.projector_equi = projector(self.repr_dim, dims)
         self.predictor = HypernetPredictor(dims[-1], self.action.dim)
-
-    def prediction_embedding(self, rep: Tensor) -> Tensor:
-        return self.projector_equi(rep)
-
-    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
-        return self.predictor(embedding, action)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]

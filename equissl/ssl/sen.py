@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.ssl.base import METHODS, LossOutput, ProjectedPredictor, SSLMethod
 
 SEN_TERMS = ("equi_infonce",)
 
@@ -44,7 +44,7 @@ class SENConfig(MethodConfig):
 
 
 @METHODS.register("sen", config=SENConfig)
-class SEN(SSLMethod):
+class SEN(ProjectedPredictor, SSLMethod):
     """SEN: InfoNCE between the action-conditioned prediction and view 2's embedding."""
 
     terms = SEN_TERMS
@@ -59,12 +59,6 @@ class SEN(SSLMethod):
         self.criterion = NTXentLoss(
             temperature=float(self.mcfg["temperature"]), gather_distributed=True
         )
-
-    def prediction_embedding(self, rep: Tensor) -> Tensor:
-        return self.projector_equi(rep)
-
-    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
-        return self.predictor(embedding, action)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> LossOutput:
         views = batch["views"]

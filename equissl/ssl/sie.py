@@ -26,7 +26,7 @@ from torch import Tensor
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.ssl.base import METHODS, LossOutput, ProjectedPredictor, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
 
 SIE_TERMS = ("invariance", "equivariance", "variance", "pred_variance", "covariance")
@@ -56,7 +56,7 @@ class SIEConfig(MethodConfig):
 
 
 @METHODS.register("sie", config=SIEConfig)
-class SIE(SSLMethod):
+class SIE(ProjectedPredictor, SSLMethod):
     """SIE: split invariant / equivariant parts, hypernetwork predictor on the action."""
 
     terms = SIE_TERMS
@@ -80,12 +80,6 @@ class SIE(SSLMethod):
         if self.inv_dim > 0:
             parts["inv"] = slice(0, self.inv_dim)
         return parts
-
-    def prediction_embedding(self, rep: Tensor) -> Tensor:
-        return self.projector_equi(rep)
-
-    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
-        return self.predictor(embedding, action)
 
     def embed(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """Representation ``[B, D]``, invariant embedding (or None) and equivariant embedding."""
