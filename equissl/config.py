@@ -270,6 +270,26 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("run_hash_all", run_hash_all)
 
 
+def _nested_schema(hint: Any) -> type | None:
+    """The dataclass a field's type hint names (``Foo`` or ``Foo | None``), else None."""
+    import dataclasses
+    import typing
+
+    if dataclasses.is_dataclass(hint):
+        return hint
+    inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    return inner[0] if inner else None
+
+
+def _section_registries() -> dict[str, Any]:
+    """The registry of each config section whose schema depends on its ``impl``."""
+    from equissl.datasets.base import DATASETS
+    from equissl.models.backbones import BACKBONES
+    from equissl.ssl.base import METHODS
+
+    return {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
+
+
 def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
     """Keys of ``values`` (a plain dict) that ``schema`` (a dataclass) does not know, and
     schema keys it lacks, as ``"unknown key method.foo"`` / ``"missing key data.root"``.
@@ -284,9 +304,7 @@ def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
     problems = [f"unknown key {prefix}.{k}" for k in sorted(set(values) - set(known))]
     problems += [f"missing key {prefix}.{k}" for k in sorted(set(known) - set(values))]
     for name in sorted(set(known) & set(values)):
-        hint = hints.get(name)
-        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-        sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        sub = _nested_schema(hints.get(name))
         if sub is not None and values[name] is not None:
             problems += schema_problems(values[name], sub, f"{prefix}.{name}")
     return problems
@@ -318,9 +336,7 @@ def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
                 continue
             filled.append(f"{prefix}.{f.name}")
             continue
-        hint = hints.get(f.name)
-        inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-        sub = hint if dataclasses.is_dataclass(hint) else (inner[0] if inner else None)
+        sub = _nested_schema(hints.get(f.name))
         if sub is not None and values[f.name] is not None:
             filled += fill_schema_defaults(values[f.name], sub, f"{prefix}.{f.name}")
     return filled
@@ -328,12 +344,8 @@ def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
 
 def _section_schemas(config: dict[str, Any]) -> dict[str, type | None]:
     """The registered schema of the config's method, data and backbone (None: unregistered)."""
-    from equissl.datasets.base import DATASETS
-    from equissl.models.backbones import BACKBONES
-    from equissl.ssl.base import METHODS
-
     schemas: dict[str, type | None] = {}
-    for section, registry in {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}.items():
+    for section, registry in _section_registries().items():
         values = config.get(section) or {}
         impl = values.get("impl") if isinstance(values, dict) else None
         schemas[section] = registry.entry(impl).config if impl in registry else None
@@ -355,14 +367,10 @@ def fill_config_defaults(config: dict[str, Any]) -> list[str]:
 def config_problems(config: dict[str, Any]) -> list[str]:
     """Every mismatch between a resolved pretraining config (as stored in checkpoints) and
     the schemas registered now: top level, method, data, backbone, trainer, logger, eval."""
-    from equissl.datasets.base import DATASETS
-    from equissl.models.backbones import BACKBONES
-    from equissl.ssl.base import METHODS
-
     problems = [
         p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig, "config")
     ]
-    registries = {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
+    registries = _section_registries()
     for section, schema in _section_schemas(config).items():
         if schema is None:
             values = config.get(section) or {}
