@@ -167,6 +167,9 @@ class EvalRunConfig:
     # (eval.probes.path_integration.lengths).
     sequence_views: list[int] = field(default_factory=lambda: [1, 3, 5])
     probes: dict[str, Any] = field(default_factory=dict)
+    # Other models put through the same probes (equissl.eval.baselines, e.g. [untrained]),
+    # reported under results.json["baselines"] and as "<name> (baseline)" table rows.
+    baselines: list[str] = field(default_factory=list)
 
 
 @dataclass

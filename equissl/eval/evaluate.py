@@ -7,6 +7,7 @@ read for the probes, and must match the model's view shape and action space.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ import torch
 
 from equissl.datasets.base import ViewDataset, build_dataset, num_classes_of
 from equissl.datasets.validate import check_dataset_labels
-from equissl.eval.features import cache_key, cached_features, file_digest
-from equissl.eval.probes.base import PROBES, EvalContext
+from equissl.eval.baselines import BASELINES
+from equissl.eval.features import FeatureSet, cache_key, cached_features, file_digest
+from equissl.eval.probes.base import PROBES, EvalContext, Probe
 from equissl.eval.report import write_report
-from equissl.ssl.base import load_method
+from equissl.ssl.base import SSLMethod, load_method
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,61 @@ def eval_datasets(
     return data, splits
 
 
+def split_features(
+    method: SSLMethod,
+    splits: dict[str, ViewDataset],
+    digest: str,
+    settings: dict[str, Any],
+    cache_dir: Path,
+    eval_cfg: dict[str, Any],
+    device: torch.device,
+    progress: bool,
+) -> dict[str, FeatureSet]:
+    """The cached features of ``method`` on each split (``{"train": …, "val": …}``), keyed by
+    the checkpoint ``digest``, the split's manifest and ``settings`` (a baseline model adds
+    its name, so its features never mix with the checkpoint's)."""
+    feats = {}
+    for role, ds in splits.items():
+        key = cache_key(digest, ds.manifest(), {**settings, "split": ds.split_name})
+        feats[role] = cached_features(
+            method,
+            ds,
+            cache_dir / f"{ds.split_name}_{key}.pt",
+            views_per_object=int(settings["views"]),
+            seed=int(settings["seed"]),
+            batch_size=int(eval_cfg["batch_size"]),
+            num_workers=int(eval_cfg["num_workers"]),
+            device=device,
+            progress=progress,
+            sequence_views=settings["sequences"],
+        )
+    return feats
+
+
+def run_probes(
+    probes: dict[str, Probe], ctx: EvalContext, parts: list[str]
+) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    """Every probe on its parts: ``(metrics {"<part>/<probe>/<metric>": value},
+    skipped {probe: reason}, plots {name: file})``."""
+    metrics: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    plots: dict[str, str] = {}
+    for name, probe in probes.items():
+        reason = probe.skip_reason(ctx)
+        if reason:
+            skipped[name] = reason
+            log.info("probe %s skipped: %s", name, reason)
+            continue
+        by_part = {}
+        for part in probe.parts(ctx, parts):
+            res = by_part[part] = probe.run(ctx, part)
+            metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
+            plots.update(res.plots)
+            log.info("%s/%s: %s", part, name, res.metrics)
+        plots.update(probe.summarise(ctx, by_part))
+    return metrics, skipped, plots
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     eval_cfg: dict[str, Any],
@@ -64,7 +121,8 @@ def evaluate_checkpoint(
 
     Args:
         checkpoint: an equissl checkpoint (``last.ckpt``).
-        eval_cfg: the ``eval`` config section (feature extraction, ``probes``).
+        eval_cfg: the ``eval`` config section (feature extraction, ``probes``, ``baselines``:
+            names of :data:`equissl.eval.baselines.BASELINES` also put through the probes).
         out_dir: where ``results.json``, ``results.md``, plots and the feature cache go.
         data_overrides: e.g. ``{"root": ...}`` to evaluate on another copy of the data.
     Returns:
@@ -83,28 +141,15 @@ def evaluate_checkpoint(
         name: PROBES.get(pcfg["impl"])(name, pcfg)
         for name, pcfg in (eval_cfg.get("probes") or {}).items()
     }
+    builders = {name: BASELINES.get(name) for name in eval_cfg.get("baselines") or []}
     sequence_views = [int(m) for m in eval_cfg.get("sequence_views") or []]
     seq = (
         sorted({*sequence_views, *(m for p in probes.values() for m in p.sequence_views())})
         if meta.get("sequence_representation")
         else []
     )
-    feats = {}
-    for role, ds in splits.items():
-        settings = {"views": views, "seed": seed, "split": ds.split_name, "sequences": seq}
-        key = cache_key(digest, ds.manifest(), settings)
-        feats[role] = cached_features(
-            method,
-            ds,
-            cache_dir / f"{ds.split_name}_{key}.pt",
-            views_per_object=views,
-            seed=seed,
-            batch_size=int(eval_cfg["batch_size"]),
-            num_workers=int(eval_cfg["num_workers"]),
-            device=device,
-            progress=progress,
-            sequence_views=seq,
-        )
+    settings = {"views": views, "seed": seed, "sequences": seq}
+    feats = split_features(method, splits, digest, settings, cache_dir, eval_cfg, device, progress)
     ctx = EvalContext(
         train=feats["train"],
         val=feats["val"],
@@ -123,22 +168,23 @@ def evaluate_checkpoint(
     unknown = sorted(set(wanted or ()) - set(meta["parts"]))
     if unknown:
         raise ValueError(f"eval.parts names {unknown}; the model's parts are {list(meta['parts'])}")
-    metrics: dict[str, float] = {}
-    skipped: dict[str, str] = {}
-    plots: dict[str, str] = {}
-    for name, probe in probes.items():
-        reason = probe.skip_reason(ctx)
-        if reason:
-            skipped[name] = reason
-            log.info("probe %s skipped: %s", name, reason)
-            continue
-        by_part = {}
-        for part in probe.parts(ctx, parts):
-            res = by_part[part] = probe.run(ctx, part)
-            metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
-            plots.update(res.plots)
-            log.info("%s/%s: %s", part, name, res.metrics)
-        plots.update(probe.summarise(ctx, by_part))
+    metrics, skipped, plots = run_probes(probes, ctx, parts)
+    baselines = {}
+    for name, build in builders.items():
+        model = build(method, meta)
+        base_settings = {**settings, "baseline": name}
+        base_feats = split_features(
+            model, splits, digest, base_settings, cache_dir, eval_cfg, device, progress
+        )
+        base_ctx = replace(
+            ctx,
+            train=base_feats["train"],
+            val=base_feats["val"],
+            method=model,
+            out_dir=out_dir / "baselines" / name,
+        )
+        base_ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        baselines[name] = run_probes(probes, base_ctx, parts)[0]
     results = {
         "checkpoint": str(checkpoint),
         "method": config["method"]["name"],
@@ -147,6 +193,7 @@ def evaluate_checkpoint(
         "metrics": metrics,
         "skipped": skipped,
         "plots": plots,
+        "baselines": baselines,
     }
     write_report(results, out_dir)
     return results

@@ -5,6 +5,15 @@
   can score well above 0 on quaternions, whose components have different means.
 * ``r2_sklearn`` — seq-JEPA / scikit-learn ``r2_score(multioutput="uniform_average")``:
   R² of each output column against its own mean, averaged over columns.
+
+Floors (DESIGN §5.4), the scores of predictors that ignore the representation, computed on
+the same validation targets as the probe's metric they sit beside:
+
+* ``constant_*`` — regression: the training-set mean target for every validation item
+  (:func:`constant_floor`);
+* ``chance_top1`` — classification: ``1 / num_classes``; ``majority_top1`` and
+  ``majority_balanced_top1`` — always the most frequent *training* class
+  (:func:`classification_floors`).
 """
 
 from __future__ import annotations
@@ -47,3 +56,32 @@ def r2_sklearn(pred: Tensor, target: Tensor) -> float:
         safe, 1.0 - ss_res / torch.where(safe, ss_tot, 1.0), (ss_res == 0).double()
     )
     return float(scores.mean())
+
+
+def constant_floor(train_target: Tensor, val_target: Tensor) -> dict[str, float]:
+    """The constant predictor's ``constant_r2_global``, ``constant_r2_sklearn`` and
+    ``constant_mse``: predict the mean of ``train_target [N, K]`` for every row of
+    ``val_target [M, K]``."""
+    val = val_target.double()
+    constant = train_target.double().mean(0, keepdim=True).expand_as(val)
+    return {
+        "constant_r2_global": r2_global(constant, val),
+        "constant_r2_sklearn": r2_sklearn(constant, val),
+        "constant_mse": float(((constant - val) ** 2).mean()),
+    }
+
+
+def classification_floors(
+    train_labels: Tensor, val_labels: Tensor, num_classes: int
+) -> dict[str, float]:
+    """``chance_top1`` (``1 / num_classes``) and the majority predictor's ``majority_top1``
+    and ``majority_balanced_top1`` on ``val_labels [M]``: always the most frequent class of
+    ``train_labels [N]`` (the lowest such class id on ties)."""
+    majority = int(torch.bincount(train_labels, minlength=num_classes).argmax())
+    logits = torch.zeros(len(val_labels), num_classes)
+    logits[:, majority] = 1.0
+    return {
+        "chance_top1": 1.0 / num_classes,
+        "majority_top1": top1(logits, val_labels),
+        "majority_balanced_top1": balanced_top1(logits, val_labels),
+    }

@@ -5,7 +5,14 @@
     {"checkpoint": str, "method": str, "data": str, "config": {...},
      "metrics": {"<part>/<probe>/<metric>": float},
      "skipped": {"<probe>": "reason"},
-     "plots": {"<name>": "<file in the evaluation directory>"}}
+     "plots": {"<name>": "<file in the evaluation directory>"},
+     "baselines": {"<baseline>": {"<part>/<probe>/<metric>": float}}}
+
+Floors sit among the metrics under their own names: ``constant_*`` (regression: the
+training-set mean target), ``chance_top1``, ``majority_*`` (classification), ``mean_*``
+(coefficients), e.g. ``equi/rotation/constant_r2_global`` beside ``equi/rotation/r2_global``;
+the Markdown table moves them into floor rows. ``baselines`` holds the metrics of the same
+probes on other models (``eval.baselines``, e.g. ``untrained``).
 
 Sequence parts are named ``"<part>@M<m>"`` (the part's sequence representation of ``m``
 views), so ``inv@M5/classification/top1`` is the top-1 of the aggregate of 5 views and
@@ -17,6 +24,7 @@ run on sequence parts, with ``M`` as columns, and shows the plots.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,33 +40,114 @@ from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.eval.probes.base import sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
+log = logging.getLogger(__name__)
+
 PART_ORDER = ("full", "inv", "equi")
+
+
+#: Metric-name prefixes of floors (scores of predictors that ignore the representation) and
+#: the table row showing them, under the column of the metric they bound
+#: (``rotation/constant_r2_global`` under ``rotation/r2_global``).
+FLOOR_ROWS = {
+    "constant_": "constant / majority",
+    "majority_": "constant / majority",
+    "mean_": "constant / majority",
+    "chance_": "chance",
+}
 
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
+def floor_column(probe_metric: str) -> tuple[str, str] | None:
+    """``"rotation/constant_r2_global" -> ("constant / majority", "rotation/r2_global")``:
+    the floor row and the column of a floor key; ``None`` for any other metric."""
+    probe, _, metric = probe_metric.partition("/")
+    for prefix, row in FLOOR_ROWS.items():
+        if metric.startswith(prefix):
+            return row, f"{probe}/{metric[len(prefix) :]}"
+    return None
+
+
+def _by_part(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    by_part: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        part, probe_metric = key.split("/", 1)
+        by_part.setdefault(part, {})[probe_metric] = value
+    return by_part
+
+
+def _part_order(parts: Iterable[str]) -> list[str]:
+    return sorted(parts, key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p))
+
+
+def _floor_cell(values: list[float], where: str) -> str:
+    """One floor's cell: its value, the same under every part (floors depend on the targets
+    only); a range, with a warning, if parts disagree."""
+    lo, hi = min(values), max(values)
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        return _fmt(values[0])
+    log.warning("floor %s differs across parts: %s", where, values)
+    return f"{_fmt(lo)} … {_fmt(hi)}"
+
+
+def floor_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, dict[str, str]]]:
+    """``[(row name, {column: cell})]``: the floors of one run, taken from any part. Sequence
+    parts ``<part>@M<m>`` have their own rows (``floor @M3: …``) holding only the floors that
+    differ from the single-view ones (e.g. path integration, whose target grows with M)."""
+    values: dict[tuple[int, str], dict[str, list[float]]] = {}
+    for part, metrics in by_part.items():
+        length = (sequence_length(part) or (part, 0))[1]
+        for probe_metric, value in metrics.items():
+            floor = floor_column(probe_metric)
+            if floor:
+                row, column = floor
+                values.setdefault((length, row), {}).setdefault(column, []).append(value)
+    cells = {
+        (length, row): {c: _floor_cell(v, f"{row} {c}") for c, v in columns.items()}
+        for (length, row), columns in values.items()
+    }
+    rows_order = list(dict.fromkeys(FLOOR_ROWS.values()))
+    out = []
+    for length, row in sorted(cells, key=lambda k: (k[0], rows_order.index(k[1]))):
+        single = cells.get((0, row), {}) if length else {}
+        shown = {c: v for c, v in cells[(length, row)].items() if single.get(c) != v}
+        if shown:
+            out.append((f"floor @M{length}: {row}" if length else f"floor: {row}", shown))
+    return out
+
+
 def markdown_table(results: Iterable[dict[str, Any]]) -> str:
-    """One row per (run, part), one column per ``probe/metric``."""
-    results = list(results)
-    rows: list[tuple[str, str, dict[str, float]]] = []
+    """One row per (run, part), one column per ``probe/metric``; after a run's parts, one
+    row per part of each baseline model (``untrained (baseline): full``) and the floor rows
+    (:func:`floor_rows`), whose keys are left out of the metric columns."""
+    rows: list[tuple[str, str, dict[str, str]]] = []
     columns: list[str] = []
+
+    def add(label: str, name: str, cells: dict[str, str]) -> None:
+        rows.append((label, name, cells))
+        columns.extend(c for c in cells if c not in columns)
+
     for res in results:
-        by_part: dict[str, dict[str, float]] = {}
-        for key, value in res["metrics"].items():
-            part, probe_metric = key.split("/", 1)
-            by_part.setdefault(part, {})[probe_metric] = value
-            if probe_metric not in columns:
-                columns.append(probe_metric)
-        order = sorted(by_part, key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p))
         label = f"{res['method']} ({res['data']})"
-        rows += [(label, part, by_part[part]) for part in order]
+        runs = {"": res["metrics"]} | {
+            f"{name} (baseline): ": m for name, m in (res.get("baselines") or {}).items()
+        }
+        for prefix, metrics in runs.items():
+            by_part = _by_part(metrics)
+            for part in _part_order(by_part):
+                cells = {
+                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c) is None
+                }
+                add(label, prefix + part, cells)
+        for name, cells in floor_rows(_by_part(res["metrics"])):
+            add(label, name, cells)
     columns.sort()
     head = "| run | part | " + " | ".join(columns) + " |"
     sep = "|---|---|" + "---|" * len(columns)
     body = [
-        f"| {label} | {part} | " + " | ".join(_fmt(m[c]) if c in m else "" for c in columns) + " |"
+        f"| {label} | {part} | " + " | ".join(m.get(c, "") for c in columns) + " |"
         for label, part, m in rows
     ]
     return "\n".join([head, sep, *body]) + "\n"
@@ -196,6 +285,9 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
         with SummaryWriter(str(out_dir / "tb")) as writer:
             for key, value in results["metrics"].items():
                 writer.add_scalar(key, value, 0)
+            for name, metrics in (results.get("baselines") or {}).items():
+                for key, value in metrics.items():
+                    writer.add_scalar(f"baselines/{name}/{key}", value, 0)
     return table
 
 
@@ -208,7 +300,11 @@ def combine(result_files: Iterable[Path], out_dir: Path) -> str:
     atomic_write_text(
         out_dir / "combined.json",
         json.dumps(
-            [{k: r[k] for k in ("checkpoint", "method", "data", "metrics")} for r in results],
+            [
+                {k: r[k] for k in ("checkpoint", "method", "data", "metrics")}
+                | {"baselines": r.get("baselines") or {}}
+                for r in results
+            ],
             indent=2,
         ),
     )

@@ -1,5 +1,7 @@
 """Linear classification on frozen features (SIE ``eval_classification.py``): each epoch
-visits every object once with one random view; validation scores every view."""
+visits every object once with one random view; validation scores every view. Beside
+``top1`` and ``balanced_top1``, their floors on the same validation views: ``chance_top1``,
+``majority_top1`` and ``majority_balanced_top1`` (always the most frequent training class)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
-from equissl.eval.metrics import balanced_top1, top1
+from equissl.eval.metrics import balanced_top1, classification_floors, top1
 from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
 
 
@@ -35,7 +37,8 @@ def classification_probe(
     device: torch.device,
     progress: bool = True,
 ) -> ProbeResult:
-    """Linear classifier on features ``[N, V, D]``: ``top1`` and ``balanced_top1`` on val."""
+    """Linear classifier on features ``[N, V, D]``: ``top1`` and ``balanced_top1`` on val,
+    with the chance and majority-class floors."""
     n, v, d = train_x.shape
 
     def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -49,7 +52,11 @@ def classification_probe(
     yval = val_labels.repeat_interleave(val_x.shape[1])
     logits = predict(model, xval, device)
     return ProbeResult(
-        {"top1": top1(logits, yval), "balanced_top1": balanced_top1(logits, yval)},
+        {
+            "top1": top1(logits, yval),
+            "balanced_top1": balanced_top1(logits, yval),
+            **classification_floors(train_labels, yval, num_classes),
+        },
         logits.argmax(-1),
         yval,
     )

@@ -5,7 +5,9 @@ Learning via Non-Parametric Instance Discrimination"; the k-NN evaluation of DIN
 The bank is every cached view of every labelled training object, the queries every view
 of every labelled validation object. Each query's ``k`` nearest bank views by cosine
 similarity ``s`` vote for their class with weight ``exp(s / T)``; the class with the
-largest total wins. Nothing is trained, so nothing is random.
+largest total wins. Nothing is trained, so nothing is random. Beside ``top1`` and
+``balanced_top1``, their floors on the same queries: ``chance_top1``, ``majority_top1`` and
+``majority_balanced_top1`` (always the bank's most frequent class).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from equissl.config import ProbeConfig
-from equissl.eval.metrics import balanced_top1, top1
+from equissl.eval.metrics import balanced_top1, classification_floors, top1
 from equissl.eval.neighbours import search
 from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
 
@@ -97,7 +99,11 @@ class KNNProbe(Probe):
             int(cfg["query_batch"]),
         )
         return ProbeResult(
-            {"top1": top1(scores, labels), "balanced_top1": balanced_top1(scores, labels)},
+            {
+                "top1": top1(scores, labels),
+                "balanced_top1": balanced_top1(scores, labels),
+                **classification_floors(bank_labels, labels, ctx.num_classes),
+            },
             scores.argmax(-1),
             labels,
         )

@@ -21,8 +21,8 @@ length, Σ m view encodings per object). Head and training follow the project's 
 regression (the SIE protocol; the reference has none of its own): MLP
 ``D -> 1024 -> 1024 -> K``, Adam 1e-3, batch 256, 300 epochs, MSE, seeded. Metrics per
 length: ``r2_global``, ``r2_sklearn``, ``mse``, and the constant predictor's floor on the
-same validation sequences (``constant_r2_global``, ``constant_r2_sklearn``: the train-set
-mean target); :meth:`PathIntegrationProbe.summarise` plots R² against ``M`` with the floor.
+same validation sequences (``constant_r2_global``, ``constant_r2_sklearn``,
+``constant_mse``: the mean target of the training sequences); :meth:`PathIntegrationProbe.summarise` plots R² against ``M`` with the floor.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from equissl.config import ProbeConfig
 from equissl.datasets.contract import Action
-from equissl.eval.metrics import r2_global, r2_sklearn
+from equissl.eval.metrics import constant_floor, r2_global, r2_sklearn
 from equissl.eval.probes.base import (
     PROBES,
     EvalContext,
@@ -103,7 +103,7 @@ def path_integration_probe(
 ) -> ProbeResult:
     """MLP on sequence features ``[N, D]`` regressing cumulative actions ``[N, K]``:
     ``r2_global``, ``r2_sklearn``, ``mse`` on val and the constant (train-mean) predictor's
-    ``constant_r2_global`` / ``constant_r2_sklearn``."""
+    ``constant_r2_global`` / ``constant_r2_sklearn`` / ``constant_mse``."""
 
     def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
         return train_x, train_y  # one cached sequence per object; fit shuffles
@@ -112,13 +112,11 @@ def path_integration_probe(
         head = pair_mlp(train_x.shape[1], int(cfg["hidden_dim"]), train_y.shape[1])
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
     pred = predict(model, val_x, device)
-    constant = train_y.double().mean(0, keepdim=True).expand_as(val_y)
     metrics = {
         "r2_global": r2_global(pred, val_y),
         "r2_sklearn": r2_sklearn(pred, val_y),
         "mse": float(F.mse_loss(pred, val_y)),
-        "constant_r2_global": r2_global(constant, val_y),
-        "constant_r2_sklearn": r2_sklearn(constant, val_y),
+        **constant_floor(train_y, val_y),
     }
     return ProbeResult(metrics, pred, val_y)
 

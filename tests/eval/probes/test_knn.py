@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from equissl.eval.features import FeatureSet
@@ -91,3 +92,13 @@ def test_k_one_is_the_nearest_neighbours_label():
     q = torch.nn.functional.normalize(val.parts["full"].reshape(-1, 6), dim=1)
     nearest = (q @ bank.T).argmax(dim=1)
     assert torch.equal(res.pred, train.labels.repeat_interleave(3)[nearest])
+
+
+def test_floors_are_the_banks_majority_class_and_chance():
+    train, val = features(40, 7), features(12, 8)
+    train.labels[:30] = 2  # the bank's majority class
+    res = PROBES.get("knn")("knn", CFG).run(context(train, val), "full")
+    labels = val.labels.repeat_interleave(3)
+    assert res.metrics["chance_top1"] == pytest.approx(1 / 3)
+    assert res.metrics["majority_top1"] == pytest.approx(float((labels == 2).float().mean()))
+    assert res.metrics["majority_balanced_top1"] == pytest.approx(1 / len(labels.unique()))

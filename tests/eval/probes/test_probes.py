@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from equissl.eval.probes.classification import classification_probe
@@ -69,3 +71,48 @@ def test_probes_are_reproducible_whatever_the_global_rng():
         ).metrics
         runs.append((c, r))
     assert runs[0] == runs[1]
+
+
+def test_pair_floor_is_the_train_pairs_mean_on_the_same_val_pairs():
+    (xt, lt, _), (xv, lv, _) = toy(50, 6), toy(20, 7)
+    cpu = torch.device("cpu")
+    cfg = {**CFG, "epochs": 1}
+
+    def target(a, b):
+        return b - a
+
+    res = pair_regression_probe(xt, lt, xv, lv, target, cfg, cpu, progress=False)
+    # independently: the seeded training sample (seed + 2) and validation pairs (seed + 1)
+    o, a, b = fixed_pairs(50, 4, 4, seed=2).numpy().T
+    mean = (lt.numpy()[o, b] - lt.numpy()[o, a]).astype(np.float64).mean(0)
+    o, a, b = fixed_pairs(20, 4, 4, seed=1).numpy().T
+    y = (lv.numpy()[o, b] - lv.numpy()[o, a]).astype(np.float64)
+    assert np.allclose(res.target.numpy(), y, atol=1e-6)
+    ss_res = ((y - mean) ** 2).sum(0)
+    assert res.metrics["constant_mse"] == pytest.approx(ss_res.sum() / y.size)
+    assert res.metrics["constant_r2_global"] == pytest.approx(
+        1 - ss_res.sum() / ((y - y.mean()) ** 2).sum()
+    )
+    assert res.metrics["constant_r2_sklearn"] == pytest.approx(
+        (1 - ss_res / ((y - y.mean(0)) ** 2).sum(0)).mean()
+    )
+    # floors depend on the targets only, not on the features
+    other = pair_regression_probe(xt[..., :2], lt, xv[..., :2], lv, target, cfg, cpu, False)
+    floors = {k: v for k, v in res.metrics.items() if k.startswith("constant_")}
+    assert floors == {k: v for k, v in other.metrics.items() if k.startswith("constant_")}
+
+
+def test_probes_on_features_that_carry_nothing_score_their_floor():
+    """A probe on constant features can only learn a constant: the train mean (regression)
+    or the train majority class (classification), which is what the floors report."""
+    (xt, lt, yt), (xv, lv, yv) = toy(200, 8), toy(60, 9)
+    yt = torch.where(torch.arange(200) % 3 == 0, 1, yt)  # a clear majority class
+    cpu = torch.device("cpu")
+    zt, zv = torch.zeros_like(xt), torch.zeros_like(xv)
+    c = classification_probe(zt, yt, zv, yv, 3, {**CFG, "epochs": 20}, cpu, False).metrics
+    assert c["top1"] == c["majority_top1"] and c["balanced_top1"] == c["majority_balanced_top1"]
+    assert c["chance_top1"] == pytest.approx(1 / 3)
+    cfg = {**CFG, "epochs": 40, "hidden_dim": 16}
+    r = pair_regression_probe(zt, lt, zv, lv, lambda a, b: b - a, cfg, cpu, False).metrics
+    for k in ("r2_global", "r2_sklearn", "mse"):
+        assert r[k] == pytest.approx(r[f"constant_{k}"], abs=0.02), k
