@@ -137,9 +137,7 @@ def markdown_table(results: Iterable[dict[str, Any]]) -> str:
         for prefix, metrics in runs.items():
             by_part = _by_part(metrics)
             for part in _part_order(by_part):
-                cells = {
-                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c) is None
-                }
+                cells = {c: _fmt(v) for c, v in by_part[part].items() if floor_column(c) is None}
                 add(label, prefix + part, cells)
         for name, cells in floor_rows(_by_part(res["metrics"])):
             add(label, name, cells)

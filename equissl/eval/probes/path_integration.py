@@ -22,7 +22,8 @@ regression (the SIE protocol; the reference has none of its own): MLP
 ``D -> 1024 -> 1024 -> K``, Adam 1e-3, batch 256, 300 epochs, MSE, seeded. Metrics per
 length: ``r2_global``, ``r2_sklearn``, ``mse``, and the constant predictor's floor on the
 same validation sequences (``constant_r2_global``, ``constant_r2_sklearn``,
-``constant_mse``: the mean target of the training sequences); :meth:`PathIntegrationProbe.summarise` plots R² against ``M`` with the floor.
+``constant_mse``: the mean target of the training sequences);
+:meth:`PathIntegrationProbe.summarise` plots R² against ``M`` with the floor.
 """
 
 from __future__ import annotations
