@@ -16,7 +16,7 @@ from equissl.cli import _resolved  # registers the configs
 from equissl.ssl.base import NonFiniteLossError
 from equissl.train import pretrain
 
-PROBE_EPOCHS = ["eval.probes.classification.epochs=2", "eval.probes.rotation.epochs=2"]
+PROBE_EPOCHS = [f"eval.probes.{p}.epochs=2" for p in ("classification", "rotation", "color")]
 FAST = [
     "trainer=cpu",
     "data.batch_size=4",

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -116,3 +118,32 @@ def test_probes_on_features_that_carry_nothing_score_their_floor():
     r = pair_regression_probe(zt, lt, zv, lv, lambda a, b: b - a, cfg, cpu, False).metrics
     for k in ("r2_global", "r2_sklearn", "mse"):
         assert r[k] == pytest.approx(r[f"constant_{k}"], abs=0.02), k
+
+
+def test_color_runs_by_default_where_the_action_space_offers_it():
+    from hydra import compose, initialize_config_module
+
+    from equissl.cli import _resolved
+    from equissl.config import register_configs
+    from equissl.datasets.iebench_actions import IEBenchActionSpace
+    from equissl.datasets.pde.dataset import PDEActionSpace
+    from equissl.eval.features import FeatureSet
+    from equissl.eval.probes.base import PROBES, EvalContext
+
+    register_configs()
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        for root, extra in (("pretrain", ["data.root=x"]), ("evaluate", ["checkpoint=x"])):
+            probes = _resolved(compose(root, overrides=extra))["eval"]["probes"]
+            assert probes["color"]["target"] == "color", root
+    feats = FeatureSet({"full": torch.zeros(2, 3, 4)}, torch.zeros(2, 3, 7), *(None,) * 3)
+    probe = PROBES.get("pair_regression")("color", {**CFG, "target": "color"})
+
+    def reason(space):
+        return probe.skip_reason(
+            EvalContext(feats, feats, space, 0, None, {}, {}, torch.device("cpu"), Path("."))
+        )
+
+    assert reason(IEBenchActionSpace()) is None  # 3DIEBench
+    assert reason(IEBenchActionSpace(latent_dim=10)) is None  # 3DIEBench-T
+    for equation in ("burgers", "kdv", "ns"):
+        assert "not 'color'" in reason(PDEActionSpace(equation)), equation
