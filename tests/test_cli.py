@@ -106,8 +106,8 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert len(combined) == 1 and len(json.loads(combined[0].read_text())) == 2
     assert "combined results of 2 run(s)" in sweep.stdout
 
-    # same command again: same run directory, resumes from last.ckpt
-    again = run("pretrain", *args[:-3], "trainer.max_steps=3", cwd=tmp_path)
+    # same command with a larger budget: same run directory, resumes from last.ckpt
+    again = run("pretrain", *args, "trainer.max_steps=3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
 
 
