@@ -58,6 +58,11 @@ class IEBenchDataConfig(DataConfig):
     generate: RenderSettings | None = None  # render the dataset into root if it is absent
 
 
+# Built once: two small tensors per view were a tenth of the per-item loading time.
+_MEAN_CHW = torch.tensor(MEAN).view(3, 1, 1)
+_STD_CHW = torch.tensor(STD).view(3, 1, 1)
+
+
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
     """uint8 ``[3, H, W]`` -> float32 ``[3, size, size]``, resized (antialiased) and normalised."""
     x = img.float().div_(255.0)
@@ -66,9 +71,7 @@ def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Ten
             x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )[0]
     if normalize:
-        mean = torch.tensor(MEAN).view(3, 1, 1)
-        std = torch.tensor(STD).view(3, 1, 1)
-        x = (x - mean) / std
+        x = (x - _MEAN_CHW) / _STD_CHW
     return x
 
 

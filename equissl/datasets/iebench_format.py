@@ -24,6 +24,12 @@ from equissl.datasets.iebench_actions import LATENT_DIMS
 
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
 
+# torchvision 0.29 deprecates its codecs in favour of torchcodec (we pin torchvision <= 0.29.1);
+# the warning fires on every decode, so it is silenced once, here, by its message.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated"
+)
+
 # Normalisation statistics of 3DIEBench used by the SIE / EquiCaps reference code.
 MEAN = (0.5016, 0.5037, 0.5060)
 STD = (0.1030, 0.0999, 0.0969)
@@ -118,10 +124,7 @@ def decode_image(data: bytes | np.ndarray, source: str) -> Tensor:
         raise DatasetFormatError(f"image {source} cannot be decoded: it is empty (0 bytes)")
     buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        with warnings.catch_warnings():
-            # torchvision 0.29 deprecates its codecs in favour of torchcodec (pinned <= 0.29.1)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return decode_image_bytes(buf, mode=ImageReadMode.RGB)
+        return decode_image_bytes(buf, mode=ImageReadMode.RGB)
     except RuntimeError as err:  # torchvision raises RuntimeError for every corrupt input
         raise DatasetFormatError(f"image {source} cannot be decoded: {err}") from err
 

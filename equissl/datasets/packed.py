@@ -371,6 +371,7 @@ class PackedStore:
             listing = "\n  - ".join(problems)
             raise DatasetFormatError(f"packed split {split!r} of {root}:\n  - {listing}")
         self.names = [s["shard"] for s in info["shards"]]
+        self._bins = [str(self.shards / f"{n}.bin") for n in self.names]  # for messages
         self.starts = np.asarray([s["start"] for s in info["shards"]], np.int64)
         self.views_per_object = int(self.index["views"])
         self.latent_dim = int(self.index["latent_dim"])
@@ -388,12 +389,13 @@ class PackedStore:
         if maps is None:
             base = self.shards / self.names[shard]
             try:
+                # plain ndarray views of the maps: np.memmap slicing costs microseconds a call
                 maps = (
-                    np.memmap(f"{base}.bin", dtype=np.uint8, mode="r")
+                    np.asarray(np.memmap(f"{base}.bin", dtype=np.uint8, mode="r"))
                     if Path(f"{base}.bin").stat().st_size
                     else np.zeros(0, np.uint8),
-                    np.load(f"{base}.offsets.npy", mmap_mode="r", allow_pickle=False),
-                    np.load(f"{base}.latents.npy", mmap_mode="r", allow_pickle=False),
+                    np.asarray(np.load(f"{base}.offsets.npy", mmap_mode="r", allow_pickle=False)),
+                    np.asarray(np.load(f"{base}.latents.npy", mmap_mode="r", allow_pickle=False)),
                 )
             except (OSError, ValueError) as err:
                 raise DatasetFormatError(f"shard {base} cannot be opened: {err}") from err
@@ -412,7 +414,7 @@ class PackedStore:
         a, b = int(offsets[j]), int(offsets[j + 1])
         source = (
             f"{self.split.entries[index]} view {view} in shard file "
-            f"{self.shards / self.names[shard]}.bin (bytes {a}..{b})"
+            f"{self._bins[shard]} (bytes {a}..{b})"
         )
         if b > len(blob) or a > b:
             raise DatasetFormatError(f"image {source} lies outside the file ({len(blob)} bytes)")
