@@ -126,8 +126,11 @@ def test_array_templates_pass_valid_options(tmp_path):
     _, _, expected = CASES["pack.sbatch"]
     _, _, options = parse_args(expected[1:])
     assert (options["chunk"], options["num_chunks"]) == (3, 8)
-    from equissl.generate_cli import parse
+    from omegaconf import OmegaConf
+
+    from equissl.datasets.iebench import RenderSettings  # equissl-generate's schema
 
     _, _, expected = CASES["generate.sbatch"]
-    _, settings = parse([*expected[1:]])
-    assert (settings["chunk"], settings["num_chunks"], settings["workers"]) == (3, 8, 16)
+    keys = [a for a in expected[1:] if not a.startswith("out=")]
+    settings = OmegaConf.merge(OmegaConf.structured(RenderSettings), OmegaConf.from_dotlist(keys))
+    assert (settings.chunk, settings.num_chunks, settings.workers) == (3, 8, 16)
