@@ -1,4 +1,4 @@
-"""Console entry points: equissl-pretrain, -evaluate, -generate, -validate (DESIGN §6)."""
+"""Console entry points: equissl-pretrain, -evaluate, -generate, -validate (DESIGN §6), -pack."""
 
 from __future__ import annotations
 
@@ -122,5 +122,11 @@ def generate(argv: list[str] | None = None) -> None:
 
 def validate(argv: list[str] | None = None) -> None:
     from equissl.validate_cli import main
+
+    sys.exit(main(sys.argv[1:] if argv is None else argv))
+
+
+def pack(argv: list[str] | None = None) -> None:
+    from equissl.pack_cli import main
 
     sys.exit(main(sys.argv[1:] if argv is None else argv))

@@ -24,12 +24,8 @@ from equissl.datasets.iebench_format import (
     MEAN,
     STD,
     default_splits_dir,
-    image_path,
-    latent_path,
-    read_image,
-    read_latent,
 )
-from equissl.datasets.validate import check_split
+from equissl.datasets.packed import open_store
 from equissl.training.keys import SampleKey, split_key
 
 
@@ -56,7 +52,15 @@ class IEBenchDataConfig(DataConfig):
     image_size: int = 256  # SIE trains at 256 px
     translation: bool = False  # 3DIEBench-T: latents carry a translation (10 values)
     canonical_sign: bool = False  # quaternion sign as the reference (not canonicalised)
+    # loose (image_{v}.jpg + latent_{v}.npy files) | packed (equissl-pack shards) | auto:
+    # packed when root holds packed.json. Same items either way (equissl.datasets.packed).
+    format: str = "auto"
     generate: RenderSettings | None = None  # render the dataset into root if it is absent
+
+
+# Built once: two small tensors per view were a tenth of the per-item loading time.
+_MEAN_CHW = torch.tensor(MEAN).view(3, 1, 1)
+_STD_CHW = torch.tensor(STD).view(3, 1, 1)
 
 
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
@@ -67,9 +71,7 @@ def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Ten
             x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )[0]
     if normalize:
-        mean = torch.tensor(MEAN).view(3, 1, 1)
-        std = torch.tensor(STD).view(3, 1, 1)
-        x = (x - mean) / std
+        x = (x - _MEAN_CHW) / _STD_CHW
     return x
 
 
@@ -84,11 +86,14 @@ class IEBenchDataset(ViewDataset):
         image_size: side in pixels after resizing; ``None`` keeps the stored size.
         splits_dir: folder of the split files (default ``<root>/data``).
         canonical_sign: canonicalise quaternion signs (``w ≥ 0``).
+        data_format: ``loose`` files, ``packed`` shards (``equissl-pack``) or ``auto``
+            (:func:`~equissl.datasets.packed.open_store`); the items are the same.
 
     Items follow the batch contract: ``views [V, 3, S, S]`` normalised float32,
     ``latents [V, 7 or 10]``, ``label``, ``coeffs [0]``, ``index``.
-    The number of views per object and the latent length are the majority over a sample of
-    objects (:func:`~equissl.datasets.validate.check_split`, which also checks the split).
+    Loose trees: the number of views per object and the latent length are the majority over
+    a sample of objects (:func:`~equissl.datasets.validate.check_split`, which also checks the
+    split); packed ones: from the index, whose shard files are checked.
     """
 
     def __init__(
@@ -99,11 +104,12 @@ class IEBenchDataset(ViewDataset):
         image_size: int | None = None,
         splits_dir: str | Path | None = None,
         canonical_sign: bool = False,
+        data_format: str = "auto",
     ) -> None:
         self.root = Path(root)
         self.split_name = split
-        checked = check_split(self.root, split, splits_dir)  # DatasetFormatError naming files
-        self.split, self.views_per_object = checked.split, checked.views_per_object
+        self.store = open_store(self.root, split, splits_dir, data_format)  # errors name files
+        self.split, self.views_per_object = self.store.split, self.store.views_per_object
         if not 1 <= num_views <= self.views_per_object:
             raise ValueError(
                 f"num_views={num_views} but objects of {self.root} have "
@@ -111,7 +117,7 @@ class IEBenchDataset(ViewDataset):
             )
         self.num_views = num_views
         self.image_size = image_size
-        self.latent_dim = checked.latent_dim
+        self.latent_dim = self.store.latent_dim
         self.action_space = IEBenchActionSpace(self.latent_dim, canonical_sign)
         self.splits_dir = Path(splits_dir) if splits_dir else default_splits_dir(self.root)
 
@@ -124,6 +130,7 @@ class IEBenchDataset(ViewDataset):
             image_size=cfg.get("image_size"),
             splits_dir=cfg.get("splits_dir"),
             canonical_sign=bool(cfg.get("canonical_sign", False)),
+            data_format=str(cfg.get("format", "auto")),
         )
         expected = 10 if cfg.get("translation") else 7
         if ds.latent_dim != expected:
@@ -136,9 +143,7 @@ class IEBenchDataset(ViewDataset):
         return ds
 
     def spec(self) -> DataSpec:
-        size = self.image_size or int(
-            read_image(image_path(self.root, self.split.entries[0], 0)).shape[-1]
-        )
+        size = self.image_size or int(self.store.image(0, 0).shape[-1])
         return DataSpec(
             view_shape=(3, size, size),
             channels=("r", "g", "b"),
@@ -155,14 +160,8 @@ class IEBenchDataset(ViewDataset):
 
     def load(self, index: int, views: Sequence[int]) -> Item:
         """The item of object ``index`` seen in the given view ids."""
-        entry = self.split.entries[index]
-        imgs = [
-            to_float_image(read_image(image_path(self.root, entry, v)), self.image_size)
-            for v in views
-        ]
-        lats = np.stack(
-            [read_latent(latent_path(self.root, entry, v), self.latent_dim) for v in views]
-        )
+        imgs = [to_float_image(self.store.image(index, v), self.image_size) for v in views]
+        lats = self.store.latents(index, views)
         return make_item(
             torch.stack(imgs),
             torch.from_numpy(lats).float(),
@@ -190,16 +189,13 @@ class IEBenchDataset(ViewDataset):
         return make_grid(v.flatten(0, 1), nrow=v.shape[1], padding=2)
 
     def manifest(self) -> Iterable[str]:
-        """Split files' content hashes, then every object's files with sizes and mtimes."""
+        """Split files' content hashes, then every object's files (or shard files) with sizes
+        and mtimes."""
         for suffix in ("images", "labels"):
             f = self.splits_dir / f"{self.split_name}_{suffix}.npy"
             yield f"{f}|{hashlib.sha1(f.read_bytes()).hexdigest()}"
         yield f"image_size={self.image_size}|canonical_sign={self.action_space.canonical_sign}"
-        for entry in self.split.entries:
-            obj = self.root / entry
-            for p in sorted(obj.iterdir()):
-                st = p.stat()
-                yield f"{entry}/{p.name}|{st.st_size}|{st.st_mtime_ns}"
+        yield from self.store.manifest()
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:

@@ -10,17 +10,25 @@ Every reader error names the offending file.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
+from torchvision.io import ImageReadMode
+from torchvision.io import decode_image as decode_image_bytes
 
 from equissl.datasets.iebench_actions import LATENT_DIMS
 
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
+
+# torchvision 0.29 deprecates its codecs in favour of torchcodec (we pin torchvision <= 0.29.1);
+# the warning fires on every decode, so it is silenced once, here, by its message.
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated"
+)
 
 # Normalisation statistics of 3DIEBench used by the SIE / EquiCaps reference code.
 MEAN = (0.5016, 0.5037, 0.5060)
@@ -105,16 +113,31 @@ def count_views(object_dir: Path) -> int:
     return len(ids)
 
 
-def read_image(path: Path) -> Tensor:
-    """Decode a JPEG to ``[3, H, W]`` uint8, naming the file on failure."""
+def decode_image(data: bytes | np.ndarray, source: str) -> Tensor:
+    """Decode encoded image bytes (JPEG, PNG) to ``[3, H, W]`` uint8, naming ``source`` on failure.
+
+    The one decoder of every reader (loose files and packed shards), so both give the same
+    pixels: torchvision's libjpeg-turbo / libpng decoder, which matches PIL's pixel for pixel
+    on 3DIEBench-style JPEGs and is about 2.5x faster at 64 px.
+    """
+    if len(data) == 0:
+        raise DatasetFormatError(f"image {source} cannot be decoded: it is empty (0 bytes)")
+    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
+        return decode_image_bytes(buf, mode=ImageReadMode.RGB)
+    except RuntimeError as err:  # torchvision raises RuntimeError for every corrupt input
+        raise DatasetFormatError(f"image {source} cannot be decoded: {err}") from err
+
+
+def read_image(path: Path) -> Tensor:
+    """Decode a JPEG file to ``[3, H, W]`` uint8, naming the file on failure."""
+    try:
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise DatasetFormatError(f"image {path} not found") from None
-    except Exception as err:  # PIL raises OSError/SyntaxError/ValueError on corrupt files
+    except OSError as err:  # a directory, a permission or I/O error
         raise DatasetFormatError(f"image {path} cannot be decoded: {err}") from err
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    return decode_image(data, str(path))
 
 
 def read_latent(path: Path, latent_dim: int | None = None) -> np.ndarray:

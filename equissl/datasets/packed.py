@@ -1,0 +1,453 @@
+"""Packed 3DIEBench shards: one byte blob + offsets + latents per split chunk (DESIGN §2.2).
+
+A loose 3DIEBench tree is 2.6 M small files (a JPEG and a ``.npy`` per view); every training
+pair opens four of them. ``equissl-pack ROOT OUT`` writes the same data as a few large files
+that are memory-mapped and read by random access, so the resumable sampler's per-seed order
+and per-rank strides (:mod:`equissl.training.sampler`) apply unchanged — sequential tar
+shards (WebDataset) would have to replace that sampler with a shuffle buffer.
+
+Layout of ``OUT`` (chunk ``k`` of ``n`` of a split covers objects ``[k·N/n, (k+1)·N/n)`` of
+its split file, in order)::
+
+    OUT/packed.json                               the index (written once every chunk is done)
+    OUT/data/{split}_images.npy, _labels.npy      the split files, copied
+    OUT/packed/{split}-{k:05d}-of-{n:05d}.bin     view payloads, object-major, concatenated
+    OUT/packed/{split}-{k:05d}-of-{n:05d}.offsets.npy  int64 [M·V + 1] byte offsets into .bin
+    OUT/packed/{split}-{k:05d}-of-{n:05d}.latents.npy  float64 [M, V, P], the files' values
+    OUT/packed/{split}-{k:05d}-of-{n:05d}.json    the chunk's record (its completion marker)
+
+Payload ``encoding``: ``jpeg`` (default) keeps each view's file bytes as they are — decoded
+with the loose reader's decoder, the pixels are identical; ``raw`` stores decoded
+``[3, H, W]`` uint8 pixels (no decode at all; 12 KB a view at 64 px, 196 KB at 256 px).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from equissl.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from equissl.datasets.iebench_format import (
+    DatasetFormatError,
+    Split,
+    count_views,
+    decode_image,
+    default_splits_dir,
+    image_path,
+    latent_path,
+    load_split,
+    read_image,
+    read_latent,
+)
+from equissl.datasets.validate import check_split
+
+FORMAT_VERSION = 1
+INDEX_FILE = "packed.json"
+SHARDS_DIR = "packed"
+ENCODINGS = ("jpeg", "raw")
+
+
+def is_packed(root: str | Path) -> bool:
+    """Whether ``root`` is the output of ``equissl-pack`` (it holds ``packed.json``)."""
+    return (Path(root) / INDEX_FILE).is_file()
+
+
+def shard_name(split: str, chunk: int, num_chunks: int) -> str:
+    return f"{split}-{chunk:05d}-of-{num_chunks:05d}"
+
+
+def chunk_range(num_objects: int, chunk: int, num_chunks: int) -> tuple[int, int]:
+    """Objects ``[start, stop)`` of chunk ``chunk`` of ``num_chunks`` (contiguous, balanced)."""
+    if not 0 <= chunk < num_chunks:
+        raise ValueError(f"chunk={chunk} is outside 0..{num_chunks - 1} (num_chunks={num_chunks})")
+    return chunk * num_objects // num_chunks, (chunk + 1) * num_objects // num_chunks
+
+
+def split_digest(split: Split) -> str:
+    """SHA-1 of a split's entries and labels: the packed shards belong to exactly this split."""
+    h = hashlib.sha1("\n".join(split.entries).encode())
+    h.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- writing
+@dataclass(frozen=True)
+class PackSettings:
+    """What ``equissl-pack`` does (see :func:`pack_chunk`)."""
+
+    splits: tuple[str, ...] = ("train", "val")
+    chunk: int = 0
+    num_chunks: int = 1
+    encoding: str = "jpeg"
+    verify: bool = True  # decode every image while packing (jpeg); raw always decodes
+    splits_dir: str | None = None
+
+
+def _payload(path: Path, encoding: str, verify: bool) -> tuple[bytes, tuple[int, ...] | None]:
+    """One view's stored bytes and, when decoded, its ``(3, H, W)`` shape."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetFormatError(f"image {path} not found") from None
+    except OSError as err:
+        raise DatasetFormatError(f"image {path} cannot be read: {err}") from err
+    if encoding == "jpeg" and not verify:
+        return data, None
+    pixels = decode_image(data, str(path))
+    shape = tuple(pixels.shape)
+    return (pixels.numpy().tobytes() if encoding == "raw" else data), shape
+
+
+def pack_shard(
+    root: Path,
+    out: Path,
+    split: Split,
+    name: str,
+    start: int,
+    stop: int,
+    settings: PackSettings,
+) -> dict[str, Any]:
+    """Write one chunk's ``.bin``, ``.offsets.npy``, ``.latents.npy`` and then its record.
+
+    Every file goes through :func:`~equissl.atomic.atomic_open`, the record last, so a
+    killed job leaves no record and a rerun packs the chunk again.
+    """
+    shards = out / SHARDS_DIR
+    views = None
+    shapes: set[tuple[int, ...]] = set()
+    offsets = [0]
+    latents: list[np.ndarray] = []
+    with atomic_open(shards / f"{name}.bin") as blob:
+        for entry in split.entries[start:stop]:
+            n = count_views(root / entry)
+            views = n if views is None else views
+            if n != views:
+                raise DatasetFormatError(
+                    f"{root / entry} has {n} views but {root / split.entries[start]} has "
+                    f"{views}; packed objects must all have the same number of views"
+                )
+            rows = []
+            for v in range(n):
+                path = image_path(root, entry, v)
+                data, shape = _payload(path, settings.encoding, settings.verify)
+                shapes |= {shape} if shape else set()
+                blob.write(data)
+                offsets.append(offsets[-1] + len(data))
+                rows.append(read_latent(latent_path(root, entry, v)))
+            if len({len(r) for r in rows}) != 1:
+                raise DatasetFormatError(f"latents of {root / entry} differ in length")
+            latents.append(np.stack(rows))
+    if len(shapes) > 1 or (settings.encoding == "raw" and not shapes and stop > start):
+        raise DatasetFormatError(
+            f"images of {split.images_file} objects {start}..{stop - 1} differ in size "
+            f"({sorted(shapes)}); raw encoding needs one size"
+        )
+    dims = {lat.shape[1] for lat in latents}
+    if len(dims) > 1:
+        raise DatasetFormatError(f"latent lengths {sorted(dims)} differ within {name}")
+    lat = np.stack(latents) if latents else np.zeros((0, views or 0, 0))
+    for suffix, array in (("offsets", np.asarray(offsets, np.int64)), ("latents", lat)):
+        with atomic_open(shards / f"{name}.{suffix}.npy") as f:
+            np.save(f, array, allow_pickle=False)
+    record = {
+        "version": FORMAT_VERSION,
+        "shard": name,
+        "start": start,
+        "stop": stop,
+        "views": views,
+        "latent_dim": int(lat.shape[2]) if lat.ndim == 3 else 0,
+        "encoding": settings.encoding,
+        "image_shape": list(next(iter(shapes))) if shapes else None,
+        "bin_bytes": offsets[-1],
+        "split_digest": split_digest(split),
+    }
+    atomic_write_text(shards / f"{name}.json", json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _copy_split_files(sdir: Path, out: Path, split: str) -> None:
+    dest = default_splits_dir(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    for suffix in ("images", "labels"):
+        src = sdir / f"{split}_{suffix}.npy"
+        target = dest / f"{split}_{suffix}.npy"
+        if src.resolve() != target.resolve():
+            atomic_write_bytes(target, src.read_bytes())
+
+
+def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dict[str, Any]:
+    """Pack chunk ``settings.chunk`` of every split of ``root`` into ``out``.
+
+    Idempotent: a chunk whose record matches (same split, range, encoding) is skipped, so a
+    requeued or repeated array task does no work twice. When every chunk of every split is
+    done, the index ``out/packed.json`` is written (by whichever task finishes last; the
+    content does not depend on which).
+
+    Returns:
+        ``{"packed": [...], "skipped": [...], "index": path or None}``.
+
+    Raises:
+        DatasetFormatError: a missing or malformed source file (named).
+        ValueError: bad settings.
+    """
+    root, out = Path(root), Path(out)
+    if settings.encoding not in ENCODINGS:
+        raise ValueError(f"encoding={settings.encoding!r} is not one of {' | '.join(ENCODINGS)}")
+    if out.resolve() == root.resolve():
+        raise ValueError(f"OUT must differ from ROOT ({root})")
+    sdir = Path(settings.splits_dir) if settings.splits_dir else default_splits_dir(root)
+    done: dict[str, list[str]] = {"packed": [], "skipped": []}
+    for split_name in settings.splits:
+        split = load_split(root, split_name, sdir)
+        _copy_split_files(sdir, out, split_name)
+        name = shard_name(split_name, settings.chunk, settings.num_chunks)
+        start, stop = chunk_range(len(split), settings.chunk, settings.num_chunks)
+        old = _read_record(out / SHARDS_DIR / f"{name}.json")
+        same = old is not None and (old.get("split_digest"), old.get("encoding")) == (
+            split_digest(split),
+            settings.encoding,
+        )
+        if same and _shard_problems(out / SHARDS_DIR, old) == []:
+            done["skipped"].append(name)
+            continue
+        pack_shard(root, out, split, name, start, stop, settings)
+        done["packed"].append(name)
+    config = root / "data" / "render_config.json"
+    if config.is_file():
+        atomic_write_bytes(default_splits_dir(out) / config.name, config.read_bytes())
+    try:
+        index = write_index(out, settings.splits, settings.num_chunks)
+    except DatasetFormatError:
+        index = None  # other chunks still to come
+    return {**done, "index": str(index) if index else None}
+
+
+def _shard_problems(shards: Path, record: dict[str, Any]) -> list[str]:
+    """Files of one shard that are missing or whose size disagrees with its record."""
+    name = record["shard"]
+    problems = []
+    for suffix in (".bin", ".offsets.npy", ".latents.npy"):
+        f = shards / f"{name}{suffix}"
+        if not f.is_file():
+            problems.append(f"shard file {f} not found")
+    binf = shards / f"{name}.bin"
+    if binf.is_file() and binf.stat().st_size != record["bin_bytes"]:
+        problems.append(
+            f"shard file {binf} has {binf.stat().st_size} bytes; its record says "
+            f"{record['bin_bytes']} (truncated or overwritten: pack this chunk again)"
+        )
+    return problems
+
+
+def write_index(out: str | Path, splits: Sequence[str], num_chunks: int) -> Path:
+    """Check every chunk record of ``splits`` and write ``out/packed.json``.
+
+    Raises:
+        DatasetFormatError: naming every missing or unfinished chunk and inconsistent shards.
+    """
+    out = Path(out)
+    shards = out / SHARDS_DIR
+    problems: list[str] = []
+    index: dict[str, Any] = {"version": FORMAT_VERSION, "splits": {}}
+    common: dict[str, set] = {"views": set(), "latent_dim": set(), "encoding": set()}
+    shapes: set[tuple[int, ...]] = set()
+    for split in splits:
+        records = []
+        for k in range(num_chunks):
+            name = shard_name(split, k, num_chunks)
+            rec = _read_record(shards / f"{name}.json")
+            if rec is None:
+                problems.append(
+                    f"chunk {k} of {num_chunks} of split {split!r} is not packed yet: "
+                    f"{shards / name}.json not found"
+                )
+                continue
+            problems += _shard_problems(shards, rec)
+            records.append(rec)
+            if rec["stop"] > rec["start"]:
+                for key in common:
+                    common[key].add(rec[key])
+                shapes |= {tuple(rec["image_shape"])} if rec["image_shape"] else set()
+        digests = {r["split_digest"] for r in records}
+        if len(digests) > 1:
+            problems.append(f"chunks of split {split!r} were packed from different split files")
+        index["splits"][split] = {
+            "objects": records[-1]["stop"] if records else 0,
+            "split_digest": next(iter(digests), None),
+            "shards": [{k: r[k] for k in ("shard", "start", "stop", "bin_bytes")} for r in records],
+        }
+    for key, values in common.items():
+        if len(values) > 1:
+            problems.append(f"shards under {shards} disagree on {key}: {sorted(values)}")
+    if problems:
+        raise DatasetFormatError(f"cannot index {out}:\n  - " + "\n  - ".join(problems))
+    index.update({key: next(iter(v), None) for key, v in common.items()})
+    index["image_shape"] = list(next(iter(shapes))) if shapes else None
+    path = out / INDEX_FILE
+    atomic_write_text(path, json.dumps(index, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- reading
+class LooseStore:
+    """Views of one split read from the loose tree (``image_{v}.jpg`` + ``latent_{v}.npy``)."""
+
+    def __init__(self, root: Path, split: str, splits_dir: str | Path | None = None) -> None:
+        checked = check_split(root, split, splits_dir)  # DatasetFormatError naming files
+        self.root = root
+        self.split = checked.split
+        self.views_per_object = checked.views_per_object
+        self.latent_dim = checked.latent_dim
+
+    def image(self, index: int, view: int) -> Tensor:
+        """``[3, H, W]`` uint8 of view ``view`` of object ``index``."""
+        return read_image(image_path(self.root, self.split.entries[index], view))
+
+    def latents(self, index: int, views: Sequence[int]) -> np.ndarray:
+        """``[len(views), P]`` float64 latents."""
+        entry = self.split.entries[index]
+        return np.stack(
+            [read_latent(latent_path(self.root, entry, v), self.latent_dim) for v in views]
+        )
+
+    def manifest(self) -> Iterable[str]:
+        for entry in self.split.entries:
+            for p in sorted((self.root / entry).iterdir()):
+                st = p.stat()
+                yield f"{entry}/{p.name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+class PackedStore:
+    """Views of one split read from ``equissl-pack`` shards (memory-mapped, random access).
+
+    Same interface as :class:`LooseStore`. The shard files are checked (present, sizes as
+    indexed, split file unchanged since packing) when the store is built and opened lazily
+    in each process, so DataLoader workers map them themselves.
+    """
+
+    def __init__(self, root: Path, split: str, splits_dir: str | Path | None = None) -> None:
+        self.root = root
+        index_file = root / INDEX_FILE
+        try:
+            self.index = json.loads(index_file.read_text())
+        except FileNotFoundError:
+            raise DatasetFormatError(
+                f"packed index {index_file} not found (data.format=packed needs the output of "
+                "equissl-pack ROOT OUT; its last chunk writes the index)"
+            ) from None
+        except (OSError, json.JSONDecodeError) as err:
+            raise DatasetFormatError(f"packed index {index_file} cannot be read: {err}") from err
+        if split not in self.index.get("splits", {}):
+            raise DatasetFormatError(
+                f"split {split!r} is not packed in {index_file} (packed: "
+                f"{', '.join(self.index.get('splits', {})) or 'none'})"
+            )
+        info = self.index["splits"][split]
+        self.split = load_split(root, split, splits_dir)
+        if split_digest(self.split) != info["split_digest"]:
+            raise DatasetFormatError(
+                f"split file {self.split.images_file} (or its labels) differs from the one "
+                f"packed into {root / SHARDS_DIR}; pack again or point data.splits_dir at the "
+                "packed split files"
+            )
+        self.shards = root / SHARDS_DIR
+        problems = [p for s in info["shards"] for p in _shard_problems(self.shards, s)]
+        if problems:
+            listing = "\n  - ".join(problems)
+            raise DatasetFormatError(f"packed split {split!r} of {root}:\n  - {listing}")
+        self.names = [s["shard"] for s in info["shards"]]
+        self._bins = [str(self.shards / f"{n}.bin") for n in self.names]  # for messages
+        self.starts = np.asarray([s["start"] for s in info["shards"]], np.int64)
+        self.views_per_object = int(self.index["views"])
+        self.latent_dim = int(self.index["latent_dim"])
+        self.encoding = str(self.index["encoding"])
+        self.image_shape = tuple(self.index["image_shape"] or ())
+        self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_maps": None}  # workers map the files themselves
+
+    def _open(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._maps is None:
+            self._maps = [None] * len(self.names)  # type: ignore[list-item]
+        maps = self._maps[shard]
+        if maps is None:
+            base = self.shards / self.names[shard]
+            try:
+                # plain ndarray views of the maps: np.memmap slicing costs microseconds a call
+                maps = (
+                    np.asarray(np.memmap(f"{base}.bin", dtype=np.uint8, mode="r"))
+                    if Path(f"{base}.bin").stat().st_size
+                    else np.zeros(0, np.uint8),
+                    np.asarray(np.load(f"{base}.offsets.npy", mmap_mode="r", allow_pickle=False)),
+                    np.asarray(np.load(f"{base}.latents.npy", mmap_mode="r", allow_pickle=False)),
+                )
+            except (OSError, ValueError) as err:
+                raise DatasetFormatError(f"shard {base} cannot be opened: {err}") from err
+            self._maps[shard] = maps
+        return maps
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return shard, index - int(self.starts[shard])
+
+    def image(self, index: int, view: int) -> Tensor:
+        """``[3, H, W]`` uint8 of view ``view`` of object ``index``."""
+        shard, local = self._locate(index)
+        blob, offsets, _ = self._open(shard)
+        j = local * self.views_per_object + view
+        a, b = int(offsets[j]), int(offsets[j + 1])
+        source = (
+            f"{self.split.entries[index]} view {view} in shard file "
+            f"{self._bins[shard]} (bytes {a}..{b})"
+        )
+        if b > len(blob) or a > b:
+            raise DatasetFormatError(f"image {source} lies outside the file ({len(blob)} bytes)")
+        if self.encoding == "raw":
+            return torch.from_numpy(np.array(blob[a:b]).reshape(self.image_shape))
+        return decode_image(blob[a:b], source)
+
+    def latents(self, index: int, views: Sequence[int]) -> np.ndarray:
+        """``[len(views), P]`` float64 latents."""
+        shard, local = self._locate(index)
+        return np.array(self._open(shard)[2][local, list(views)])
+
+    def manifest(self) -> Iterable[str]:
+        index_file = self.root / INDEX_FILE
+        yield f"{index_file}|{hashlib.sha1(index_file.read_bytes()).hexdigest()}"
+        for name in self.names:
+            for suffix in (".bin", ".offsets.npy", ".latents.npy"):
+                st = (self.shards / f"{name}{suffix}").stat()
+                yield f"{SHARDS_DIR}/{name}{suffix}|{st.st_size}|{st.st_mtime_ns}"
+
+
+STORES = {"loose": LooseStore, "packed": PackedStore}
+FORMATS = ("auto", *STORES)
+
+
+def open_store(
+    root: str | Path, split: str, splits_dir: str | Path | None = None, data_format: str = "auto"
+) -> LooseStore | PackedStore:
+    """The store of ``split``: ``data_format`` ``loose`` | ``packed`` | ``auto`` (packed when
+    ``root`` holds ``packed.json``)."""
+    root = Path(root)
+    if data_format not in FORMATS:
+        raise ValueError(f"data.format={data_format!r} is not one of {' | '.join(FORMATS)}")
+    if data_format == "auto":
+        data_format = "packed" if is_packed(root) else "loose"
+    return STORES[data_format](root, split, splits_dir)

@@ -1,0 +1,136 @@
+"""The sbatch templates of slurm/: each is run by bash with ``srun``/``scontrol`` stubs and a
+SLURM environment; the command it starts, its pre-timeout signal, its requeue setting and
+(for the templates that requeue from the batch shell) the requeue on SIGUSR1 are checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM = REPO / "slurm"
+
+STUB = """#!/bin/bash
+printf '%s\\n' "$@" > "{log}"
+for _ in $(seq 100); do [[ -e "{release}" ]] && exit 0; sleep 0.1; done
+"""
+
+
+def sbatch_options(template: Path) -> dict[str, str]:
+    """``#SBATCH --key=value`` lines of a template (``--flag`` maps to ``""``)."""
+    options = {}
+    for line in template.read_text().splitlines():
+        if line.startswith("#SBATCH "):
+            key, _, value = line.split(None, 1)[1].partition("=")
+            options[key] = value
+    return options
+
+
+def start(template: str, args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
+    """Run ``template`` as SLURM would (cwd = submit dir = the repository), stubs on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("srun", "scontrol"):  # srun runs until the test releases it
+        stub = bin_dir / name
+        release = tmp_path / ("release" if name == "srun" else "scontrol.args")
+        stub.write_text(STUB.format(log=tmp_path / f"{name}.args", release=release))
+        stub.chmod(0o755)
+    environ = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_SUBMIT_DIR": str(REPO),
+        "SLURM_JOB_ID": "1234",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS_PER_NODE": "8",
+        "SLURM_CPUS_PER_TASK": "16",
+        **env,
+    }
+    return subprocess.Popen(["bash", str(SLURM / template), *args], cwd=REPO, env=environ)
+
+
+def srun_args(tmp_path: Path, timeout: float = 20) -> list[str]:
+    log = tmp_path / "srun.args"
+    deadline = time.monotonic() + timeout
+    while not log.is_file() or not log.read_text().endswith("\n"):
+        assert time.monotonic() < deadline, "srun was never called"
+        time.sleep(0.05)
+    return log.read_text().splitlines()
+
+
+ARRAY = {"SLURM_ARRAY_JOB_ID": "1234", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}
+CASES = {
+    "pretrain.sbatch": (
+        ["method=sie", "data.root=/d"],
+        {},
+        ["equissl-pretrain", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2",
+         "method=sie", "data.root=/d"],
+    ),
+    "evaluate.sbatch": (
+        ["checkpoint=/runs/r/checkpoints/last.ckpt"],
+        {},
+        ["equissl-evaluate", "checkpoint=/runs/r/checkpoints/last.ckpt"],
+    ),
+    "generate.sbatch": (
+        ["out=/data/mini", "views=50"],
+        ARRAY,
+        ["equissl-generate", "out=/data/mini", "views=50", "chunk=3", "num_chunks=8",
+         "workers=16"],
+    ),
+    "pack.sbatch": (
+        ["/data/3DIEBench", "/scratch/packed"],
+        ARRAY,
+        ["equissl-pack", "/data/3DIEBench", "/scratch/packed", "chunk=3", "num_chunks=8"],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("template", sorted(CASES))
+def test_template_runs_srun_with_signal_and_requeue(template, tmp_path):
+    args, env, expected = CASES[template]
+    options = sbatch_options(SLURM / template)
+    assert "--requeue" in options
+    assert options["--signal"] in ("SIGUSR1@90", "B:USR1@90")
+    (tmp_path / "release").touch()
+    proc = start(template, args, tmp_path, **env)
+    assert proc.wait(timeout=30) == 0
+    assert srun_args(tmp_path) == expected
+    if "--array" in options:
+        assert "%A_%a" in options["--output"]  # one log per array task
+
+
+@pytest.mark.parametrize("template", ["evaluate.sbatch", "generate.sbatch", "pack.sbatch"])
+def test_batch_shell_requeues_on_usr1(template, tmp_path):
+    args, env, _ = CASES[template]
+    proc = start(template, args, tmp_path, **env)
+    srun_args(tmp_path)  # srun is running: the trap is installed
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "scontrol.args").is_file():
+        assert time.monotonic() < deadline, "no scontrol requeue after SIGUSR1"
+        time.sleep(0.05)
+    job = "1234_3" if env else "1234"
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", job]
+    (tmp_path / "release").touch()  # the command finishes; the script returns its status
+    assert proc.wait(timeout=30) == 0
+
+
+def test_array_templates_pass_valid_options(tmp_path):
+    """The chunk options the array templates append are the commands' own."""
+    from equissl.pack_cli import parse_args
+
+    _, _, expected = CASES["pack.sbatch"]
+    _, _, options = parse_args(expected[1:])
+    assert (options["chunk"], options["num_chunks"]) == (3, 8)
+    from omegaconf import OmegaConf
+
+    from equissl.datasets.iebench import RenderSettings  # equissl-generate's schema
+
+    _, _, expected = CASES["generate.sbatch"]
+    keys = [a for a in expected[1:] if not a.startswith("out=")]
+    settings = OmegaConf.merge(OmegaConf.structured(RenderSettings), OmegaConf.from_dotlist(keys))
+    assert (settings.chunk, settings.num_chunks, settings.workers) == (3, 8, 16)
