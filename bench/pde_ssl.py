@@ -1,8 +1,8 @@
 """Mialon et al. (NeurIPS 2023) Table 1 at CPU scale: Lie-symmetry VICReg pretrained on a
 small Burgers and a small KdV set, then the paper's two downstream tasks.
 
-    nice python bench/pde_ssl.py [--trajectories 120] [--steps 200] [--equations burgers,kdv]
-        [--ts-epochs 20] [--ts-samples 6] [--ts-width 32] [--work runs/pde_ssl] [--out bench/results]
+    nice python bench/pde_ssl.py [--trajectories 120] [--steps 100] [--equations burgers,kdv]
+        [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--work runs/pde_ssl] [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
 projector 512-512-512, AdamW 3e-4, wd 1e-6, batch 32, two independently transformed 16-frame
@@ -166,9 +166,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--equations", default="burgers,kdv")
     ap.add_argument("--trajectories", type=int, default=120, help="per equation (val: 1 in 5)")
-    ap.add_argument("--steps", type=int, default=200, help="pretraining steps (batch 32)")
-    ap.add_argument("--ts-epochs", type=int, default=20, help="time-stepping epochs")
-    ap.add_argument("--ts-samples", type=int, default=6, help="starts per trajectory and epoch")
+    ap.add_argument("--steps", type=int, default=100, help="pretraining steps (batch 32)")
+    ap.add_argument("--ts-epochs", type=int, default=10, help="time-stepping epochs")
+    ap.add_argument("--ts-samples", type=int, default=4, help="starts per trajectory and epoch")
     ap.add_argument("--ts-width", type=int, default=32, help="time-stepping CNN width")
     ap.add_argument("--work", default="runs/pde_ssl")
     ap.add_argument("--out", default="bench/results")
