@@ -1,7 +1,7 @@
 """Mialon et al. (NeurIPS 2023) Table 1 at CPU scale: Lie-symmetry VICReg pretrained on a
 small Burgers and a small KdV set, then the paper's two downstream tasks.
 
-    nice python bench/pde_ssl.py [--trajectories 120] [--steps 100] [--equations burgers,kdv]
+    nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
         [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--work runs/pde_ssl] [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
@@ -166,7 +166,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--equations", default="burgers,kdv")
     ap.add_argument("--trajectories", type=int, default=120, help="per equation (val: 1 in 5)")
-    ap.add_argument("--steps", type=int, default=100, help="pretraining steps (batch 32)")
+    ap.add_argument("--steps", type=int, default=40, help="pretraining steps (batch 32)")
     ap.add_argument("--ts-epochs", type=int, default=10, help="time-stepping epochs")
     ap.add_argument("--ts-samples", type=int, default=4, help="starts per trajectory and epoch")
     ap.add_argument("--ts-width", type=int, default=32, help="time-stepping CNN width")

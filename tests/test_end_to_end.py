@@ -19,7 +19,10 @@ COMMON = [
     "trainer.max_steps=2",
     "trainer.enable_progress_bar=false",
     "eval.num_workers=0",
-    *(f"eval.probes.{p}.epochs=2" for p in ("classification", "rotation", "lie", "coefficients")),
+    *(
+        f"eval.probes.{p}.epochs=2"
+        for p in ("classification", "rotation", "lie", "coefficients", "time_stepping")
+    ),
 ]
 
 
