@@ -2,7 +2,8 @@
 small Burgers and a small KdV set, then the paper's two downstream tasks.
 
     nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
-        [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--work runs/pde_ssl] [--out bench/results]
+        [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--work runs/pde_ssl]
+        [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
 projector 512-512-512, AdamW 3e-4, wd 1e-6, batch 32, two independently transformed 16-frame
