@@ -21,7 +21,7 @@ COMMON = [
     "eval.num_workers=0",
     *(
         f"eval.probes.{p}.epochs=2"
-        for p in ("classification", "rotation", "color", "lie", "coefficients")
+        for p in ("classification", "rotation", "color", "lie", "coefficients", "time_stepping")
     ),
 ]
 

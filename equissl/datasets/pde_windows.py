@@ -131,7 +131,9 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:
-        return True  # the generator skips complete chunk files itself
+        # Only into a root without trajectory files: the data yamls' default data.generate
+        # (a small set at the default root) must never add a chunk to a user's data.root.
+        return not pde_files(Path(cfg["root"]))[0]
 
     @classmethod
     def generate(

@@ -1,0 +1,419 @@
+"""Time-stepping with the frozen representation as conditioning — the equivariant task of
+Mialon et al. (2023): a neural solver predicts the next ``future`` frames of a trajectory
+from its last ``history`` frames, in three rows trained on the same data and budget:
+
+* ``none_*`` — the solver alone (with the grid steps ``dx, dt`` every row gets, as LPSDA);
+* ``*`` (no prefix) — conditioned on the frozen representation of the trajectory's
+  **first** ``window`` frames (untransformed, frames ``[0, window)``), which are never
+  among the targets (the paper's protocol, App. F.3 as reported by FAE; pde_lie.md §4b);
+* ``oracle_*`` — conditioned on the true coefficients (Burgers ν, NS buoyancy b); absent
+  on data without coefficients (KdV and KS as generated here).
+
+The conditioning vector (standardised with the probe-train statistics) goes through a
+2-layer MLP to a ``cond_dim``-wide embedding (the paper: a bottleneck of 1), broadcast over
+space and stacked with the solver's input channels, as LPSDA stacks ``dx, dt``.
+
+Solvers (``equissl.eval.probes.time_stepping``): 1-D, LPSDA's ``CNN`` (experiments/
+models_cnn.py: a per-point lift of history + conditions to ``width``, eight circular
+residual convolutions of kernels 3, 5, 5, 7, 7, 9, 9, 15 with ELU, a 2-layer head to the
+future frames); 2-D (Navier–Stokes), a small two-level circular U-Net over (x, y) with the
+history's fields as channels (PDEArena's Unetmod-64 is larger; ours is sized for CPU). Both
+add their output to the last history frame, with the output layer zero-initialised, so
+every row starts as persistence (LPSDA predicts the frames directly, from its own init);
+fields are divided by their probe-train RMS. Both train faster at small budgets.
+
+Protocol, LPSDA ``experiments/train.py`` defaults: history 20, future 20, AdamW lr 1e-4,
+MultiStepLR at epochs 5, 10, 15 by 0.4, batch 16, 20 epochs of one random start per
+trajectory. Evaluation (LPSDA ``test_unrolled_losses``): starts ``s0 = max(history,
+window)``, ``s0 + future``, …; ``nmse_1step`` from the true history at each start,
+``nmse_rollout`` feeding predictions back from ``s0`` over ``rollout_blocks`` blocks (all
+that fit by default). NMSE is the per-frame ``‖û_t − u_t‖² / ‖u_t‖²`` (over space and
+fields) **averaged** over frames and trajectories; LPSDA sums it over the rolled-out
+frames (multiply by the horizon, reported as ``rollout_frames``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from equissl.config import ProbeConfig
+from equissl.datasets.pde.dataset import PDEWindowDataset
+from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, seeded
+
+
+@dataclass
+class TimeSteppingProbeConfig(ProbeConfig):
+    """LPSDA (brandstetter-johannes/LPSDA ``experiments/train.py``) argparse defaults for
+    1-D; one frame in, one out for Navier–Stokes (PDEArena cond-NS, via FAE [3P])."""
+
+    epochs: int = 20  # --num_epochs 20
+    lr: float = 1e-4  # --lr 1e-4, optim.AdamW
+    weight_decay: float = 0.01  # AdamW's default (LPSDA passes none)
+    milestones: list[int] = field(default_factory=lambda: [5, 10, 15])  # MultiStepLR
+    lr_decay: float = 0.4  # --lr_decay 0.4
+    batch_size: int = 16  # --batch_size 16
+    samples_per_trajectory: int = 1  # random starts per trajectory and epoch (LPSDA: 1)
+    history: int = 20  # --time_history 20 (1-D)
+    future: int = 20  # --time_future 20 (1-D)
+    history_2d: int = 1  # Navier–Stokes
+    future_2d: int = 1
+    width: int = 128  # LPSDA CNN width
+    width_2d: int = 32  # U-Net base width (levels: w, 2w, 4w)
+    cond_hidden: int = 128  # conditioning MLP hidden width
+    cond_dim: int = 1  # the paper's bottleneck of 1
+    rollout_blocks: int | None = None  # blocks of `future` frames rolled out (None: all)
+    rep_batch_size: int = 64  # first-window representations
+
+
+def frame_nmse(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-frame normalised squared error ``‖û_t − u_t‖² / ‖u_t‖²`` over every dimension
+    after the first two: ``[N, F, *S]`` -> ``[N, F]``."""
+    err = (pred.double() - target.double()).pow(2).flatten(2).sum(2)
+    return err / target.double().pow(2).flatten(2).sum(2).clamp_min(1e-24)
+
+
+class Conditioning(nn.Module):
+    """Standardise a conditioning vector ``[B, K]`` and map it by a 2-layer MLP to
+    ``[B, cond_dim]`` (``K = 0``: ``[B, 0]``, no parameters)."""
+
+    def __init__(self, mean: Tensor, std: Tensor, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float().clone())
+        self.register_buffer("std", std.float().clamp_min(1e-6).clone())
+        k = len(mean)
+        self.out_dim = out_dim if k else 0
+        self.mlp = (
+            nn.Sequential(nn.Linear(k, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+            if k
+            else None
+        )
+
+    def forward(self, c: Tensor) -> Tensor:
+        if self.mlp is None:
+            return c.new_zeros(len(c), 0)
+        return self.mlp((c - self.mean) / self.std)
+
+
+class LPSDACNN(nn.Module):
+    """LPSDA's 1-D ``CNN``: ``u [B, H, X]``, extras ``[B, E]`` (dx, dt, conditioning) ->
+    ``[B, F, X]``, plus the last history frame."""
+
+    kernels = (3, 5, 5, 7, 7, 9, 9, 15)
+
+    def __init__(self, history: int, future: int, extras: int, width: int) -> None:
+        super().__init__()
+        self.fc0 = nn.Linear(history + extras, width)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(width, width, k, padding=k // 2, padding_mode="circular")
+            for k in self.kernels
+        )
+        for conv in self.convs:
+            nn.init.xavier_uniform_(conv.weight)
+        self.fc1 = nn.Linear(width, 128)
+        self.fc2 = nn.Linear(128, future)
+        nn.init.zeros_(self.fc2.weight)  # starts as persistence (see the module docstring)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, u: Tensor, extras: Tensor) -> Tensor:
+        x = torch.cat([u, extras[:, :, None].expand(-1, -1, u.shape[-1])], 1)
+        h = self.fc0(x.transpose(1, 2)).transpose(1, 2)  # [B, width, X]
+        for conv in self.convs:
+            h = F.elu(h + conv(h))
+        out = self.fc2(F.elu(self.fc1(h.transpose(1, 2)))).transpose(1, 2)
+        return u[:, -1:] + out
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    def norm(c: int) -> nn.GroupNorm:
+        return nn.GroupNorm(min(8, c), c)
+
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, padding_mode="circular"),
+        norm(cout),
+        nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1, padding_mode="circular"),
+        norm(cout),
+        nn.GELU(),
+    )
+
+
+class SmallUNet(nn.Module):
+    """A two-level circular U-Net over (x, y): ``u [B, H, C, X, Y]``, extras ``[B, E]`` ->
+    ``[B, F, C, X, Y]`` (X, Y divisible by 4), plus the last history frame."""
+
+    def __init__(self, history: int, future: int, fields: int, extras: int, width: int) -> None:
+        super().__init__()
+        self.future, self.fields = future, fields
+        self.enc1 = conv_block(history * fields + extras, width)
+        self.enc2 = conv_block(width, 2 * width)
+        self.mid = conv_block(2 * width, 4 * width)
+        self.dec2 = conv_block(6 * width, 2 * width)
+        self.dec1 = conv_block(3 * width, width)
+        self.out = nn.Conv2d(width, future * fields, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, u: Tensor, extras: Tensor) -> Tensor:
+        b, _, c, nx, ny = u.shape
+        x = torch.cat([u.flatten(1, 2), extras[:, :, None, None].expand(-1, -1, nx, ny)], 1)
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.avg_pool2d(e1, 2))
+        m = self.mid(F.avg_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([F.interpolate(m, scale_factor=2.0), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
+        return u[:, -1:] + self.out(d1).view(b, self.future, c, nx, ny)
+
+
+class ConditionedSolver(nn.Module):
+    """``(u [B, H, *S], grid [B, 2], cond [B, K]) -> [B, F, *S]``: the solver sees the grid
+    steps and the conditioning MLP's embedding as extra channels."""
+
+    def __init__(self, solver_of: Any, conditioning: Conditioning) -> None:
+        super().__init__()
+        self.conditioning = conditioning
+        self.solver = solver_of(2 + conditioning.out_dim)
+
+    def forward(self, u: Tensor, grid: Tensor, cond: Tensor) -> Tensor:
+        return self.solver(u, torch.cat([grid, self.conditioning(cond)], 1))
+
+
+@dataclass
+class Trajectories:
+    """One split's raw trajectories for the solver: ``u [N, T, *S]`` float32 (1-D: S = X;
+    NS: S = (3, X, Y), fields s, vₓ, v_y), ``grid [N, 2]`` (dx, dt)."""
+
+    u: Tensor
+    grid: Tensor
+
+    @classmethod
+    def of(cls, ds: PDEWindowDataset, scale: float = 1.0) -> Trajectories:
+        """``ds``'s trajectories divided by ``scale`` (NMSE does not change)."""
+        dx = ds.x[:, 1] - ds.x[:, 0]
+        dt = ds.t[:, 1] - ds.t[:, 0]
+        return cls(ds.u.float() / scale, torch.stack([dx, dt], 1).float())
+
+
+@torch.inference_mode()
+def first_window_features(
+    method: Any, ds: PDEWindowDataset, batch_size: int, device: torch.device
+) -> dict[str, Tensor]:
+    """The frozen representation of every trajectory's first ``ds.window`` frames,
+    untransformed (identity group element): ``{part: [N, D]}``."""
+    method.eval().to(device)
+    identity = torch.zeros(ds.group.dim, dtype=torch.float64)
+    out: dict[str, list[Tensor]] = {}
+    for start in range(0, len(ds), batch_size):
+        views = torch.stack(
+            [ds.view(i, 0, identity) for i in range(start, min(len(ds), start + batch_size))]
+        )
+        for name, rep in method.represent(views.to(device)).items():
+            out.setdefault(name, []).append(rep.float().cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def eval_starts(frames: int, history: int, future: int, window: int) -> list[int]:
+    """Starts of the evaluation blocks: ``max(history, window)`` then every ``future``
+    frames while a whole target block fits (LPSDA ``test_unrolled_losses``)."""
+    return list(range(max(history, window), frames - history - future + 1, future))
+
+
+def train_solver(
+    model: ConditionedSolver,
+    data: Trajectories,
+    cond: Tensor,
+    history: int,
+    future: int,
+    window: int,
+    cfg: dict[str, Any],
+    device: torch.device,
+    progress: bool,
+    desc: str,
+) -> ConditionedSolver:
+    """AdamW + MultiStepLR on the MSE of the next ``future`` frames after ``history``
+    frames from random starts whose targets all lie after the first ``window`` frames."""
+    gen = torch.Generator().manual_seed(int(cfg["seed"]))
+    model.to(device).train()
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[int(m) for m in cfg["milestones"]], gamma=float(cfg["lr_decay"])
+    )
+    n, frames = data.u.shape[:2]
+    lo, hi = max(0, window - history), frames - history - future
+    reps, bs = int(cfg["samples_per_trajectory"]), int(cfg["batch_size"])
+    offsets = torch.arange(history + future)
+    for _ in tqdm(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
+        traj = torch.arange(n).repeat(reps)
+        traj = traj[torch.randperm(len(traj), generator=gen)]
+        starts = torch.randint(lo, hi + 1, (len(traj),), generator=gen)
+        for k in range(0, len(traj), bs):
+            i, s = traj[k : k + bs], starts[k : k + bs]
+            clip = data.u[i[:, None], s[:, None] + offsets].to(device)
+            pred = model(clip[:, :history], data.grid[i].to(device), cond[i].to(device))
+            loss = F.mse_loss(pred, clip[:, history:])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate_solver(
+    model: ConditionedSolver,
+    data: Trajectories,
+    cond: Tensor,
+    history: int,
+    future: int,
+    window: int,
+    rollout_blocks: int | None,
+    device: torch.device,
+    batch_size: int = 64,
+) -> tuple[dict[str, float], Tensor, Tensor]:
+    """``({nmse_1step, nmse_rollout, rollout_frames}, first-block prediction, its truth)``
+    on every trajectory (see the module docstring)."""
+    frames = data.u.shape[1]
+    starts = eval_starts(frames, history, future, window)
+    blocks = starts[: rollout_blocks or None]
+    one, roll, first_pred, first_true = [], [], [], []
+    for k in range(0, len(data.u), batch_size):
+        u = data.u[k : k + batch_size].to(device)
+        grid, c = data.grid[k : k + batch_size].to(device), cond[k : k + batch_size].to(device)
+        for s in starts:
+            pred = model(u[:, s : s + history], grid, c)
+            one.append(frame_nmse(pred, u[:, s + history : s + history + future]).cpu())
+            if s == starts[0]:
+                first_pred.append(pred.cpu())
+                first_true.append(u[:, s + history : s + history + future].cpu())
+        state, errs = u[:, blocks[0] : blocks[0] + history], []
+        for s in blocks:
+            pred = model(state[:, -history:], grid, c)
+            errs.append(frame_nmse(pred, u[:, s + history : s + history + future]))
+            state = torch.cat([state, pred], 1)
+        roll.append(torch.cat(errs, 1).cpu())
+    metrics = {
+        "nmse_1step": float(torch.cat(one).mean()),
+        "nmse_rollout": float(torch.cat(roll).mean()),
+        "rollout_frames": float(len(blocks) * future),
+    }
+    return metrics, torch.cat(first_pred), torch.cat(first_true)
+
+
+@PROBES.register("time_stepping", config=TimeSteppingProbeConfig)
+class TimeSteppingProbe(Probe):
+    """Neural time-stepping without conditioning, with the frozen first-window
+    representation, and with the true coefficients."""
+
+    def __init__(self, name: str, cfg: dict[str, Any]) -> None:
+        super().__init__(name, cfg)
+        self._fixed: dict[str, float] | None = None
+        self._reps: dict[str, dict[str, Tensor]] | None = None
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        ds = ctx.datasets.get("train")
+        if not isinstance(ds, PDEWindowDataset) or not isinstance(
+            ctx.datasets.get("val"), PDEWindowDataset
+        ):
+            return "needs raw PDE trajectories (data=pde_<equation>)"
+        history, future = self.horizon(ds)
+        if not eval_starts(ds.u.shape[1], history, future, ds.window):
+            return (
+                f"trajectories of {ds.u.shape[1]} frames hold no history {history} + future "
+                f"{future} block after the first window of {ds.window}"
+            )
+        return None
+
+    def horizon(self, ds: PDEWindowDataset) -> tuple[int, int]:
+        if ds.two_d:
+            return int(self.cfg["history_2d"]), int(self.cfg["future_2d"])
+        return int(self.cfg["history"]), int(self.cfg["future"])
+
+    def row(
+        self, ctx: EvalContext, cond_train: Tensor, cond_val: Tensor, desc: str
+    ) -> tuple[dict[str, float], Tensor, Tensor]:
+        """Train one solver on the train split's trajectories with ``cond_train [N, K]``
+        and evaluate it on the val split's."""
+        ds = ctx.datasets["train"]
+        history, future = self.horizon(ds)
+        # unit RMS over the probe-train fields, so the persistence skip starts every row
+        # from the same prediction whatever the equation's amplitude (Burgers ν ≪ 1)
+        scale = float(ds.u.double().pow(2).mean().sqrt().clamp_min(1e-12))
+        train, val = Trajectories.of(ds, scale), Trajectories.of(ctx.datasets["val"], scale)
+        cfg = self.cfg
+        if ds.two_d:
+            fields = train.u.shape[2]
+
+            def solver_of(extras: int) -> nn.Module:
+                return SmallUNet(history, future, fields, extras, int(cfg["width_2d"]))
+        else:
+
+            def solver_of(extras: int) -> nn.Module:
+                return LPSDACNN(history, future, extras, int(cfg["width"]))
+
+        with seeded(int(cfg["seed"])):
+            k = cond_train.shape[1]
+            cond = Conditioning(
+                cond_train.mean(0) if k else torch.zeros(0),
+                cond_train.std(0) if k and len(cond_train) > 1 else torch.ones(k),
+                int(cfg["cond_hidden"]),
+                int(cfg["cond_dim"]),
+            )
+            model = ConditionedSolver(solver_of, cond)
+        model = train_solver(
+            model,
+            train,
+            cond_train,
+            history,
+            future,
+            ds.window,
+            cfg,
+            ctx.device,
+            ctx.progress,
+            desc,
+        )
+        return evaluate_solver(
+            model, val, cond_val, history, future, ds.window, cfg["rollout_blocks"], ctx.device
+        )
+
+    def fixed_rows(self, ctx: EvalContext) -> dict[str, float]:
+        """The unconditioned and oracle rows, computed once and repeated under every part."""
+        if self._fixed is None:
+            train, val = ctx.datasets["train"], ctx.datasets["val"]
+            n_t, n_v = len(train), len(val)
+            metrics, _, _ = self.row(
+                ctx, torch.zeros(n_t, 0), torch.zeros(n_v, 0), "time stepping: none"
+            )
+            self._fixed = {f"none_{k}": v for k, v in metrics.items() if k != "rollout_frames"}
+            if train.coeffs.ndim == 2 and train.coeffs.shape[1] > 0:
+                metrics, _, _ = self.row(
+                    ctx, train.coeffs.float(), val.coeffs.float(), "time stepping: oracle"
+                )
+                self._fixed.update(
+                    {f"oracle_{k}": v for k, v in metrics.items() if k != "rollout_frames"}
+                )
+        return self._fixed
+
+    def representations(self, ctx: EvalContext) -> dict[str, dict[str, Tensor]]:
+        """``{split: {part: [N, D]}}`` of the first windows, computed once."""
+        if self._reps is None:
+            bs = int(self.cfg["rep_batch_size"])
+            self._reps = {
+                split: first_window_features(ctx.method, ctx.datasets[split], bs, ctx.device)
+                for split in ("train", "val")
+            }
+        return self._reps
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        reps = self.representations(ctx)
+        metrics, pred, target = self.row(
+            ctx, reps["train"][part], reps["val"][part], f"time stepping: {part}"
+        )
+        metrics.update(self.fixed_rows(ctx))
+        return ProbeResult(metrics, pred, target)
