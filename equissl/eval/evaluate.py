@@ -7,6 +7,7 @@ read for the probes, and must match the model's view shape and action space.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def default_cache_dir(checkpoint: str | Path, out_dir: Path) -> Path:
+    """``<run>/features`` beside the checkpoint's run directory (``<run>/checkpoints/x.ckpt``),
+    so every evaluation of that checkpoint shares it (entries are keyed by content); the
+    evaluation directory's ``features`` when the run directory is not writable."""
+    ckpt = Path(checkpoint).resolve()
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run / "features" if os.access(run, os.W_OK) else out_dir / "features"
 
 
 def eval_datasets(
@@ -65,7 +75,8 @@ def evaluate_checkpoint(
     Args:
         checkpoint: an equissl checkpoint (``last.ckpt``).
         eval_cfg: the ``eval`` config section (feature extraction, ``probes``).
-        out_dir: where ``results.json``, ``results.md``, plots and the feature cache go.
+        out_dir: where ``results.json``, ``results.md`` and plots go (the feature cache goes
+            to ``eval.cache_dir``, by default :func:`default_cache_dir`).
         data_overrides: e.g. ``{"root": ...}`` to evaluate on another copy of the data.
     Returns:
         The ``results.json`` dict.
@@ -78,7 +89,8 @@ def evaluate_checkpoint(
     views = int(data.get("eval_views") or 0) or type(splits["train"]).default_eval_views
     seed = int(eval_cfg["seed"])
     digest = file_digest(checkpoint)
-    cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
+    cache_dir = Path(eval_cfg.get("cache_dir") or default_cache_dir(checkpoint, out_dir))
+    dtype = str(eval_cfg.get("cache_dtype") or "float32")
     probes = {
         name: PROBES.get(pcfg["impl"])(name, pcfg)
         for name, pcfg in (eval_cfg.get("probes") or {}).items()
@@ -91,12 +103,18 @@ def evaluate_checkpoint(
     )
     feats = {}
     for role, ds in splits.items():
-        settings = {"views": views, "seed": seed, "split": ds.split_name, "sequences": seq}
+        settings = {
+            "views": views,
+            "seed": seed,
+            "split": ds.split_name,
+            "sequences": seq,
+            "dtype": dtype,
+        }
         key = cache_key(digest, ds.manifest(), settings)
         feats[role] = cached_features(
             method,
             ds,
-            cache_dir / f"{ds.split_name}_{key}.pt",
+            cache_dir / f"{ds.split_name}_{key}",
             views_per_object=views,
             seed=seed,
             batch_size=int(eval_cfg["batch_size"]),
@@ -104,6 +122,7 @@ def evaluate_checkpoint(
             device=device,
             progress=progress,
             sequence_views=seq,
+            dtype=dtype,
         )
     ctx = EvalContext(
         train=feats["train"],
