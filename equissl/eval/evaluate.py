@@ -124,6 +124,7 @@ def evaluate_checkpoint(
             sequence_views=seq,
             dtype=dtype,
         )
+    out_dir.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(
         train=feats["train"],
         val=feats["val"],

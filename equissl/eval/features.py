@@ -211,7 +211,8 @@ def write_rows(
     src = values.detach().float().cpu().numpy() if values.is_floating_point() else values.numpy()
     rest = src.shape[1:]
     out = store.get(name, (*lead, *rest), dtype).reshape(math.prod(lead), *rest)  # a view
-    out[rows] = src
+    with np.errstate(over="ignore"):  # checked below, with the feature's name
+        out[rows] = src
     if out.dtype == np.float16 and not np.isfinite(out[rows]).all() and np.isfinite(src).all():
         raise ValueError(
             f"feature {name!r} exceeds the float16 range (|x| > 65504): "
