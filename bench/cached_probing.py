@@ -29,7 +29,13 @@ The costs are linear in epochs — reference ``E × (2 N backbone passes + MLP) 
 ``one extraction (N·V + N_val·V passes) + E × MLP`` — so the ratio at the protocol's
 ``--protocol-epochs`` is projected from the measured per-epoch and fixed costs, and the
 asymptotic ratio (E → ∞) is the reference's epoch over ours. Writes
-``<out>/cached_probing_<device>.{json,txt}``.
+``<out>/cached_probing_cpu.{json,txt}``.
+
+Both sides use the same torch threads (``--threads``). On a shared machine use
+``--threads 1``: under oversubscription, 2 threads make the MLP's small matrix products
+wait at thread barriers, which inflated our per-epoch cost 5-8x in a run on the 2-core
+development machine at load 12 (``bench/results/cached_probing_cpu_threads2.txt``) while the
+backbone's convolutions suffered less. This matters only for the projection to 300 epochs.
 """
 
 from __future__ import annotations
