@@ -62,6 +62,7 @@ from learning_sie_vs_vicreg import ROTATION  # noqa: E402
 from equissl.cli import _resolved  # noqa: E402  (registers configs and resolvers)
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
+from equissl.eval.features import load_features  # noqa: E402
 from equissl.eval.metrics import r2_global, r2_sklearn  # noqa: E402
 from equissl.eval.probes.pair_regression import fixed_pairs  # noqa: E402
 from equissl.train import pretrain  # noqa: E402
@@ -166,9 +167,10 @@ def constant_r2(constant: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def cached_split(eval_dir: Path, split_name: str) -> dict[str, torch.Tensor]:
-    """The evaluation stage's feature cache of one split (latents, labels) in ``eval_dir``."""
-    (path,) = sorted((eval_dir / "features").glob(f"{split_name}_*.pt"))
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The evaluation stage's feature cache of one split (latents, labels) of the run of
+    ``eval_dir`` (``<run>/features``)."""
+    (path,) = sorted(p for p in (eval_dir.parent / "features").glob(f"{split_name}_*"))
+    return load_features(path).to_dict()
 
 
 def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:

@@ -158,7 +158,9 @@ class EvalRunConfig:
 
     batch_size: int = 256  # feature extraction
     num_workers: int = 4
-    cache_dir: str | None = None  # default <run dir>/features
+    cache_dir: str | None = None  # default <run dir>/features (shared by its evaluations)
+    # storage of the cached parts: float16 halves disk and page cache; probes get float32
+    cache_dtype: str = "float32"
     parts: list[str] | None = None  # default: every part the method names
     device: str = "auto"
     seed: int = 0  # evaluation views (PDE windows), pairs, probe initialisation

@@ -7,6 +7,7 @@ read for the probes, and must match the model's view shape and action space.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def default_cache_dir(checkpoint: str | Path, out_dir: Path) -> Path:
+    """``<run>/features`` beside the checkpoint's run directory (``<run>/checkpoints/x.ckpt``),
+    so every evaluation of that checkpoint shares it (entries are keyed by content); the
+    evaluation directory's ``features`` when the run directory is not writable."""
+    ckpt = Path(checkpoint).resolve()
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run / "features" if os.access(run, os.W_OK) else out_dir / "features"
 
 
 def eval_datasets(
@@ -74,7 +84,7 @@ def split_features(
         feats[role] = cached_features(
             method,
             ds,
-            cache_dir / f"{ds.split_name}_{key}.pt",
+            cache_dir / f"{ds.split_name}_{key}",
             views_per_object=int(settings["views"]),
             seed=int(settings["seed"]),
             batch_size=int(eval_cfg["batch_size"]),
@@ -82,6 +92,7 @@ def split_features(
             device=device,
             progress=progress,
             sequence_views=settings["sequences"],
+            dtype=str(settings["dtype"]),
         )
     return feats
 
@@ -123,7 +134,8 @@ def evaluate_checkpoint(
         checkpoint: an equissl checkpoint (``last.ckpt``).
         eval_cfg: the ``eval`` config section (feature extraction, ``probes``, ``baselines``:
             names of :data:`equissl.eval.baselines.BASELINES` also put through the probes).
-        out_dir: where ``results.json``, ``results.md``, plots and the feature cache go.
+        out_dir: where ``results.json``, ``results.md`` and plots go (the feature cache goes
+            to ``eval.cache_dir``, by default :func:`default_cache_dir`).
         data_overrides: e.g. ``{"root": ...}`` to evaluate on another copy of the data.
     Returns:
         The ``results.json`` dict.
@@ -136,7 +148,8 @@ def evaluate_checkpoint(
     views = int(data.get("eval_views") or 0) or type(splits["train"]).default_eval_views
     seed = int(eval_cfg["seed"])
     digest = file_digest(checkpoint)
-    cache_dir = Path(eval_cfg.get("cache_dir") or out_dir / "features")
+    cache_dir = Path(eval_cfg.get("cache_dir") or default_cache_dir(checkpoint, out_dir))
+    dtype = str(eval_cfg.get("cache_dtype") or "float32")
     probes = {
         name: PROBES.get(pcfg["impl"])(name, pcfg)
         for name, pcfg in (eval_cfg.get("probes") or {}).items()
@@ -148,8 +161,9 @@ def evaluate_checkpoint(
         if meta.get("sequence_representation")
         else []
     )
-    settings = {"views": views, "seed": seed, "sequences": seq}
+    settings = {"views": views, "seed": seed, "sequences": seq, "dtype": dtype}
     feats = split_features(method, splits, digest, settings, cache_dir, eval_cfg, device, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(
         train=feats["train"],
         val=feats["val"],

@@ -10,7 +10,7 @@ import torch
 
 from equissl.checkpointing import load_checkpoint
 from equissl.eval.baselines import BASELINES
-from equissl.eval.evaluate import evaluate_checkpoint
+from equissl.eval.evaluate import default_cache_dir, evaluate_checkpoint
 from equissl.ssl.base import load_method
 from equissl.train import pretrain
 from tests.conftest import TOY, compose_pretrain
@@ -60,7 +60,8 @@ def test_baselines_option_reports_the_untrained_model(initial_checkpoint, tmp_pa
     # this checkpoint holds the initial weights: the same model, so the same metrics
     assert untrained == results["metrics"]
     # the baseline's features are cached apart from the checkpoint's (2 splits each)
-    assert len(list((out / "features").glob("*.pt"))) == 4
+    cache_dir = default_cache_dir(ckpt, out)
+    assert len([d for d in cache_dir.iterdir() if (d / "manifest.json").is_file()]) == 4
     assert (out / "baselines" / "untrained" / "rotation_full.png").is_file()
     assert json.loads((out / "results.json").read_text())["baselines"] == results["baselines"]
     md = (out / "results.md").read_text()

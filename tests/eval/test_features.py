@@ -73,8 +73,8 @@ def test_cache_key_follows_content(iebench_tree, tmp_path):
     assert key2 != cache_key(
         file_digest(ckpt), build_dataset(cfg["data"], "val", 1).manifest(), {"views": 5}
     )
-    file = tmp_path / "cache.pt"
+    file = tmp_path / "cache"
     first = cached_features(method, ds, file, views_per_object=5, progress=False)
-    file.write_bytes(b"damaged")  # a damaged cache is re-extracted, not trusted
+    (file / "manifest.json").write_bytes(b"damaged")  # a damaged cache is re-extracted
     again = cached_features(method, ds, file, views_per_object=5, progress=False)
     torch.testing.assert_close(again.parts["full"], first.parts["full"])

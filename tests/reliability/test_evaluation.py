@@ -52,26 +52,35 @@ def test_two_identical_evaluations_agree(iebench_tree, tmp_path):
     assert changed["metrics"] != runs[0]  # the seed is really used
 
 
+def cache_entries(features: Path) -> list[str]:
+    """The complete cache directories (partial ones are hidden and removed on failure)."""
+    return sorted(p.name for p in features.iterdir() if not p.name.startswith("."))
+
+
 def test_changed_data_under_the_same_root_is_re_extracted(iebench_tree, tmp_path):
     ckpt, config = trained(iebench_tree, tmp_path)
-    out = tmp_path / "eval"
-    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
-    first = sorted(p.name for p in (out / "features").iterdir())
+    features = tmp_path / "run" / "features"  # beside the checkpoint's run, not per evaluation
+    evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval", progress=False)
+    first = cache_entries(features)
     assert len(first) == 2  # train and val
-    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
-    assert sorted(p.name for p in (out / "features").iterdir()) == first  # cache hit
+    evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval_other", progress=False)
+    assert cache_entries(features) == first  # cache hit from another evaluation directory
     # replace one val object's image by another object's: same root, same split files
     val = np.load(iebench_tree / "data" / "val_images.npy")
     a, b = (iebench_tree / e.strip("/") for e in val[:2])
     (a / "image_0.jpg").write_bytes((b / "image_3.jpg").read_bytes())
-    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
-    now = sorted(p.name for p in (out / "features").iterdir())
+    evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval", progress=False)
+    now = cache_entries(features)
     assert len(now) == 3 and set(first) < set(now)  # the val features were re-extracted
     # a changed split file (labels) re-extracts too
     labels = np.load(iebench_tree / "data" / "train_labels.npy")
     np.save(iebench_tree / "data" / "train_labels.npy", labels[::-1].copy())
-    evaluate_checkpoint(ckpt, config["eval"], out, progress=False)
-    assert len(list((out / "features").iterdir())) == 4
+    evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval", progress=False)
+    assert len(cache_entries(features)) == 4
+    # another storage dtype is another key
+    half = {**config["eval"], "cache_dtype": "float16"}
+    evaluate_checkpoint(ckpt, half, tmp_path / "run" / "eval_fp16", progress=False)
+    assert len(cache_entries(features)) == 6
 
 
 def test_missing_checkpoint_leaves_no_folder(tmp_path):

@@ -142,7 +142,8 @@ def fit(
     progress: bool,
 ) -> nn.Module:
     """Adam on ``model`` for ``cfg["epochs"]`` epochs of ``sample_epoch(gen) -> (x, y)``,
-    shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator."""
+    shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator.
+    Each batch of ``x`` is cast to float32 (cached features may be stored as float16)."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model.to(device).train()
     opt = torch.optim.Adam(
@@ -156,7 +157,7 @@ def fit(
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), bs):
             idx = order[start : start + bs]
-            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
+            loss = loss_fn(model(x[idx].to(device, torch.float32)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -165,4 +166,7 @@ def fit(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, device: torch.device, bs: int = 4096) -> Tensor:
-    return torch.cat([model(x[i : i + bs].to(device)).cpu() for i in range(0, len(x), bs)])
+    """``model`` on ``x`` in float32 batches (cached features may be stored as float16)."""
+    return torch.cat(
+        [model(x[i : i + bs].to(device, torch.float32)).cpu() for i in range(0, len(x), bs)]
+    )

@@ -70,7 +70,7 @@ def embed(method: Any, reps: Tensor, device: torch.device, bs: int) -> Tensor:
     """The predictor's embeddings ``[N, V, E]`` of representations ``reps [N, V, D]``."""
     flat = reps.reshape(-1, reps.shape[-1])
     out = [
-        method.prediction_embedding(flat[i : i + bs].to(device)).float()
+        method.prediction_embedding(flat[i : i + bs].to(device, torch.float32)).float()
         for i in range(0, len(flat), bs)
     ]
     return torch.cat(out).view(*reps.shape[:2], -1)
