@@ -62,9 +62,10 @@ def plot_pca(
 
 
 def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:
-    """``"<method> (<data>)"`` per run, with the run directory of the checkpoint appended
-    where two runs would share a label."""
-    base = [f"{r['method']} ({r['data']})" for r in results]
+    """One label per run: the method (with ``(<data>)`` when the runs' data differ), and
+    the checkpoint's run directory where two runs would share a label."""
+    mixed = len({r["data"] for r in results}) > 1
+    base = [f"{r['method']} ({r['data']})" if mixed else r["method"] for r in results]
     labels = []
     for label, res in zip(base, results, strict=True):
         if base.count(label) > 1:
@@ -80,8 +81,9 @@ def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:
 def plot_runs(
     results: Sequence[dict[str, Any]], path: Path, metrics: Sequence[str] = HEADLINE
 ) -> bool:
-    """One subplot per headline ``probe/metric`` present, one bar group per run, one bar
-    per part. Returns whether anything was drawn (no headline metric: no file)."""
+    """One panel per headline ``probe/metric`` present, one group of horizontal bars per run
+    (top to bottom in the table's order), one bar per part. Returns whether anything was
+    drawn (no headline metric: no file)."""
     keys = [{k.split("/", 1)[1] for k in r["metrics"]} for r in results]
     shown = [m for m in metrics if any(m in k for k in keys)]
     if not shown:
@@ -91,29 +93,28 @@ def plot_runs(
         key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p),
     )
     labels = run_labels(results)
-    width = 0.8 / len(parts)
+    height = 0.8 / len(parts)
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
+    label_width = 0.07 * max(len(label) for label in labels)
     fig, axes = plt.subplots(
         rows,
         cols,
-        figsize=(0.6 + cols * (1.2 + 0.55 * len(results)), 1.2 + 2.6 * rows),
+        figsize=(label_width + 2.6 * cols, 0.9 + rows * (0.5 + 0.18 * len(parts) * len(results))),
+        sharey=True,
         squeeze=False,
     )
+    centre = [len(results) - 1 - j for j in range(len(results))]  # first run on top
     for ax, metric in zip(axes.flat, shown, strict=False):
         for i, part in enumerate(parts):
             vals = [r["metrics"].get(f"{part}/{metric}", float("nan")) for r in results]
-            ax.bar([j + i * width for j in range(len(results))], vals, width, label=part)
-        ax.set_xticks(
-            [j + width * (len(parts) - 1) / 2 for j in range(len(results))],
-            labels,
-            rotation=30,
-            ha="right",
-            fontsize=7,
-        )
-        ax.axhline(0, color="black", lw=0.5)
+            offset = (len(parts) - 1) / 2 - i
+            ax.barh([c + offset * height for c in centre], vals, height, label=part)
+        ax.set_yticks(centre, labels, fontsize=8)
+        ax.axvline(0, color="black", lw=0.5)
         ax.set_title(metric, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)

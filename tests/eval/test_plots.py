@@ -33,9 +33,11 @@ def result(method: str, run: str, top1: float, equi: float) -> dict:
 
 def test_run_labels_tell_runs_of_one_method_apart():
     runs = [result("sie", "a", 0.5, 0.4), result("sie", "b", 0.6, 0.3), result("vicreg", "c", 0, 0)]
-    assert run_labels(runs) == ["sie (3diebench) a", "sie (3diebench) b", "vicreg (3diebench)"]
+    assert run_labels(runs) == ["sie a", "sie b", "vicreg"]
     same = [result("sie", "a", 0.5, 0.4), result("sie", "a", 0.6, 0.3)]
-    assert run_labels(same) == ["1: sie (3diebench) a", "2: sie (3diebench) a"]
+    assert run_labels(same) == ["1: sie a", "2: sie a"]
+    runs[2]["data"] = "3diebench_t"  # data differ: named
+    assert run_labels(runs)[1:] == ["sie (3diebench) b", "vicreg (3diebench_t)"]
 
 
 def test_combine_writes_bars_per_run_and_links_them(tmp_path):
@@ -50,7 +52,7 @@ def test_combine_writes_bars_per_run_and_links_them(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert md.startswith(table) and "![metrics per run](metrics.png)" in md
     png = mpimg.imread(tmp_path / "metrics.png")
-    assert png.shape[1] > png.shape[0]  # three subplots side by side
+    assert png.shape[1] > 2 * png.shape[0]  # three panels side by side
     assert len(json.loads((tmp_path / "combined.json").read_text())) == 2
 
 

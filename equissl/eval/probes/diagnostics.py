@@ -49,7 +49,8 @@ axes (``torch.pca_lowrank``), coloured by class and by the view's absolute rotat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,6 +63,8 @@ from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, se
 from equissl.eval.probes.pair_regression import fixed_pairs
 from equissl.geometry import quaternion_angle
 
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
 
 @dataclass
 class DiagnosticsProbeConfig(ProbeConfig):
@@ -73,7 +76,9 @@ class DiagnosticsProbeConfig(ProbeConfig):
     components: list[str] | None = None
     degree: int = 2  # polynomial degree of the action in the regression's design (1 or 2)
     components_pca: int = 32  # principal axes of z_a in the design
-    ridge: float = 1e-3  # relative ridge (times the mean diagonal of XᵀX)
+    # relative ridges of the action's columns (times the mean diagonal of their XᵀX); the
+    # one with the least error on every fifth training object is used
+    ridges: list[float] = field(default_factory=lambda: list(RIDGES))
     pca_plot: bool = True
     pca_points: int = 5000  # validation views drawn in the PCA plot (seeded subset)
 
@@ -158,41 +163,100 @@ class Pairs:
     def designs(
         self, sl: slice, mean: Tensor, axes: Tensor, degree: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Reduced design ``[m, 1 + p]``, full design ``[m, F(1 + p)]`` and displacement
-        ``Δ [m, D]`` of the pairs ``sl`` (float64)."""
+        """Reduced design ``x_0 = [1, z̃_a]`` ``[m, 1 + p]``, the action's columns
+        ``x_g = φ_{>0}(g) ⊗ x_0`` ``[m, (F − 1)(1 + p)]`` (the full design is ``[x_0, x_g]``)
+        and the displacement ``Δ [m, D]`` of the pairs ``sl`` (float64)."""
         o, a, b = self.pairs[sl].unbind(1)
         za = F.normalize(self.z[o, a].double(), dim=-1)
         zb = F.normalize(self.z[o, b].double(), dim=-1)
         reduced = torch.cat((za.new_ones(len(za), 1), (za - mean) @ axes), dim=1)
-        phi = action_features(self.g[sl].double(), degree)
-        full = (phi[:, :, None] * reduced[:, None, :]).flatten(1)
-        return reduced, full, zb - za
+        phi = action_features(self.g[sl].double(), degree)[:, 1:]
+        extra = (phi[:, :, None] * reduced[:, None, :]).flatten(1)
+        return reduced, extra, zb - za
+
+
+@dataclass
+class Moments:
+    """Sums over pairs of the products of the designs ``x_0``, ``x_g`` and ``Δ`` (float64):
+    everything the regressions need, accumulated in one pass over chunks."""
+
+    g00: Tensor  # x_0ᵀ x_0
+    g0d: Tensor  # x_0ᵀ Δ
+    ggg: Tensor  # x_gᵀ x_g
+    gg0: Tensor  # x_gᵀ x_0
+    ggd: Tensor  # x_gᵀ Δ
+
+    @classmethod
+    def zeros(cls, cols: int, extra: int, d: int) -> Moments:
+        shapes = ((cols, cols), (cols, d), (extra, extra), (extra, cols), (extra, d))
+        return cls(*(torch.zeros(shape, dtype=torch.float64) for shape in shapes))
+
+    def add(self, x0: Tensor, xg: Tensor, delta: Tensor) -> None:
+        self.g00 += x0.T @ x0
+        self.g0d += x0.T @ delta
+        self.ggg += xg.T @ xg
+        self.gg0 += xg.T @ x0
+        self.ggd += xg.T @ delta
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(*(getattr(self, k) + getattr(other, k) for k in MOMENTS))
+
+    def fit(self, ridge: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``(W_0, B, W_g)`` (see :func:`equivariance`) with the relative ``ridge``."""
+        w0 = ridge_solve(self.g00, self.g0d, 1e-9)
+        b = ridge_solve(self.g00, self.gg0.T, 1e-9)
+        # (x_g − x_0 B)ᵀ (x_g − x_0 B) and (x_g − x_0 B)ᵀ (Δ − x_0 W_0), as x_0ᵀ (Δ − x_0 W_0) = 0
+        return w0, b, ridge_solve(self.ggg - self.gg0 @ b, self.ggd - self.gg0 @ w0, ridge)
+
+    def held_out_error(self, w0: Tensor, b: Tensor, wg: Tensor) -> float:
+        """``Σ ‖r − u W_g‖² − Σ ‖r‖²`` over these pairs, with ``r = Δ − x_0 W_0`` and
+        ``u = x_g − x_0 B`` of a fit on other pairs (the part that depends on the fit's
+        ``W_g``)."""
+        cross = self.ggd - self.gg0 @ w0 - b.T @ self.g0d + b.T @ self.g00 @ w0  # uᵀ r
+        gram = self.ggg - self.gg0 @ b - b.T @ self.gg0.T + b.T @ self.g00 @ b  # uᵀ u
+        return float(-2 * (wg * cross).sum() + (wg * (gram @ wg)).sum())
+
+
+MOMENTS = ("g00", "g0d", "ggg", "gg0", "ggd")
 
 
 def equivariance(
-    train: Pairs, val: Pairs, degree: int = 2, components_pca: int = 32, ridge: float = 1e-3
+    train: Pairs,
+    val: Pairs,
+    degree: int = 2,
+    components_pca: int = 32,
+    ridges: Sequence[float] = RIDGES,
 ) -> float:
     """Partial R² of the action in the regression of ``Δ = z_b − z_a`` on ``z_a`` (module
-    docstring): fitted on ``train``'s pairs, scored on ``val``'s, in chunks of pairs."""
+    docstring): fitted on ``train``'s pairs, scored on ``val``'s, in chunks of pairs.
+
+    The ridge penalises the action's columns only, after the start view (one ridge on the
+    whole full design would regularise its copy of ``x_0`` less than the reduced model's,
+    e.g. through ``Σ q_i² = 1``, and credit the action with that). By Frisch–Waugh–Lovell:
+    ``W_0`` fits ``Δ`` on ``x_0`` (ridge ``1e-9``, numerical only), ``B`` fits ``x_g`` on
+    ``x_0``, and ``W_g`` fits the residual ``Δ − x_0 W_0`` on ``x_g − x_0 B`` with a
+    relative ridge; at ridge 0 this is the least-squares fit of the full design. The ridge
+    is the one of ``ridges`` with the least error on the training pairs of every fifth
+    object when fitted on the others; the fit is then redone on all training pairs.
+    """
     mean, axes = principal_axes(train.z, components_pca)
-    cols = 1 + axes.shape[1]
-    widths = (cols, cols * action_features(train.g[:1], degree).shape[1])
-    d = train.z.shape[-1]
-    grams = [torch.zeros(w, w, dtype=torch.float64) for w in widths]
-    xtys = [torch.zeros(w, d, dtype=torch.float64) for w in widths]
+    d, cols = train.z.shape[-1], 1 + axes.shape[1]
+    extra = cols * (action_features(train.g[:1], degree).shape[1] - 1)
+    fit, held = Moments.zeros(cols, extra, d), Moments.zeros(cols, extra, d)
     for sl in chunks(len(train.pairs)):
-        *designs, delta = train.designs(sl, mean, axes, degree)
-        for k, x in enumerate(designs):
-            grams[k] += x.T @ x
-            xtys[k] += x.T @ delta
-    weights = [ridge_solve(gram, xty, ridge) for gram, xty in zip(grams, xtys, strict=True)]
-    residuals, scale = [0.0, 0.0], 0.0
+        x0, xg, delta = train.designs(sl, mean, axes, degree)
+        out = train.pairs[sl, 0] % 5 == 0
+        fit.add(x0[~out], xg[~out], delta[~out])
+        held.add(x0[out], xg[out], delta[out])
+    ridge = min(ridges, key=lambda r: held.held_out_error(*fit.fit(r)))
+    w0, b, wg = (fit + held).fit(ridge)
+    reduced = full = scale = 0.0
     for sl in chunks(len(val.pairs)):
-        *designs, delta = val.designs(sl, mean, axes, degree)
-        for k, (x, w) in enumerate(zip(designs, weights, strict=True)):
-            residuals[k] += float(((delta - x @ w) ** 2).sum())
+        x0, xg, delta = val.designs(sl, mean, axes, degree)
+        rest = delta - x0 @ w0
+        reduced += float((rest**2).sum())
+        full += float(((rest - (xg - x0 @ b) @ wg) ** 2).sum())
         scale += float(len(delta))  # Σ ‖z_a‖² of unit vectors
-    reduced, full = residuals
     if reduced <= 1e-12 * scale:  # the part does not move: nothing to explain
         return 0.0
     return 1.0 - full / reduced
@@ -250,7 +314,11 @@ class DiagnosticsProbe(Probe):
         train = split_pairs(ctx.train.part(part), ctx.train.latents, action, per_object, seed)
         val = split_pairs(ctx.val.part(part), ctx.val.latents, action, per_object, seed + 2)
         score = equivariance(
-            train, val, int(cfg["degree"]), int(cfg["components_pca"]), float(cfg["ridge"])
+            train,
+            val,
+            int(cfg["degree"]),
+            int(cfg["components_pca"]),
+            [float(r) for r in cfg["ridges"]],
         )
         metrics = {
             **distances(val_z, per_object, seed),

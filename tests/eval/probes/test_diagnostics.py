@@ -16,6 +16,7 @@ from equissl.datasets.iebench_actions import IEBenchActionSpace, rotation_of
 from equissl.eval.features import FeatureSet
 from equissl.eval.probes.base import PROBES, EvalContext
 from equissl.eval.probes.diagnostics import (
+    Moments,
     Pairs,
     action_features,
     distances,
@@ -27,7 +28,7 @@ from equissl.eval.probes.diagnostics import (
 )
 
 CFG = {"impl": "diagnostics", "seed": 0, "pairs_per_object": 10, "components": None,
-       "degree": 2, "components_pca": 32, "ridge": 1e-3, "pca_plot": True,
+       "degree": 2, "components_pca": 32, "ridges": [1e-4, 1e-2, 1.0, 100.0], "pca_plot": True,
        "pca_points": 5000}  # fmt: skip
 ROTATION = IEBenchActionSpace().select(["rotation"])
 
@@ -97,8 +98,8 @@ def test_features_linear_in_the_rotation_are_equivariant_but_not_invariant():
     train = split_pairs(train_z, lat_train, ROTATION, 10, 0)
     val = split_pairs(val_z, lat_val, ROTATION, 10, 1)
     # R_b = R_a R(g), R(g) quadratic in the quaternion: exact at degree 2, not at degree 1
-    assert equivariance(train, val, degree=2, ridge=1e-9) == pytest.approx(1.0, abs=1e-6)
-    assert equivariance(train, val, degree=1, ridge=1e-9) < 0.9
+    assert equivariance(train, val, degree=2, ridges=[1e-9]) == pytest.approx(1.0, abs=1e-6)
+    assert equivariance(train, val, degree=1, ridges=[1e-9]) < 0.9
     d = distances(val_z, 10, 0)
     assert 0.1 < d["invariance"] < 0.9 and d["within"] > 0.1
 
@@ -111,7 +112,7 @@ def test_equivariance_is_the_partial_r2_of_least_squares():
     val_z = rotation_linear(lat_v, 3) + 0.3 * torch.randn(30, 3, 14, generator=g)
     train = split_pairs(train_z, lat_t, ROTATION, 6, 0)
     val = split_pairs(val_z, lat_v, ROTATION, 6, 1)
-    got = equivariance(train, val, degree=1, components_pca=14, ridge=0.0)
+    got = equivariance(train, val, degree=1, components_pca=14, ridges=[0.0])
 
     def designs(p: Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         o, a, b = p.pairs.unbind(1)
@@ -207,3 +208,40 @@ def test_diagnostics_skips_and_rejects_bad_settings(tmp_path):
     assert "translation" in other.skip_reason(context(both, both, tmp_path))
     with pytest.raises(ValueError, match="degree"):
         PROBES.get("diagnostics")("diagnostics", {**CFG, "degree": 3})
+
+
+def test_held_out_error_is_the_residual_sum_of_squares_it_stands_for():
+    g = torch.Generator().manual_seed(7)
+    x0s, xgs, deltas = (torch.randn(2, 40, w, generator=g).double() for w in (3, 5, 4))
+    fit, held = Moments.zeros(3, 5, 4), Moments.zeros(3, 5, 4)
+    fit.add(x0s[0], xgs[0], deltas[0])
+    held.add(x0s[1], xgs[1], deltas[1])
+    w0, b, wg = fit.fit(0.5)
+    r = deltas[1] - x0s[1] @ w0
+    u = xgs[1] - x0s[1] @ b
+    want = float(((r - u @ wg) ** 2).sum() - (r**2).sum())
+    assert held.held_out_error(w0, b, wg) == pytest.approx(want, rel=1e-9)
+
+
+def test_the_ridge_chosen_on_held_out_objects_keeps_noise_near_zero_and_signal_at_one():
+    g = torch.Generator().manual_seed(1)
+    noise = [F.normalize(torch.randn(n, 4, 16, generator=g), dim=-1) for n in (300, 200)]
+    lat = [random_latents(n, 4, s) for n, s in ((300, 3), (200, 4))]
+    train, val = (split_pairs(z, la, ROTATION, 10, s) for z, la, s in zip(noise, lat, (0, 1)))
+    fixed_small = equivariance(train, val, ridges=[1e-4])
+    chosen = equivariance(train, val)
+    assert fixed_small < -0.05 and abs(chosen) < abs(fixed_small) / 3  # overfitting shrunk
+    feats = [rotation_linear(la, s) for la, s in zip(lat, (0, 1))]
+    train, val = (split_pairs(z, la, ROTATION, 10, s) for z, la, s in zip(feats, lat, (0, 1)))
+    assert equivariance(train, val) > 0.999
+
+
+def test_pose_colour_without_rotation_is_the_action_norm():
+    from equissl.datasets.pde.dataset import PDEActionSpace
+
+    space = PDEActionSpace("burgers")
+    lat = torch.rand(3, 2, space.latent_dim)
+    value, label = pose_colour(space, lat)
+    want = space.relative(torch.zeros_like(lat), lat).norm(dim=-1)
+    torch.testing.assert_close(value, want)
+    assert value.shape == (3, 2) and "action" in label
