@@ -225,14 +225,16 @@ def test_held_out_error_is_the_residual_sum_of_squares_it_stands_for():
 
 def test_the_ridge_chosen_on_held_out_objects_keeps_noise_near_zero_and_signal_at_one():
     g = torch.Generator().manual_seed(1)
-    noise = [F.normalize(torch.randn(n, 4, 16, generator=g), dim=-1) for n in (300, 200)]
-    lat = [random_latents(n, 4, s) for n, s in ((300, 3), (200, 4))]
-    train, val = (split_pairs(z, la, ROTATION, 10, s) for z, la, s in zip(noise, lat, (0, 1)))
+    lat_t, lat_v = random_latents(300, 4, 3), random_latents(200, 4, 4)
+    noise_t = F.normalize(torch.randn(300, 4, 16, generator=g), dim=-1)
+    noise_v = F.normalize(torch.randn(200, 4, 16, generator=g), dim=-1)
+    train = split_pairs(noise_t, lat_t, ROTATION, 10, 0)
+    val = split_pairs(noise_v, lat_v, ROTATION, 10, 1)
     fixed_small = equivariance(train, val, ridges=[1e-4])
     chosen = equivariance(train, val)
     assert fixed_small < -0.05 and abs(chosen) < abs(fixed_small) / 3  # overfitting shrunk
-    feats = [rotation_linear(la, s) for la, s in zip(lat, (0, 1))]
-    train, val = (split_pairs(z, la, ROTATION, 10, s) for z, la, s in zip(feats, lat, (0, 1)))
+    train = split_pairs(rotation_linear(lat_t, 0), lat_t, ROTATION, 10, 0)
+    val = split_pairs(rotation_linear(lat_v, 1), lat_v, ROTATION, 10, 1)
     assert equivariance(train, val) > 0.999
 
 
