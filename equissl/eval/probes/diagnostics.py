@@ -39,8 +39,11 @@ validation pairs (a partial R²): the share of the displacement left unexplained
 view that the known action explains. It is 1 when ``z_b`` is such a polynomial map of ``z_a``
 — e.g. features linear in the rotation matrix, since ``R_b = R_a R(g)`` and ``R(g)`` is
 quadratic in the quaternion — and about 0 when views move at random; a part that does not
-move at all (``SS_res(reduced) = 0``) scores 0. Ridge: ``λ = ridge · tr(XᵀX) / F`` for a
-design ``X`` of ``F`` columns.
+move at all (``SS_res(reduced) = 0``) scores 0. The ridge penalises the action's columns
+only (given the start view), ``λ = r · tr(XᵀX) / F`` for those ``F`` columns ``X``, with
+``r`` the one of ``ridges`` that predicts every fifth training object best from the others
+(see :func:`equivariance`): a part that knows nothing of the action scores about 0, not a
+negative overfit.
 
 **PCA plot** (``pca_plot``): the validation views of the part on their first two principal
 axes (``torch.pca_lowrank``), coloured by class and by the view's absolute rotation angle
@@ -92,7 +95,8 @@ def distances(z: Tensor, pairs_per_object: int, seed: int) -> dict[str, float]:
     other = (o + torch.randint(1, n, o.shape, generator=gen)) % n
     within = float((z[o, a] - z[o, b]).double().norm(dim=-1).mean())
     between = float((z[o, a] - z[other, b]).double().norm(dim=-1).mean())
-    return {"within": within, "between": between, "invariance": 1.0 - within / between}
+    invariance = 1.0 - within / between if between > 0 else 0.0  # every view at one point
+    return {"within": within, "between": between, "invariance": invariance}
 
 
 def variance_decomposition(z: Tensor) -> dict[str, float]:
