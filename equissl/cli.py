@@ -133,7 +133,8 @@ def expand_checkpoint_glob(argv: list[str]) -> list[str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         pattern = value[5:-1] if value.startswith("glob(") and value.endswith(")") else value
-        if key != "checkpoint" or not sep or not re.search(r"[*?\[]", pattern):
+        literal = Path(value).is_file()  # an existing file named with glob characters
+        if key != "checkpoint" or not sep or literal or not re.search(r"[*?\[]", pattern):
             out.append(arg)
             continue
         matches = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())

@@ -51,6 +51,11 @@ def test_hydra_style_glob_recursive_patterns_and_files_only(runs):
 def test_plain_values_and_other_overrides_pass_through(runs):
     argv = ["checkpoint=runs/a/last.ckpt", "data_root=data/*", "eval.probes.x.k=1"]
     assert expand_checkpoint_glob(argv) == argv
+    (runs / "runs" / "[x]").mkdir()
+    (runs / "runs" / "[x]" / "last.ckpt").write_bytes(b"x")  # glob characters in a real name
+    assert expand_checkpoint_glob(["checkpoint=runs/[x]/last.ckpt"]) == [
+        "checkpoint=runs/[x]/last.ckpt"
+    ]
 
 
 def test_no_match_and_several_without_multirun_fail_clearly(runs):
