@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,57 @@ def pretrain() -> None:
 
 
 def evaluate() -> None:
+    try:
+        sys.argv[1:] = expand_checkpoint_glob(sys.argv[1:])
+    except ValueError as err:
+        sys.exit(f"equissl-evaluate: {err}")
     _evaluate()
+
+
+def expand_checkpoint_glob(argv: list[str]) -> list[str]:
+    """Expand a ``checkpoint=`` value with glob characters (``runs/*/last.ckpt``,
+    ``runs/**/last.ckpt``, or Hydra-style ``glob(runs/*/last.ckpt)``) into the sorted,
+    comma-separated sweep of the files it matches, before Hydra parses the overrides
+    (Hydra's ``glob()`` picks config-group options, not values).
+
+    Raises:
+        ValueError: the pattern matches no file, or several without ``-m`` (a multirun).
+    """
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        pattern = value[5:-1] if value.startswith("glob(") and value.endswith(")") else value
+        literal = Path(value).is_file()  # an existing file named with glob characters
+        if key != "checkpoint" or not sep or literal or not re.search(r"[*?\[]", pattern):
+            out.append(arg)
+            continue
+        matches = sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matches:
+            raise ValueError(f"checkpoint={value}: the pattern matches no file")
+        if len(matches) > 1 and not {"-m", "--multirun"} & set(argv):
+            raise ValueError(
+                f"checkpoint={value} matches {len(matches)} checkpoints; add -m to evaluate "
+                "each of them (a multirun sweep with one combined table)"
+            )
+        out.append("checkpoint=" + ",".join(hydra_quoted(p) for p in matches))
+    return out
+
+
+def hydra_quoted(value: str) -> str:
+    """``value`` as one Hydra override value: bare when Hydra reads it back as this string,
+    else single-quoted (commas, spaces, brackets, quotes, ``1.5`` or ``true`` in a file name
+    stay part of the name)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        if OverridesParser.create().parse_override(f"k={value}").value() == value:
+            return value
+    except HydraException:
+        pass
+    # inside quotes only backslashes before a quote (or the closing one) are escapes
+    escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    return "'" + escaped.replace("'", "\\'") + "'"
 
 
 def generate(argv: list[str] | None = None) -> None:

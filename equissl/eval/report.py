@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
+from equissl.eval.plots import add_images, plot_runs  # noqa: E402
 from equissl.eval.probes.base import sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
@@ -264,7 +265,8 @@ def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
 
 
 def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = True) -> str:
-    """Write ``results.json``, ``results.md``, ``metrics.png`` (+ TensorBoard scalars)."""
+    """Write ``results.json``, ``results.md``, ``metrics.png`` (+ TensorBoard scalars and
+    the PNG plots as images)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
     table = markdown_table([results])
@@ -286,15 +288,20 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
             for name, metrics in (results.get("baselines") or {}).items():
                 for key, value in metrics.items():
                     writer.add_scalar(f"baselines/{name}/{key}", value, 0)
+            add_images(writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})})
     return table
 
 
 def combine(result_files: Iterable[Path], out_dir: Path) -> str:
-    """One Markdown table (and ``combined.json``) over several ``results.json`` files."""
+    """One Markdown table (and ``combined.json``, and ``metrics.png``: bars of the headline
+    metrics per run and part) over several ``results.json`` files."""
     results = [json.loads(Path(f).read_text()) for f in sorted(result_files)]
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
-    atomic_write_text(out_dir / "results.md", table)
+    bars = (
+        "\n![metrics per run](metrics.png)\n" if plot_runs(results, out_dir / "metrics.png") else ""
+    )
+    atomic_write_text(out_dir / "results.md", table + bars)
     atomic_write_text(
         out_dir / "combined.json",
         json.dumps(

@@ -1,0 +1,133 @@
+"""Plots of the evaluation stage beyond a single probe's: the PCA picture of a part, the
+per-run bars of a multirun sweep, and PNG plots copied into TensorBoard."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+# headline metrics of the multirun bars, in subplot order (those present are drawn)
+HEADLINE = (
+    "classification/top1",
+    "knn/top1",
+    "rotation/r2_global",
+    "color/r2_global",
+    "translation/r2_global",
+    "predictor/mrr",
+    "diagnostics/invariance",
+    "diagnostics/equivariance",
+)
+PART_ORDER = ("full", "inv", "equi")
+
+
+def plot_pca(
+    coords: Tensor,
+    labels: Tensor,
+    pose: Tensor,
+    pose_label: str,
+    explained: Tensor,
+    title: str,
+    path: Path,
+) -> None:
+    """Two panels of the same 2-D PCA coordinates ``[M, 2]``: coloured by class ``labels
+    [M]`` (``-1``, unlabelled, in grey) and by ``pose [M]`` (e.g. the absolute rotation
+    angle), with the variance share of each axis ``explained [2]`` in the axis labels."""
+    x, y = coords[:, 0].numpy(), coords[:, 1].numpy()
+    labelled = (labels >= 0).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.8), sharex=True, sharey=True)
+    axes[0].scatter(x[~labelled], y[~labelled], s=3, c="lightgrey", alpha=0.5)
+    axes[0].scatter(
+        x[labelled], y[labelled], s=3, c=labels[labelled].numpy(), cmap="tab20", alpha=0.6
+    )
+    axes[0].set_title("by class", fontsize=9)
+    points = axes[1].scatter(x, y, s=3, c=pose.numpy(), cmap="viridis", alpha=0.6)
+    fig.colorbar(points, ax=axes[1]).set_label(pose_label, fontsize=8)
+    axes[1].set_title(f"by {pose_label}", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel(f"PC1 ({100 * float(explained[0]):.1f} %)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"PC2 ({100 * float(explained[1]):.1f} %)")
+    fig.suptitle(f"PCA — {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One label per run: the method (with ``(<data>)`` when the runs' data differ), and
+    the checkpoint's run directory where two runs would share a label."""
+    mixed = len({r["data"] for r in results}) > 1
+    base = [f"{r['method']} ({r['data']})" if mixed else r["method"] for r in results]
+    labels = []
+    for label, res in zip(base, results, strict=True):
+        if base.count(label) > 1:
+            ckpt = Path(res["checkpoint"])
+            run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+            label = f"{label} {run.name}"
+        labels.append(label)
+    if len(set(labels)) < len(labels):  # same run directory: number them
+        labels = [f"{i + 1}: {label}" for i, label in enumerate(labels)]
+    return labels
+
+
+def plot_runs(
+    results: Sequence[dict[str, Any]], path: Path, metrics: Sequence[str] = HEADLINE
+) -> bool:
+    """One panel per headline ``probe/metric`` present, one group of horizontal bars per run
+    (top to bottom in the table's order), one bar per part. Returns whether anything was
+    drawn (no headline metric: no file)."""
+    keys = [{k.split("/", 1)[1] for k in r["metrics"]} for r in results]
+    shown = [m for m in metrics if any(m in k for k in keys)]
+    if not shown:
+        return False
+    parts = sorted(
+        {k.split("/", 1)[0] for r in results for k in r["metrics"] if k.split("/", 1)[1] in shown},
+        key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p),
+    )
+    labels = run_labels(results)
+    height = 0.8 / len(parts)
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    label_width = 0.07 * max(len(label) for label in labels)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(label_width + 2.6 * cols, 0.9 + rows * (0.5 + 0.18 * len(parts) * len(results))),
+        sharey=True,
+        squeeze=False,
+    )
+    centre = [len(results) - 1 - j for j in range(len(results))]  # first run on top
+    for ax, metric in zip(axes.flat, shown, strict=False):
+        for i, part in enumerate(parts):
+            vals = [r["metrics"].get(f"{part}/{metric}", float("nan")) for r in results]
+            offset = (len(parts) - 1) / 2 - i
+            ax.barh([c + offset * height for c in centre], vals, height, label=part)
+        ax.set_yticks(centre, labels, fontsize=8)
+        ax.axvline(0, color="black", lw=0.5)
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def add_images(writer: Any, out_dir: Path, plots: dict[str, str], step: int = 0) -> None:
+    """Add each PNG ``plots`` names (``{tag: file in out_dir}``) to a TensorBoard
+    ``SummaryWriter`` as an RGB(A) image; missing files are left out."""
+    for tag, file in plots.items():
+        png = out_dir / file
+        if png.is_file():
+            writer.add_image(f"plots/{tag}", mpimg.imread(png), step, dataformats="HWC")

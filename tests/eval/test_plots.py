@@ -1,0 +1,78 @@
+"""Report plots: the multirun bars and combined results.md, run labels, and the PNG plots
+(and scalars) in TensorBoard."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from equissl.eval.plots import plot_runs, run_labels
+from equissl.eval.report import combine, write_report
+
+
+def result(method: str, run: str, top1: float, equi: float) -> dict:
+    return {
+        "checkpoint": f"/runs/{run}/checkpoints/last.ckpt",
+        "method": method,
+        "data": "3diebench",
+        "config": {},
+        "metrics": {
+            "inv/classification/top1": top1,
+            "equi/classification/top1": top1 / 2,
+            "equi/rotation/r2_global": equi,
+            "equi/diagnostics/equivariance": equi / 2,
+            "equi/diagnostics/within": 0.3,  # not a headline metric: no subplot
+        },
+        "skipped": {},
+        "plots": {},
+    }
+
+
+def test_run_labels_tell_runs_of_one_method_apart():
+    runs = [result("sie", "a", 0.5, 0.4), result("sie", "b", 0.6, 0.3), result("vicreg", "c", 0, 0)]
+    assert run_labels(runs) == ["sie a", "sie b", "vicreg"]
+    same = [result("sie", "a", 0.5, 0.4), result("sie", "a", 0.6, 0.3)]
+    assert run_labels(same) == ["1: sie a", "2: sie a"]
+    runs[2]["data"] = "3diebench_t"  # data differ: named
+    assert run_labels(runs)[1:] == ["sie (3diebench) b", "vicreg (3diebench_t)"]
+
+
+def test_combine_writes_bars_per_run_and_links_them(tmp_path):
+    files = []
+    for i, (method, top1, equi) in enumerate([("sie", 0.6, 0.45), ("vicreg", 0.55, 0.3)]):
+        f = tmp_path / f"run{i}" / "results.json"
+        f.parent.mkdir()
+        f.write_text(json.dumps(result(method, f"r{i}", top1, equi)))
+        files.append(f)
+    table = combine(files, tmp_path)
+    assert "| sie (3diebench) | equi |" in table and "| vicreg (3diebench) | inv |" in table
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith(table) and "![metrics per run](metrics.png)" in md
+    png = mpimg.imread(tmp_path / "metrics.png")
+    assert png.shape[1] > 2 * png.shape[0]  # three panels side by side
+    assert len(json.loads((tmp_path / "combined.json").read_text())) == 2
+
+
+def test_no_headline_metric_no_bars(tmp_path):
+    res = result("sie", "a", 0.5, 0.4)
+    res["metrics"] = {"equi/diagnostics/within": 0.1}
+    assert not plot_runs([res], tmp_path / "bars.png")
+    assert not (tmp_path / "bars.png").exists()
+
+
+def test_tensorboard_gets_the_scalars_and_the_plots(tmp_path):
+    res = result("sie", "a", 0.5, 0.4)
+    # a plot a probe wrote, and one listed but missing (left out, no error)
+    mpimg.imsave(tmp_path / "rotation_equi.png", np.random.default_rng(0).random((20, 30, 3)))
+    res["plots"] = {"rotation/equi": "rotation_equi.png", "gone": "gone.png"}
+    write_report(res, tmp_path)
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "equi/rotation/r2_global" in tags["scalars"]
+    assert set(tags["images"]) == {"plots/metrics", "plots/rotation/equi"}
+    image = events.Images("plots/rotation/equi")[0]
+    assert (image.width, image.height) == (30, 20)
