@@ -1,7 +1,7 @@
 """Our SIE training step vs the reference recipe's loop, on the same model and batch.
 
-    python bench/train_step.py [--data data/quickstart] [--steps 3] [--warmup 1] [--repeats 3]
-        [--flag speed.fused_optimizer=auto ...] [--threads N]
+    python bench/train_step.py [--data data/quickstart] [--steps 2] [--warmup 1] [--repeats 3]
+        [--flag speed.fused_optimizer=auto ...] [--precision bf16-mixed] [--threads 1]
 
 Both arms train the quickstart configuration (``experiment=quickstart``: SIE, timm
 ResNet-18, 64 px, 64 objects × 2 views per batch, projector 1024-1024-128) from the same
@@ -15,8 +15,12 @@ seed, with the same number of loader workers and torch threads:
   ``zero_grad``, ``backward``, ``step``.
 - **ours** — the real :class:`equissl.ssl.base.SSLMethod` step under a Lightning
   ``Trainer`` (batch-contract check, NaN guard, logging, online probe), the resumable
-  loader of :mod:`equissl.training.sampler`, and the ``speed`` flags given by ``--flag``
-  (default: those that help on CPU, see bench/README.md).
+  loader of :mod:`equissl.training.sampler`, the ``speed`` flags given by ``--flag``
+  (default: those that help on CPU) and ``--precision`` (default ``bf16-mixed``: oneDNN's
+  AMX / AVX512-BF16 kernels; pass ``32-true`` on a CPU without them).
+
+Both arms run ``--threads`` intra-op threads (default 1: on a machine shared with other jobs,
+two OpenMP threads wait on each other at every op; measured 5-50x slower small ops here).
 
 Each repeat runs each arm in a fresh subprocess (arms alternate, so drifts in the shared
 machine's load hit both); the rate of a run is the images (objects × 2 views) of its
@@ -369,13 +373,17 @@ def report(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT / "data" / "quickstart"))
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads of both arms (0: torch's)"
+    )
     parser.add_argument("--flag", action="append", default=None, help="speed override")
-    parser.add_argument("--precision", default=None, help="ours: trainer.precision")
+    parser.add_argument(
+        "--precision", default="bf16-mixed", help="ours: trainer.precision (reference: fp32)"
+    )
     parser.add_argument("--out", default=str(RESULTS / "train_step_cpu"))
     parser.add_argument("--arm", choices=("ours", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
