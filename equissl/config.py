@@ -192,6 +192,28 @@ class CheckpointConfig:
 
 
 @dataclass
+class SpeedConfig:
+    """How fast the training step runs, never what it computes (:mod:`equissl.training.speed`).
+
+    Every default is the plain path (the behaviour before these flags existed). Each flag is
+    tested against the plain path on CPU (``tests/training/test_speed.py``, tolerances there);
+    bf16 autocast is ``trainer.precision=bf16-mixed`` (Lightning), with the loss statistics
+    kept in float32 (:mod:`equissl.ssl.losses`). None of these keys enters the run-directory
+    hash: a run resumed with other speed flags continues the same run.
+    """
+
+    channels_last: bool = False  # NHWC backbone weights and inputs
+    compile: bool = False  # torch.compile the backbone in place (state_dict keys unchanged)
+    compile_mode: str = "default"  # torch.compile mode: default | reduce-overhead | max-autotune
+    # false: torch's default Adam/AdamW/SGD kernel | foreach | fused | auto (fused where torch
+    # has a fused kernel for the parameters' device, else foreach)
+    fused_optimizer: Any = False
+    pin_memory: Any = "auto"  # auto: when CUDA is present (the plain path) | true | false
+    prefetch_factor: int | None = None  # batches per loader worker in flight (None: torch's 2)
+    persistent_workers: bool = False  # keep loader workers across epochs (see sampler)
+
+
+@dataclass
 class PretrainConfig:
     method: Any = MISSING
     data: Any = MISSING
@@ -204,6 +226,7 @@ class PretrainConfig:
     # continuing another's state, e.g. with a larger budget in a fresh directory).
     resume_from: str | None = None
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     evaluate_after: bool = False  # run the evaluation stage on the final checkpoint
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
 
@@ -219,14 +242,14 @@ class EvaluateConfig:
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
 
 
-# Overrides that change how long or how safely a run trains, not what it is: they stay out
-# of the run-directory hash so that the same command with a larger budget resumes the run.
+# Overrides that change how long, how safely or how fast a run trains, not what it is: they
+# stay out of the run-directory hash so that the same command with a larger budget resumes.
 UNHASHED_KEYS = ("trainer.max_steps", "trainer.max_epochs", "resume")
-UNHASHED_PREFIXES = ("checkpoint.",)
+UNHASHED_PREFIXES = ("checkpoint.", "speed.")
 
 
 def hashed_override(override: str) -> bool:
-    """False for the overrides :func:`run_hash` ignores (budget and checkpoint cadence)."""
+    """False for the overrides :func:`run_hash` ignores (budget, checkpoint cadence, speed)."""
     key = str(override).lstrip("~+").split("=", 1)[0].strip()
     return key not in UNHASHED_KEYS and not key.startswith(UNHASHED_PREFIXES)
 
@@ -234,8 +257,9 @@ def hashed_override(override: str) -> bool:
 def run_hash(overrides: Any) -> str:
     """Short stable hash of a run's command-line overrides (deterministic run directories).
 
-    ``trainer.max_steps``, ``trainer.max_epochs``, ``resume`` and ``checkpoint.*`` are left
-    out (:data:`UNHASHED_KEYS`): re-running with a larger budget continues the same run.
+    ``trainer.max_steps``, ``trainer.max_epochs``, ``resume``, ``checkpoint.*`` and
+    ``speed.*`` are left out (:data:`UNHASHED_KEYS`): re-running with a larger budget
+    continues the same run.
     """
     items = sorted(str(o) for o in (overrides or []) if hashed_override(str(o)))
     return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]

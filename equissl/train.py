@@ -191,7 +191,10 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     # (saved in checkpoints) then holds.
     resolve_batch(config["data"], trainer.world_size, config["trainer"])
     datamodule = PretrainDataModule(
-        config["data"], views_per_object(config), seed=int(config["seed"])
+        config["data"],
+        views_per_object(config),
+        seed=int(config["seed"]),
+        speed=config.get("speed"),
     )
     method = build_method(config, datamodule.spec)
     check_rank_share(

@@ -20,15 +20,23 @@ class PretrainDataModule(pl.LightningDataModule):
         data: resolved ``data`` config section (per-device ``batch_size``).
         num_views: views per object the method consumes (``method.num_views``).
         seed: the run's seed (data order and per-sample randomness, equissl.training.sampler).
+        speed: the run's ``speed`` section (loader pinning, prefetch, persistent workers).
 
     ``data.on_error`` (``fail`` | ``skip``) wraps the training set
     (:mod:`equissl.datasets.on_error`); evaluation never skips.
     """
 
-    def __init__(self, data: dict[str, Any], num_views: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        num_views: int,
+        seed: int = 0,
+        speed: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.data_cfg = data
         self.seed = int(seed)
+        self.speed = speed
         policy = check_policy(str(data.get("on_error", "fail")))  # before any file is read
         self.dataset: ViewDataset = build_dataset(data, data["train_split"], int(num_views))
         self.train_set = wrap_on_error(self.dataset, policy)
@@ -51,4 +59,5 @@ class PretrainDataModule(pl.LightningDataModule):
             seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
+            speed=self.speed,
         )

@@ -36,6 +36,7 @@ from equissl.datasets.contract import check_batch
 from equissl.models.backbones import build_backbone
 from equissl.models.ema import momentum_tau, update_targets
 from equissl.registry import Registry
+from equissl.training.speed import optimizer_options, speed_of, speed_up_backbone
 
 METHODS: Registry[type[SSLMethod]] = Registry("method", group="method")
 
@@ -307,15 +308,24 @@ class SSLMethod(pl.LightningModule):
         )
         return total, min(total, round(float(o["warmup_epochs"]) * per_epoch))
 
+    def configure_model(self) -> None:
+        """The ``speed`` flags on the backbone (channels_last, compile), once per module."""
+        if not getattr(self, "_speed_applied", False):
+            speed_up_backbone(self.backbone, speed_of(self.config))
+            self._speed_applied = True
+
     def configure_optimizers(self) -> Any:
         o = self.mcfg["optim"]
         lr, wd = self.effective_lr(), float(o["weight_decay"])
         groups = self._param_groups()
+        kernel = optimizer_options(
+            speed_of(self.config)["fused_optimizer"], (p for g in groups for p in g["params"])
+        )
         optimizers = {
-            "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=wd),
-            "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=wd),
+            "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=wd, **kernel),
+            "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=wd, **kernel),
             "sgd": lambda: torch.optim.SGD(
-                groups, lr=lr, weight_decay=wd, momentum=float(o["momentum"])
+                groups, lr=lr, weight_decay=wd, momentum=float(o["momentum"]), **kernel
             ),
         }
         if o["name"] not in optimizers:

@@ -15,7 +15,9 @@ with the next batch of the same permutation.
 
 Loader workers are restarted every epoch (``persistent_workers=False``) and seeded from
 ``(seed, epoch, rank, worker)`` for any residual use of the global RNGs; this costs one
-worker start per epoch.
+worker start per epoch. ``speed.persistent_workers=true`` keeps them: the items are the same
+(their randomness comes from the sample keys), only the global RNGs of a worker keep their
+first epoch's seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from equissl.training.keys import derive_seed
+from equissl.training.speed import PLAIN, loader_options
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,7 @@ class ResumableLoader(DataLoader):
         sampler: ResumableSampler,
         num_workers: int,
         pin_memory: bool = False,
+        **options: Any,
     ) -> None:
         super().__init__(
             dataset,
@@ -186,10 +190,10 @@ class ResumableLoader(DataLoader):
             sampler=sampler,
             drop_last=True,  # batch statistics (variance, covariance) need full batches
             num_workers=num_workers,
-            persistent_workers=False,  # restarted and reseeded every epoch
             pin_memory=pin_memory,
             worker_init_fn=SeededWorkerInit(sampler.seed, sampler.epoch, sampler.rank),
             generator=torch.Generator(),
+            **{"persistent_workers": False, **options},  # default: restarted every epoch
         )
 
     def __iter__(self) -> Iterator[Any]:
@@ -217,6 +221,7 @@ def build_train_loader(
     seed: int,
     rank: int = 0,
     world_size: int = 1,
+    speed: dict[str, Any] | None = None,
 ) -> ResumableLoader:
     """The training loader of the SSL stage (what ``PretrainDataModule`` returns).
 
@@ -227,6 +232,9 @@ def build_train_loader(
         seed: the run's seed; with the epoch it fixes order and per-sample randomness.
         rank, world_size: global rank and number of ranks; each takes its stride of the
             epoch's permutation (the Trainer must run with ``use_distributed_sampler=False``).
+        speed: the run's ``speed`` section (pin_memory, prefetch_factor,
+            persistent_workers; :func:`equissl.training.speed.loader_options`).
     """
     sampler = ResumableSampler(len(dataset), batch_size, seed, rank, world_size)
-    return ResumableLoader(dataset, sampler, num_workers, pin_memory=torch.cuda.is_available())
+    options = loader_options({**PLAIN, **(speed or {})}, num_workers)
+    return ResumableLoader(dataset, sampler, num_workers, **options)
