@@ -49,10 +49,18 @@ def _one_log_stream() -> None:
         logger.propagate = True
 
 
+def print_results(results: dict, out_dir: Path) -> None:
+    """The headline metrics with their floor rows; every metric is in ``results.md``."""
+    from equissl.eval.plots import HEADLINE
+    from equissl.eval.report import markdown_table
+
+    print(f"\nresults: {out_dir / 'results.json'} (every metric: {out_dir / 'results.md'})\n")
+    print(markdown_table([results], only=HEADLINE))
+
+
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="pretrain")
 def _pretrain(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.eval.report import markdown_table
     from equissl.train import pretrain
 
     _one_log_stream()
@@ -66,14 +74,12 @@ def _pretrain(cfg: DictConfig) -> None:
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return
         results = evaluate_checkpoint(last, config["eval"], run_dir / "eval")
-        print(f"\nresults: {run_dir / 'eval' / 'results.json'}\n")
-        print(markdown_table([results]))
+        print_results(results, run_dir / "eval")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="evaluate")
 def _evaluate(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.eval.report import markdown_table
 
     _one_log_stream()
     config = _resolved(cfg)
@@ -89,8 +95,7 @@ def _evaluate(cfg: DictConfig) -> None:
     except BaseException:
         _remove_if_empty(out_dir)
         raise
-    print(f"\nresults: {out_dir / 'results.json'}\n")
-    print(markdown_table([results]))
+    print_results(results, out_dir)
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -54,7 +54,7 @@ def test_simclr_on_3diebench(iebench_tree, tmp_path):
     assert meta["config"]["method"]["temperature"] == 0.1
     assert {"full/classification/top1", "full/rotation/r2_global"} <= set(res["metrics"])
     skipped = {"translation", "translation_base", "translation_object", "lie", "predictor"}
-    assert set(res["skipped"]) == skipped | {"path_integration", "coefficients"}
+    assert set(res["skipped"]) == skipped | {"path_integration", "coefficients", "time_stepping"}
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
-from equissl.eval.plots import add_images, plot_runs  # noqa: E402
+from equissl.eval.plots import HEADLINE, PART_ORDER, add_images, plot_runs  # noqa: E402
 from equissl.eval.probes.base import sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-PART_ORDER = ("full", "inv", "equi")
 
 
 #: Metric-name prefixes of floors (scores of predictors that ignore the representation) and
@@ -119,10 +117,12 @@ def floor_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, dict[str
     return out
 
 
-def markdown_table(results: Iterable[dict[str, Any]]) -> str:
+def markdown_table(results: Iterable[dict[str, Any]], only: Sequence[str] | None = None) -> str:
     """One row per (run, part), one column per ``probe/metric``; after a run's parts, one
     row per part of each baseline model (``untrained (baseline): full``) and the floor rows
-    (:func:`floor_rows`), whose keys are left out of the metric columns."""
+    (:func:`floor_rows`), whose keys are left out of the metric columns. ``only``: just
+    these columns, in this order (e.g. :data:`~equissl.eval.plots.HEADLINE`; all of them
+    when none is present)."""
     rows: list[tuple[str, str, dict[str, str]]] = []
     columns: list[str] = []
 
@@ -143,6 +143,9 @@ def markdown_table(results: Iterable[dict[str, Any]]) -> str:
         for name, cells in floor_rows(_by_part(res["metrics"])):
             add(label, name, cells)
     columns.sort()
+    if only is not None:
+        columns = [c for c in only if c in columns] or columns
+        rows = [r for r in rows if any(c in r[2] for c in columns)]
     head = "| run | part | " + " | ".join(columns) + " |"
     sep = "|---|---|" + "---|" * len(columns)
     body = [
@@ -218,17 +221,11 @@ def plot_path_integration(metrics: dict[str, dict[str, float]], title: str, path
 
 def plot_headline(results: dict[str, Any], path: Path) -> None:
     """Bar chart of each probe's headline metric per part."""
-    headline = (
-        "classification/top1",
-        "rotation/r2_global",
-        "color/r2_global",
-        "translation/r2_global",
-    )
     parts = sorted(
         {k.split("/")[0] for k in results["metrics"]},
         key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else 99,
     )
-    metrics = [h for h in headline if any(f"{p}/{h}" in results["metrics"] for p in parts)]
+    metrics = [h for h in HEADLINE if any(f"{p}/{h}" in results["metrics"] for p in parts)]
     if not metrics:
         return
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics), 3.2))

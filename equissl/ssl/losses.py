@@ -28,12 +28,15 @@ from torch import Tensor
 
 
 def float32(term: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Run a loss term on float32 copies of its tensor arguments with autocast disabled."""
+    """Run a loss term with autocast disabled, on float32 copies of its half-precision tensor
+    arguments (float32 and float64 inputs pass unchanged)."""
 
     @functools.wraps(term)
     def wrapper(*tensors: Tensor) -> Tensor:
         with torch.autocast(tensors[0].device.type, enabled=False):
-            return term(*(t.float() for t in tensors))
+            return term(
+                *(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
+            )
 
     return wrapper
 

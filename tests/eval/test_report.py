@@ -148,3 +148,18 @@ def test_coefficient_means_are_floors_and_runs_keep_their_own_floors():
     last = rows[-1]
     assert last[:2] == ("lie_vicreg (pde_burgers)", "floor: constant / majority")
     assert last[2]["coefficients/mse"] == "0.0075" and last[2]["rotation/r2_global"] == ""
+
+
+def test_only_keeps_the_named_columns_in_order_with_their_floors():
+    columns, rows = parse(
+        markdown_table([run()], only=("rotation/r2_global", "knn/top1", "classification/top1"))
+    )
+    assert columns == ["rotation/r2_global", "classification/top1"]  # absent ones dropped
+    by_part = {part: cells for _, part, cells in rows}
+    assert by_part["equi"] == {"rotation/r2_global": "0.4500", "classification/top1": "0.4000"}
+    assert by_part["floor: constant / majority"]["rotation/r2_global"] == "0.2300"
+    assert by_part["floor: chance"] == {"rotation/r2_global": "", "classification/top1": "0.0200"}
+    # no named column present: the whole table
+    assert (
+        parse(markdown_table([run()], only=("knn/top1",)))[0] == parse(markdown_table([run()]))[0]
+    )

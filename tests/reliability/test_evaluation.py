@@ -43,7 +43,8 @@ def test_two_identical_evaluations_agree(iebench_tree, tmp_path):
         np.random.seed(noise)
         evaluate_checkpoint(ckpt, config["eval"], tmp_path / f"eval{i}", progress=False)
         runs.append(json.loads((tmp_path / f"eval{i}" / "results.json").read_text())["metrics"])
-    assert runs[0] == runs[1] and len(runs[0]) == 15  # 3 parts x (2 + 3 metrics)
+    # 3 parts x (classification 2 + 3 floors, rotation 3 + 3 floors)
+    assert runs[0] == runs[1] and len(runs[0]) == 33
     other = {
         **config["eval"],
         "probes": {k: {**v, "seed": 7} for k, v in config["eval"]["probes"].items()},
