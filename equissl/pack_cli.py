@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from equissl.validate_cli import UsageError, _split_names
+from equissl.validate_cli import UsageError, _split_names, parse_options
 
 
 def _non_negative_int(value: str) -> int:
@@ -61,17 +61,7 @@ def parse_args(argv: list[str]) -> tuple[Path, Path, dict[str, Any]]:
     positional = [a for a in argv if "=" not in a]
     if len(positional) != 2:
         raise UsageError(f"expected ROOT and OUT, got {len(positional)}: {positional}")
-    options: dict[str, Any] = {}
-    for arg in (a for a in argv if "=" in a):
-        key, value = arg.split("=", 1)
-        if key not in OPTIONS:
-            known = ", ".join(f"{k}=<{t}>" for k, (_, t) in OPTIONS.items())
-            raise UsageError(f"unknown option {key!r}; known options: {known}")
-        parse, expected = OPTIONS[key]
-        try:
-            options[key] = parse(value)
-        except ValueError:
-            raise UsageError(f"{key}={value!r}: expected {expected}") from None
+    options = parse_options(argv, OPTIONS)
     if options.get("num_chunks", 1) < 1:
         raise UsageError("num_chunks must be ≥ 1")
     return Path(positional[0]), Path(positional[1]), options

@@ -39,6 +39,30 @@ class UsageError(ValueError):
     """A malformed command line (exit status 2); the message names the key."""
 
 
+Options = dict[str, tuple[Callable[[str], Any], str]]
+
+
+def parse_options(argv: list[str], table: Options) -> dict[str, Any]:
+    """The ``key=value`` arguments of ``argv``, each parsed by its entry of ``table``
+    (``{key: (parse, expected)}``).
+
+    Raises:
+        UsageError: an unknown key, or a value ``parse`` rejects.
+    """
+    options: dict[str, Any] = {}
+    for arg in (a for a in argv if "=" in a):
+        key, value = arg.split("=", 1)
+        if key not in table:
+            known = ", ".join(f"{k}=<{t}>" for k, (_, t) in table.items())
+            raise UsageError(f"unknown option {key!r}; known options: {known}")
+        parse, expected = table[key]
+        try:
+            options[key] = parse(value)
+        except ValueError:
+            raise UsageError(f"{key}={value!r}: expected {expected}") from None
+    return options
+
+
 def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     """``(ROOT, typed options)`` from ``argv``.
 
@@ -48,19 +72,7 @@ def parse_args(argv: list[str]) -> tuple[Path, dict[str, Any]]:
     positional = [a for a in argv if "=" not in a]
     if len(positional) != 1:
         raise UsageError(f"expected exactly one ROOT, got {len(positional)}: {positional}")
-    options: dict[str, Any] = {}
-    for arg in argv:
-        if "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        if key not in OPTIONS:
-            known = ", ".join(f"{k}=<{t}>" for k, (_, t) in OPTIONS.items())
-            raise UsageError(f"unknown option {key!r}; known options: {known}")
-        parse, expected = OPTIONS[key]
-        try:
-            options[key] = parse(value)
-        except ValueError:
-            raise UsageError(f"{key}={value!r}: expected {expected}") from None
+    options = parse_options(argv, OPTIONS)
     return Path(positional[0]), options
 
 
