@@ -71,6 +71,17 @@ def constant_floor(train_target: Tensor, val_target: Tensor) -> dict[str, float]
     }
 
 
+def regression_metrics(pred: Tensor, target: Tensor, train_target: Tensor) -> dict[str, float]:
+    """``r2_global``, ``r2_sklearn`` and ``mse`` of ``pred`` against ``target [M, K]``, beside
+    the constant predictor's (:func:`constant_floor`, the mean of ``train_target``)."""
+    return {
+        "r2_global": r2_global(pred, target),
+        "r2_sklearn": r2_sklearn(pred, target),
+        "mse": float(torch.nn.functional.mse_loss(pred, target)),
+        **constant_floor(train_target, target),
+    }
+
+
 def classification_floors(
     train_labels: Tensor, val_labels: Tensor, num_classes: int
 ) -> dict[str, float]:

@@ -24,7 +24,7 @@ from omegaconf import MISSING
 from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
-from equissl.eval.metrics import constant_floor, r2_global, r2_sklearn
+from equissl.eval.metrics import regression_metrics
 from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
 
 PairTarget = Callable[[Tensor, Tensor], Tensor]
@@ -106,12 +106,7 @@ def pair_regression_probe(
     pred = predict(model, xval, device)
     per_object = int(cfg["val_pairs_per_object"])
     to, ta, tb = fixed_pairs(n, v, per_object, int(cfg["seed"]) + 2).unbind(1)
-    metrics = {
-        "r2_global": r2_global(pred, yval),
-        "r2_sklearn": r2_sklearn(pred, yval),
-        "mse": float(F.mse_loss(pred, yval)),
-        **constant_floor(target(train_lat[to, ta], train_lat[to, tb]), yval),
-    }
+    metrics = regression_metrics(pred, yval, target(train_lat[to, ta], train_lat[to, tb]))
     return ProbeResult(metrics, pred, yval)
 
 

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from equissl.config import ProbeConfig
 from equissl.datasets.contract import Action
-from equissl.eval.metrics import constant_floor, r2_global, r2_sklearn
+from equissl.eval.metrics import regression_metrics
 from equissl.eval.probes.base import (
     PROBES,
     EvalContext,
@@ -113,13 +113,7 @@ def path_integration_probe(
         head = pair_mlp(train_x.shape[1], int(cfg["hidden_dim"]), train_y.shape[1])
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
     pred = predict(model, val_x, device)
-    metrics = {
-        "r2_global": r2_global(pred, val_y),
-        "r2_sklearn": r2_sklearn(pred, val_y),
-        "mse": float(F.mse_loss(pred, val_y)),
-        **constant_floor(train_y, val_y),
-    }
-    return ProbeResult(metrics, pred, val_y)
+    return ProbeResult(regression_metrics(pred, val_y, train_y), pred, val_y)
 
 
 @PROBES.register("path_integration", config=PathIntegrationProbeConfig)
