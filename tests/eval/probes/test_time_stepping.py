@@ -5,7 +5,6 @@ run on tiny Burgers and Navier–Stokes sets, and the skip on non-PDE data."""
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -23,6 +22,7 @@ from equissl.eval.probes.time_stepping import (
     first_window_features,
     frame_nmse,
 )
+from tests.datasets.pde.test_lie_views import write_ns_file
 
 TINY = {
     **TimeSteppingProbeConfig().__dict__,
@@ -81,29 +81,6 @@ def burgers(tmp_path_factory):
     root = tmp_path_factory.mktemp("burgers")
     generate_pde("burgers", root, num_trajectories=10, nx=16, nt=30, progress=False)
     return PDEWindows(root, "train", 1, window=8), PDEWindows(root, "val", 1, window=8)
-
-
-def write_ns(path, n=5, frames=12, nx=8, seed=0):
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        f["u"] = rng.normal(size=(n, frames, 3, nx, nx)).astype(np.float32)
-        f["t"] = np.tile(1.5 * np.arange(frames), (n, 1))
-        f["x"] = np.tile(np.arange(nx) * 32.0 / nx, (n, 1))
-        f["y"] = np.tile(np.arange(nx) * 32.0 / nx, (n, 1))
-        f["coeffs"] = rng.uniform(0.2, 0.5, (n, 1))
-        f["index"] = np.arange(n)
-        f.attrs.update(
-            {
-                "equation": "ns",
-                "equation_text": "hand-made fields",
-                "parameters": "{}",
-                "generator_version": "hand",
-                "coeff_names": '["buoyancy"]',
-                "channels": '["s", "vx", "vy"]',
-                "complete": True,
-            }
-        )
-    return path
 
 
 def test_frame_nmse_by_hand():
@@ -189,7 +166,7 @@ def test_smoke_run_on_tiny_burgers(burgers):
 
 
 def test_smoke_run_on_navier_stokes(tmp_path):
-    path = write_ns(tmp_path / "ns.h5")
+    path = write_ns_file(tmp_path / "ns.h5", frames=12)
     train, val = (PDEWindows(path, s, 1, window=8, val_every=3) for s in ("train", "val"))
     res = TimeSteppingProbe("time_stepping", TINY).run(context(train, val), "full")
     assert res.metrics["rollout_frames"] == 3.0  # 12 frames, window 8, 1 -> 1: 8, 9, 10
