@@ -1,7 +1,8 @@
 """``equissl-validate ROOT [splits_dir=PATH] [workers=N] [splits=train,val]``: check a dataset
 before training.
 
-ROOT is a 3DIEBench(-T) tree, or an HDF5 file / a folder of HDF5 files of PDE trajectories.
+ROOT is a 3DIEBench(-T) tree, its packed shards (``equissl-pack``, ``equissl-generate
+format=packed``), or an HDF5 file / a folder of HDF5 files of PDE trajectories.
 Exit status: 0 when every check passes (warnings are printed), 1 when a problem is found
 (every offending file is named) or ROOT does not exist, 2 for a malformed command line.
 """

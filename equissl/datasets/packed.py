@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,12 @@ def split_digest(split: Split) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
+def check_encoding(encoding: str) -> None:
+    """Raises ValueError unless ``encoding`` is one of :data:`ENCODINGS`."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding={encoding!r} is not one of {' | '.join(ENCODINGS)}")
+
+
 @dataclass(frozen=True)
 class PackSettings:
     """What ``equissl-pack`` does (see :func:`pack_chunk`)."""
@@ -91,61 +98,74 @@ class PackSettings:
     splits_dir: str | None = None
 
 
-def _payload(path: Path, encoding: str, verify: bool) -> tuple[bytes, tuple[int, ...] | None]:
-    """One view's stored bytes and, when decoded, its ``(3, H, W)`` shape."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetFormatError(f"image {path} not found") from None
-    except OSError as err:
-        raise DatasetFormatError(f"image {path} cannot be read: {err}") from err
+@dataclass(frozen=True)
+class ShardObject:
+    """One object on its way into a shard: its views' file bytes (JPEG or PNG, as the loose
+    tree stores them) and ``[V, P]`` float64 latents; ``source`` names it in messages,
+    ``view_sources`` (default ``"{source} view {v}"``) each view."""
+
+    source: str
+    images: Sequence[bytes]
+    latents: np.ndarray
+    view_sources: Sequence[str] | None = None
+
+    def view_source(self, view: int) -> str:
+        return self.view_sources[view] if self.view_sources else f"{self.source} view {view}"
+
+
+def _encode(data: bytes, source: str, encoding: str, verify: bool) -> tuple[bytes, Any]:
+    """One view's stored payload and, when decoded, its ``(3, H, W)`` shape."""
     if encoding == "jpeg" and not verify:
         return data, None
-    pixels = decode_image(data, str(path))
-    shape = tuple(pixels.shape)
-    return (pixels.numpy().tobytes() if encoding == "raw" else data), shape
+    pixels = decode_image(data, source)
+    return (pixels.numpy().tobytes() if encoding == "raw" else data), tuple(pixels.shape)
 
 
-def pack_shard(
-    root: Path,
+def write_shard(
     out: Path,
     split: Split,
     name: str,
     start: int,
     stop: int,
-    settings: PackSettings,
+    objects: Iterable[ShardObject],
+    encoding: str = "jpeg",
+    verify: bool = True,
 ) -> dict[str, Any]:
-    """Write one chunk's ``.bin``, ``.offsets.npy``, ``.latents.npy`` and then its record.
+    """Write one chunk's ``.bin``, ``.offsets.npy``, ``.latents.npy`` and then its record from
+    ``objects`` (those of ``split.entries[start:stop]``, in that order).
 
-    Every file goes through :func:`~equissl.atomic.atomic_open`, the record last, so a
-    killed job leaves no record and a rerun packs the chunk again.
+    The one writer of shards: ``equissl-pack`` feeds it the loose tree's files
+    (:func:`pack_shard`), the renderer its freshly encoded views
+    (``equissl-generate format=packed``). Every file goes through
+    :func:`~equissl.atomic.atomic_open`, the record last, so a killed job leaves no record and
+    a rerun writes the chunk again.
+
+    Raises:
+        DatasetFormatError: objects with different view counts, latent lengths or (``raw``)
+            image sizes, or an image that does not decode (with ``verify`` or ``raw``).
     """
     shards = out / SHARDS_DIR
     views = None
+    first = ""
     shapes: set[tuple[int, ...]] = set()
     offsets = [0]
     latents: list[np.ndarray] = []
     with atomic_open(shards / f"{name}.bin") as blob:
-        for entry in split.entries[start:stop]:
-            n = count_views(root / entry)
-            views = n if views is None else views
+        for obj in objects:
+            n = len(obj.images)
+            views, first = (n, obj.source) if views is None else (views, first)
             if n != views:
                 raise DatasetFormatError(
-                    f"{root / entry} has {n} views but {root / split.entries[start]} has "
-                    f"{views}; packed objects must all have the same number of views"
+                    f"{obj.source} has {n} views but {first} has {views}; packed objects "
+                    "must all have the same number of views"
                 )
-            rows = []
-            for v in range(n):
-                path = image_path(root, entry, v)
-                data, shape = _payload(path, settings.encoding, settings.verify)
+            for v, image in enumerate(obj.images):
+                data, shape = _encode(image, obj.view_source(v), encoding, verify)
                 shapes |= {shape} if shape else set()
                 blob.write(data)
                 offsets.append(offsets[-1] + len(data))
-                rows.append(read_latent(latent_path(root, entry, v)))
-            if len({len(r) for r in rows}) != 1:
-                raise DatasetFormatError(f"latents of {root / entry} differ in length")
-            latents.append(np.stack(rows))
-    if len(shapes) > 1 or (settings.encoding == "raw" and not shapes and stop > start):
+            latents.append(obj.latents)
+    if len(shapes) > 1 or (encoding == "raw" and not shapes and stop > start):
         raise DatasetFormatError(
             f"images of {split.images_file} objects {start}..{stop - 1} differ in size "
             f"({sorted(shapes)}); raw encoding needs one size"
@@ -164,13 +184,58 @@ def pack_shard(
         "stop": stop,
         "views": views,
         "latent_dim": int(lat.shape[2]) if lat.ndim == 3 else 0,
-        "encoding": settings.encoding,
+        "encoding": encoding,
         "image_shape": list(next(iter(shapes))) if shapes else None,
         "bin_bytes": offsets[-1],
         "split_digest": split_digest(split),
     }
     atomic_write_text(shards / f"{name}.json", json.dumps(record, indent=1, sort_keys=True))
     return record
+
+
+def loose_object(root: Path, entry: str) -> ShardObject:
+    """The files of object ``entry`` of a loose tree, read for :func:`write_shard`."""
+    images, rows, paths = [], [], []
+    for v in range(count_views(root / entry)):
+        path = image_path(root, entry, v)
+        paths.append(str(path))
+        try:
+            images.append(path.read_bytes())
+        except FileNotFoundError:
+            raise DatasetFormatError(f"image {path} not found") from None
+        except OSError as err:
+            raise DatasetFormatError(f"image {path} cannot be read: {err}") from err
+        rows.append(read_latent(latent_path(root, entry, v)))
+    if len({len(r) for r in rows}) > 1:
+        raise DatasetFormatError(f"latents of {root / entry} differ in length")
+    lat = np.stack(rows) if rows else np.zeros((0, 0))
+    return ShardObject(str(root / entry), images, lat, paths)
+
+
+def pack_shard(
+    root: Path,
+    out: Path,
+    split: Split,
+    name: str,
+    start: int,
+    stop: int,
+    settings: PackSettings,
+) -> dict[str, Any]:
+    """Write one chunk of the loose tree ``root`` as a shard (:func:`write_shard`)."""
+    objects = (loose_object(root, entry) for entry in split.entries[start:stop])
+    return write_shard(out, split, name, start, stop, objects, settings.encoding, settings.verify)
+
+
+def shard_is_done(out: Path, split: Split, name: str, encoding: str) -> bool:
+    """Whether shard ``name`` under ``out`` is complete and holds ``split`` in ``encoding``
+    (a requeued or repeated task skips it)."""
+    old = _read_record(out / SHARDS_DIR / f"{name}.json")
+    if old is None or (old.get("split_digest"), old.get("encoding")) != (
+        split_digest(split),
+        encoding,
+    ):
+        return False
+    return _shard_problems(out / SHARDS_DIR, old) == []
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -206,8 +271,7 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
         ValueError: bad settings.
     """
     root, out = Path(root), Path(out)
-    if settings.encoding not in ENCODINGS:
-        raise ValueError(f"encoding={settings.encoding!r} is not one of {' | '.join(ENCODINGS)}")
+    check_encoding(settings.encoding)
     if out.resolve() == root.resolve():
         raise ValueError(f"OUT must differ from ROOT ({root})")
     sdir = Path(settings.splits_dir) if settings.splits_dir else default_splits_dir(root)
@@ -217,12 +281,7 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
         _copy_split_files(sdir, out, split_name)
         name = shard_name(split_name, settings.chunk, settings.num_chunks)
         start, stop = chunk_range(len(split), settings.chunk, settings.num_chunks)
-        old = _read_record(out / SHARDS_DIR / f"{name}.json")
-        same = old is not None and (old.get("split_digest"), old.get("encoding")) == (
-            split_digest(split),
-            settings.encoding,
-        )
-        if same and _shard_problems(out / SHARDS_DIR, old) == []:
+        if shard_is_done(out, split, name, settings.encoding):
             done["skipped"].append(name)
             continue
         pack_shard(root, out, split, name, start, stop, settings)
@@ -434,6 +493,60 @@ class PackedStore:
             for suffix in (".bin", ".offsets.npy", ".latents.npy"):
                 st = (self.shards / f"{name}{suffix}").stat()
                 yield f"{SHARDS_DIR}/{name}{suffix}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def check_packed(
+    root: Path, split: str, splits_dir: str | Path | None = None, workers: int = 8
+) -> tuple[int, int, list[str]]:
+    """Every check of one packed split (``equissl-validate`` on a packed root): the index and
+    shard files (:class:`PackedStore`), each shard's offsets and latents against its record,
+    and every payload decoded.
+
+    Returns:
+        ``(objects, payloads decoded, problems)``; each problem names its file.
+    """
+    try:
+        store = PackedStore(root, split, splits_dir)
+    except DatasetFormatError as err:
+        return 0, 0, [str(err)]
+    problems: list[str] = []
+    n = len(store.split)
+    views, dim = store.views_per_object, store.latent_dim
+    raw_bytes = int(np.prod(store.image_shape)) if store.encoding == "raw" else None
+    for k, info in enumerate(store.index["splits"][split]["shards"]):
+        blob, offsets, lat = store._open(k)
+        base = store.shards / info["shard"]
+        m = info["stop"] - info["start"]
+        steps = np.diff(offsets)
+        if offsets.shape != (m * views + 1,) or offsets[0] != 0 or (steps < 0).any():
+            problems.append(
+                f"{base}.offsets.npy: expected {m * views + 1} increasing offsets from 0, "
+                f"got shape {offsets.shape}"
+            )
+        elif offsets[-1] != len(blob) or (raw_bytes and (steps != raw_bytes).any()):
+            problems.append(f"{base}.offsets.npy does not match {base}.bin ({len(blob)} bytes)")
+        if lat.shape != (m, views, dim) or lat.dtype.kind != "f":
+            problems.append(
+                f"{base}.latents.npy is {lat.dtype} {lat.shape}; expected float {(m, views, dim)}"
+            )
+        elif not np.isfinite(lat).all():
+            problems.append(f"{base}.latents.npy contains non-finite values")
+    if problems:
+        return n, 0, problems  # payload offsets cannot be trusted
+
+    def decode(index: int) -> list[str]:
+        errors = []
+        for v in range(views):
+            try:
+                store.image(index, v)
+            except DatasetFormatError as err:
+                errors.append(str(err))
+        return errors
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for errors in pool.map(decode, range(n)):
+            problems += errors
+    return n, n * views, problems
 
 
 STORES = {"loose": LooseStore, "packed": PackedStore}

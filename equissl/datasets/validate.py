@@ -458,7 +458,9 @@ def validate_iebench(
     progress: bool = True,
     splits: Sequence[str] = ("train", "val"),
 ) -> ValidationReport:
-    """Check a 3DIEBench(-T) tree; returns a report listing every problem found.
+    """Check a 3DIEBench(-T) tree, or its packed shards (``equissl-pack``, or
+    ``equissl-generate format=packed``: :func:`~equissl.datasets.packed.check_packed`);
+    returns a report listing every problem found.
 
     Args:
         root: dataset root.
@@ -489,6 +491,15 @@ def validate_iebench(
                 train.labels, s.labels, (str(train.labels_file), str(s.labels_file))
             )
             report.warnings += [warning] if warning else []
+    from equissl.datasets.packed import check_packed, is_packed  # it imports this module
+
+    if is_packed(root):
+        for name in loaded:
+            objects, files, problems = check_packed(root, name, sdir, workers)
+            report.objects += objects
+            report.files += files
+            report.problems += problems
+        return report
     # Every object once, whichever splits list it; unusable entries were reported above.
     entries = list(dict.fromkeys(e for s in loaded.values() for e in s.entries))
     entries = [e for e in entries if not check_entries([e], "")]

@@ -5,12 +5,24 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from equissl.datasets.iebench_format import DatasetFormatError, load_split
+from equissl.datasets.packed import (
+    check_encoding,
+    chunk_range,
+    shard_is_done,
+    shard_name,
+    write_index,
+    write_shard,
+)
 from equissl.datasets.render.catalog import (
     ObjectSpec,
     chunk_of,
@@ -20,7 +32,12 @@ from equissl.datasets.render.catalog import (
 )
 from equissl.datasets.render.layout import check_config, complete_views, write_split
 from equissl.datasets.render.scene import select_variant
-from equissl.datasets.render.worker import RenderResult, RenderTask, init_worker, render_object
+from equissl.datasets.render.worker import (
+    RenderTask,
+    init_worker,
+    render_encoded,
+    render_object,
+)
 
 GENERATOR_VERSION = 1
 
@@ -52,6 +69,8 @@ def generate_iebench(
     progress: bool = True,
     mesh_up: str = "y",
     variant: str | None = None,
+    format: str = "loose",
+    encoding: str = "jpeg",
 ) -> dict:
     """Render a 3DIEBench-style dataset (or chunk ``chunk`` of ``num_chunks`` of it) to ``out``.
 
@@ -75,16 +94,28 @@ def generate_iebench(
         val_fraction: fraction of each class in the val split.
         mesh_root: ShapeNet-layout tree ``<synset>/<id>/models/*.obj`` to render instead of
             the procedural shapes.
-        chunk, num_chunks: render only every ``num_chunks``-th object starting at ``chunk``.
+        chunk, num_chunks: render only chunk ``chunk`` of ``num_chunks``: ``loose``, every
+            ``num_chunks``-th object of the catalogue from ``chunk`` on; ``packed``, the
+            contiguous range ``[k·N/n, (k+1)·N/n)`` of each split file (one shard per split,
+            as ``equissl-pack chunk=k num_chunks=n`` writes). The objects' content does not
+            depend on the chunking.
         workers: render processes (default: one per available core on CPU, 1 on a GPU).
         progress: show a tqdm bar over objects.
         mesh_up: up axis of the files under ``mesh_root`` (``"y"`` for ShapeNet/glTF, ``"z"``).
         variant: Mitsuba variant (default: ``cuda_ad_rgb`` if usable, else ``scalar_rgb``).
+        format: ``loose`` (the published tree, above) or ``packed``: the views go straight
+            into the shards ``equissl-pack`` writes (:mod:`equissl.datasets.packed`; read
+            with ``data.format=auto|packed``), no per-view file. The JPEG bytes are those a
+            loose render would write, so the items are the same as rendering loose and
+            packing.
+        encoding: payload of ``packed`` shards, ``jpeg`` or ``raw`` (``equissl-pack``'s).
 
     Returns:
         Summary: ``objects`` (in the dataset), ``chunk_objects``, ``rendered`` and ``skipped``
-        objects (complete ones are skipped, so a killed job can simply be rerun),
-        ``views_rendered``, ``seconds``, ``views_per_s``, ``workers``, ``variant``, ``out``.
+        objects (complete ones are skipped, so a killed job can simply be rerun; ``packed``:
+        a chunk's shard is the unit, a killed chunk is rendered again),
+        ``views_rendered``, ``seconds``, ``views_per_s``, ``workers``, ``variant``, ``out``,
+        ``format`` and (``packed``) ``index``: ``packed.json`` once every chunk is done.
 
     Raises:
         ValueError: bad settings (e.g. more classes than procedural families) or an ``out``
@@ -96,12 +127,15 @@ def generate_iebench(
     for name, value, low in (("views", views, 1), ("resolution", resolution, 8), ("spp", spp, 1)):
         if value < low:
             raise ValueError(f"{name} must be ≥ {low}, got {value}")
+    if format not in WRITERS:
+        raise ValueError(f"format={format!r} is not one of {' | '.join(WRITERS)}")
+    check_encoding(encoding)
     if mesh_root is not None:
         specs = mesh_tree_catalog(mesh_root, num_classes, objects_per_class)
     else:
         specs = procedural_catalog(num_classes, objects_per_class, seed)
     splits = split_catalog(specs, seed, val_fraction)
-    mine = chunk_of(specs, chunk, num_chunks)
+    mine = chunk_of(specs, chunk, num_chunks)  # checks chunk / num_chunks
 
     config = {
         "generator": "equissl.datasets.render",
@@ -122,57 +156,125 @@ def generate_iebench(
     for split, members in splits.items():
         write_split(out, split, [s.entry for s in members], [s.class_index for s in members])
 
-    pending = [s for s in mine if len(complete_views(s.directory(out), views)) < views]
     chosen = select_variant(variant)
-    if workers is None:
-        workers = 1 if chosen.startswith("cuda") else available_cores()
-    workers = max(1, min(int(workers), len(pending) or 1))
-    tasks = [
-        RenderTask(s, str(out), views, resolution, spp, seed, translation, ood, chosen, mesh_up)
-        for s in pending
-    ]
-    results = _run(tasks, workers, chosen, progress)
 
+    def task(spec: ObjectSpec) -> RenderTask:
+        return RenderTask(
+            spec, str(out), views, resolution, spp, seed, translation, ood, chosen, mesh_up
+        )
+
+    job = RenderJob(out, task, views, chosen, workers, progress, num_chunks, encoding)
+    summary = WRITERS[format](job, splits, mine, chunk)
     seconds = time.perf_counter() - start
-    rendered_views = sum(r.views_rendered for r in results)
+    rendered_views = summary["views_rendered"]
     return {
         "out": str(out),
         "objects": len(specs),
-        "chunk_objects": len(mine),
-        "rendered": len(pending),
-        "skipped": len(mine) - len(pending),
-        "views_rendered": rendered_views,
+        **summary,
         "seconds": round(seconds, 3),
         "views_per_s": round(rendered_views / seconds, 2) if seconds > 0 else 0.0,
-        "workers": workers,
         "variant": chosen,
+        "format": format,
     }
 
 
-def _run(tasks: list[RenderTask], workers: int, variant: str, progress: bool) -> list[RenderResult]:
+@dataclass(frozen=True)
+class RenderJob:
+    """What both writers share: the output, how to make a task, the pool settings."""
+
+    out: Path
+    task: Callable[[ObjectSpec], RenderTask]
+    views: int
+    variant: str
+    requested_workers: int | None
+    progress: bool
+    num_chunks: int
+    encoding: str
+
+    def workers(self, pending: int) -> int:
+        """Render processes for ``pending`` objects (default: one per core on CPU, 1 on GPU)."""
+        workers = self.requested_workers
+        if workers is None:
+            workers = 1 if self.variant.startswith("cuda") else available_cores()
+        return max(1, min(int(workers), pending or 1))
+
+    def run(self, fn: Callable[[RenderTask], Any], specs: list[ObjectSpec]) -> Iterator[Any]:
+        """``fn`` of every object's task, in ``specs`` order (rendered in parallel)."""
+        tasks = [self.task(s) for s in specs]
+        return _run(tasks, fn, self.workers(len(specs)), self.variant, self.progress)
+
+
+def _write_loose(
+    job: RenderJob, splits: dict[str, list[ObjectSpec]], mine: list[ObjectSpec], chunk: int
+) -> dict[str, Any]:
+    """Chunk ``chunk`` as per-view files; complete objects are skipped."""
+    pending = [s for s in mine if len(complete_views(s.directory(job.out), job.views)) < job.views]
+    views = sum(result.views_rendered for result in job.run(render_object, pending))
+    return {
+        "chunk_objects": len(mine),
+        "rendered": len(pending),
+        "views_rendered": views,
+        "skipped": len(mine) - len(pending),
+        "workers": job.workers(len(pending)),
+    }
+
+
+def _write_packed(
+    job: RenderJob, splits: dict[str, list[ObjectSpec]], mine: list[ObjectSpec], chunk: int
+) -> dict[str, Any]:
+    """Chunk ``chunk`` of each split as one shard; a finished shard is skipped."""
+    counts = {"chunk_objects": 0, "rendered": 0, "skipped": 0, "workers": 1, "views_rendered": 0}
+    for name, members in splits.items():
+        split = load_split(job.out, name)
+        shard = shard_name(name, chunk, job.num_chunks)
+        start, stop = chunk_range(len(members), chunk, job.num_chunks)
+        counts["chunk_objects"] += stop - start
+        if shard_is_done(job.out, split, shard, job.encoding):
+            counts["skipped"] += stop - start
+            continue
+        todo = members[start:stop]
+        objects = job.run(render_encoded, todo)
+        write_shard(job.out, split, shard, start, stop, objects, job.encoding)
+        counts["rendered"] += len(todo)
+        counts["views_rendered"] += len(todo) * job.views
+        counts["workers"] = max(counts["workers"], job.workers(len(todo)))
+    try:
+        index = write_index(job.out, tuple(splits), job.num_chunks)
+    except DatasetFormatError:
+        index = None  # other chunks still to come
+    return {**counts, "index": str(index) if index else None}
+
+
+#: ``format`` -> writer of one chunk ``(job, splits, the loose chunk's objects, chunk)``
+WRITERS = {"loose": _write_loose, "packed": _write_packed}
+
+
+def _run(
+    tasks: list[RenderTask],
+    fn: Callable[[RenderTask], Any],
+    workers: int,
+    variant: str,
+    progress: bool,
+) -> Iterator[Any]:
+    """``fn(task)`` for every task, yielded in task order (a process pool when ``workers``
+    > 1; results finished out of order wait in memory for their turn)."""
     bar = tqdm(total=len(tasks), unit="obj", desc="render", disable=not progress or not tasks)
-    results: list[RenderResult] = []
-
-    def done(res: RenderResult) -> None:
-        results.append(res)
-        bar.update(1)
-        views = sum(r.views_rendered for r in results)
-        bar.set_postfix(views=views, refresh=False)
-
     try:
         if workers == 1 or not tasks:
             for task in tasks:
-                done(render_object(task))
+                yield fn(task)
+                bar.update(1)
         else:
             threads = max(1, available_cores() // workers)
             ctx = multiprocessing.get_context("spawn")  # never fork a process holding Dr.Jit
             with ProcessPoolExecutor(
                 workers, mp_context=ctx, initializer=init_worker, initargs=(variant, threads)
             ) as pool:
-                futures = [pool.submit(render_object, t) for t in tasks]
+                futures = [pool.submit(fn, t) for t in tasks]
                 try:
-                    for fut in as_completed(futures):
-                        done(fut.result())
+                    for fut in futures:
+                        yield fut.result()
+                        bar.update(1)
                 except BrokenProcessPool as err:
                     raise RuntimeError(
                         "a render worker process died. Workers are started with 'spawn' and "
@@ -185,7 +287,6 @@ def _run(tasks: list[RenderTask], workers: int, variant: str, progress: bool) ->
                     raise
     finally:
         bar.close()
-    return results
 
 
 def catalog_for(

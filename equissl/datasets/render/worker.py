@@ -8,9 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
+from equissl.datasets.packed import ShardObject
 from equissl.datasets.render.catalog import ObjectSpec
 from equissl.datasets.render.latents import object_streams, sample_latents
-from equissl.datasets.render.layout import complete_views, remove_stale_temps, write_view
+from equissl.datasets.render.layout import (
+    complete_views,
+    encode_jpeg,
+    remove_stale_temps,
+    write_view,
+)
 from equissl.datasets.render.meshes import load_mesh_file, mesh_arrays, normalize_mesh
 from equissl.datasets.render.scene import ViewRenderer, select_variant
 from equissl.datasets.render.shapes import build_shape
@@ -68,17 +74,9 @@ def init_worker(variant: str, threads: int) -> None:
     dr.set_thread_count(max(1, int(threads)))
 
 
-def render_object(task: RenderTask) -> RenderResult:
-    """Render the views of ``task.spec`` that are not complete on disk yet."""
-    start = time.perf_counter()
+def _renderer(task: RenderTask) -> tuple[ViewRenderer, np.ndarray, int]:
+    """The object's view renderer, its ``[views, P]`` latents and its first render seed."""
     spec = task.spec
-    obj_dir = spec.directory(task.out)
-    obj_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(obj_dir)
-    done = complete_views(obj_dir, task.views)
-    todo = [v for v in range(task.views) if v not in done]
-    if not todo:
-        return RenderResult(spec.entry, 0, time.perf_counter() - start)
     latents = object_latents(
         spec, task.seed, task.views, translation=task.translation, ood=task.ood
     )
@@ -92,7 +90,30 @@ def render_object(task: RenderTask) -> RenderResult:
         variant=task.variant,
     )
     base = object_streams(task.seed, spec.class_index, spec.object_index).render_seed
+    return renderer, latents, base
+
+
+def render_object(task: RenderTask) -> RenderResult:
+    """Render the views of ``task.spec`` that are not complete on disk yet (loose tree)."""
+    start = time.perf_counter()
+    spec = task.spec
+    obj_dir = spec.directory(task.out)
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(obj_dir)
+    done = complete_views(obj_dir, task.views)
+    todo = [v for v in range(task.views) if v not in done]
+    if not todo:
+        return RenderResult(spec.entry, 0, time.perf_counter() - start)
+    renderer, latents, base = _renderer(task)
     for v in todo:
         image = renderer.render(latents[v], seed=base + v)
         write_view(obj_dir, v, image, latents[v])
     return RenderResult(spec.entry, len(todo), time.perf_counter() - start)
+
+
+def render_encoded(task: RenderTask) -> ShardObject:
+    """Every view of ``task.spec`` as the JPEG bytes :func:`render_object` would write (the
+    same encoder and quality) and its latents, for a packed shard; writes no file."""
+    renderer, latents, base = _renderer(task)
+    images = [encode_jpeg(renderer.render(latents[v], seed=base + v)) for v in range(task.views)]
+    return ShardObject(f"rendered object {task.spec.entry}", images, latents)
