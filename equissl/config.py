@@ -211,6 +211,8 @@ class SpeedConfig:
     pin_memory: Any = "auto"  # auto: when CUDA is present (the plain path) | true | false
     prefetch_factor: int | None = None  # batches per loader worker in flight (None: torch's 2)
     persistent_workers: bool = False  # keep loader workers across epochs (see sampler)
+    # datasets that can (3DIEBench) serve uint8 views, normalised after the batch transfer
+    normalize_on_device: bool = False
 
 
 @dataclass

@@ -107,6 +107,21 @@ class ViewDataset(Dataset):
         ``seed``."""
         raise NotImplementedError
 
+    def defer_to_device(self) -> bool:
+        """Serve items whose views :meth:`device_transform` finishes once the batch is on the
+        device (``speed.normalize_on_device``: e.g. uint8 pixels, a quarter of float32's bytes
+        between loader processes and over the bus, normalised by the device).
+
+        Returns:
+            Whether the dataset did; the default cannot, and its items stay as they are.
+        """
+        return False
+
+    def device_transform(self, views: Tensor) -> Tensor:
+        """Finish ``views [B, V, ...]`` of a batch served after :meth:`defer_to_device` into
+        the batch contract's float32 views (the plain path's values)."""
+        return views
+
     def draw_views(self, views: Tensor) -> Tensor:
         """A picture of ``views [B, V, *view_shape]`` for TensorBoard: ``[3, H, W]`` in [0, 1]."""
         raise NotImplementedError

@@ -50,6 +50,7 @@ def make_item(
     label: int = -1,
     coeffs: Tensor | None = None,
     index: int = 0,
+    pixels: bool = False,
 ) -> Item:
     """Build an :class:`Item`, casting dtypes and checking shapes.
 
@@ -59,6 +60,9 @@ def make_item(
         label: class index or -1.
         coeffs: ``[K]`` invariant targets (``[0]`` when ``None``).
         index: object id.
+        pixels: keep ``views`` as they are (uint8 pixels that the dataset's
+            ``device_transform`` finishes after the batch transfer,
+            ``speed.normalize_on_device``) instead of casting them to float32.
     """
     latents = torch.as_tensor(latents, dtype=torch.float32)
     if views.ndim < 3:
@@ -73,7 +77,7 @@ def make_item(
         else torch.as_tensor(coeffs, dtype=torch.float32).reshape(-1)
     )
     return Item(
-        views=views.float() if not views.is_floating_point() else views,
+        views=views.float() if not (pixels or views.is_floating_point()) else views,
         latents=latents,
         label=torch.tensor(int(label), dtype=torch.int64),
         coeffs=coeffs_t,

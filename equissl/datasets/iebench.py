@@ -42,6 +42,10 @@ class RenderSettings(GenerateSettings):
     val_fraction: float = 0.2
     mesh_root: str | None = None
     workers: int | None = None
+    # loose: the published per-view files | packed: straight into equissl-pack's shards
+    # (read with data.format=auto|packed; same items as rendering loose and packing)
+    format: str = "loose"
+    encoding: str = "jpeg"  # packed payload: jpeg (the files' bytes) | raw (decoded pixels)
 
 
 @dataclass
@@ -64,14 +68,17 @@ _STD_CHW = torch.tensor(STD).view(3, 1, 1)
 
 
 def to_float_image(img: Tensor, size: int | None, normalize: bool = True) -> Tensor:
-    """uint8 ``[3, H, W]`` -> float32 ``[3, size, size]``, resized (antialiased) and normalised."""
+    """uint8 ``[..., 3, H, W]`` -> float32 ``[..., 3, size, size]``, resized (antialiased) and
+    normalised: one view in a loader worker, or a whole ``[B, V, 3, H, W]`` batch on the
+    device (``speed.normalize_on_device``), on the device the batch is on."""
     x = img.float().div_(255.0)
     if size is not None and tuple(x.shape[-2:]) != (size, size):
+        flat = x.reshape(-1, *x.shape[-3:])
         x = F.interpolate(
-            x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )[0]
+            flat, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        ).reshape(*x.shape[:-2], size, size)
     if normalize:
-        x = (x - _MEAN_CHW) / _STD_CHW
+        x = (x - _MEAN_CHW.to(x.device)) / _STD_CHW.to(x.device)
     return x
 
 
@@ -120,6 +127,7 @@ class IEBenchDataset(ViewDataset):
         self.latent_dim = self.store.latent_dim
         self.action_space = IEBenchActionSpace(self.latent_dim, canonical_sign)
         self.splits_dir = Path(splits_dir) if splits_dir else default_splits_dir(self.root)
+        self.pixels = False  # uint8 views at the stored size, finished by device_transform
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> IEBenchDataset:
@@ -159,15 +167,30 @@ class IEBenchDataset(ViewDataset):
         return self.split.labels
 
     def load(self, index: int, views: Sequence[int]) -> Item:
-        """The item of object ``index`` seen in the given view ids."""
-        imgs = [to_float_image(self.store.image(index, v), self.image_size) for v in views]
+        """The item of object ``index`` seen in the given view ids (after
+        :meth:`defer_to_device`: uint8 views at the stored size)."""
+        imgs = [self.store.image(index, v) for v in views]
+        if not self.pixels:
+            imgs = [to_float_image(img, self.image_size) for img in imgs]
         lats = self.store.latents(index, views)
         return make_item(
             torch.stack(imgs),
             torch.from_numpy(lats).float(),
             label=int(self.split.labels[index]),
             index=index,
+            pixels=self.pixels,
         )
+
+    def defer_to_device(self) -> bool:
+        """Serve uint8 views at the stored size; :meth:`device_transform` resizes and
+        normalises the batch (the views of one batch must share a stored size, as every
+        3DIEBench and rendered tree does)."""
+        self.pixels = True
+        return True
+
+    def device_transform(self, views: Tensor) -> Tensor:
+        """``[B, V, 3, H, W]`` uint8 -> the plain path's float32 views, on their device."""
+        return to_float_image(views, self.image_size)
 
     def __getitem__(self, key: SampleKey) -> Item:
         # (index, sample_seed) keys of the training sampler fix the views; int: global RNG

@@ -11,12 +11,17 @@ step faster without changing what it computes.
   Adam/AdamW/SGD instead of its per-parameter loop on CPU.
 - ``pin_memory``, ``prefetch_factor``, ``persistent_workers``: the training loader's
   (:func:`loader_options`).
+- ``normalize_on_device``: datasets that can (3DIEBench, loose or packed) serve uint8 views at
+  their stored size, a quarter of float32's bytes through the loader's worker queues, pinned
+  memory and the bus; the datamodule's ``on_after_batch_transfer`` resizes and normalises the
+  batch on its device with the plain path's function (``ViewDataset.defer_to_device`` /
+  ``device_transform``), so the step and the batch-contract check see the same float views
+  (bitwise on CPU, ``tests/training/test_normalize_on_device.py``).
 
 bf16 autocast is ``trainer.precision=bf16-mixed``; the loss statistics stay in float32
-(:mod:`equissl.ssl.losses`). Decoding on the GPU (``torchvision.io.decode_jpeg`` on device)
-is not offered: the readers return decoded, resized, normalised float views (the batch
-contract, checked on the first batch), so it would need a second item format through every
-dataset and the view-grid logger; loader workers decode in parallel with the step.
+(:mod:`equissl.ssl.losses`). JPEG decoding stays in the loader workers
+(``torchvision.io.decode_jpeg`` on device is not offered): workers decode in parallel with
+the step, and packed ``encoding=raw`` removes the decode altogether.
 """
 
 from __future__ import annotations

@@ -109,7 +109,9 @@ def test_defaults_are_the_plain_path(iebench_tree):
         "pin_memory": "auto",
         "prefetch_factor": None,
         "persistent_workers": False,
+        "normalize_on_device": False,
     }
+    assert dm.on_device is False and dm.dataset.pixels is False
     loader = dm.train_dataloader()
     assert (loader.pin_memory, loader.persistent_workers, loader.prefetch_factor) == (
         torch.cuda.is_available(),
