@@ -12,7 +12,14 @@ quickstart trains):
 * **loose**: ``image_{v}.jpg`` + ``latent_{v}.npy`` per view (the published format);
 * **packed jpeg**: the same JPEG bytes in one memory-mapped blob per split + offsets, latents
   in one array (``equissl-pack ROOT OUT``);
-* **packed raw**: decoded uint8 pixels in the blob (``encoding=raw``), no decode at all.
+* **packed raw**: decoded uint8 pixels in the blob (``encoding=raw``), no decode at all;
+* **packed jpeg u8** / **packed raw u8**: the same shards with ``speed.normalize_on_device``:
+  the dataset serves uint8 views (a quarter of float32's bytes between processes) and each
+  batch is normalised after the loader, as the datamodule does after the transfer; timed here
+  in this process (no GPU: the "device" is this CPU, so its cost is counted, not hidden).
+  Their ``loader, worker side`` figure leaves the batch normalisation out: what a worker
+  delivers when the device normalises at no cost to it (a GPU), and the normalisation's own
+  cost on this CPU is reported per batch.
 
 Two figures per reader, medians over ``--repeats`` (readers interleaved within each repeat):
 
@@ -109,8 +116,18 @@ def du(paths: list[Path]) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-def epoch_time(ds: IEBenchDataset, workers: int, epochs: int) -> tuple[float, float, int]:
-    """(seconds from first to last batch, seconds to the first batch, items after the first)."""
+def finished(ds: IEBenchDataset, batch: dict) -> dict:
+    """``batch`` as the step sees it (device normalisation of uint8 views, when served)."""
+    if ds.pixels:
+        batch["views"] = ds.device_transform(batch["views"])
+    return batch
+
+
+def epoch_time(
+    ds: IEBenchDataset, workers: int, epochs: int, finish: bool = True
+) -> tuple[float, float, int]:
+    """(seconds from first to last batch, seconds to the first batch, items after the first);
+    ``finish=False``: uint8 batches are left as the loader delivers them."""
     loader = build_train_loader(ds, BATCH, num_workers=workers, seed=SEED)
     steady = first = 0.0
     items = 0
@@ -118,19 +135,32 @@ def epoch_time(ds: IEBenchDataset, workers: int, epochs: int) -> tuple[float, fl
         loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         it = iter(loader)
-        next(it)
+        batch = next(it)
+        finished(ds, batch) if finish else batch
         t_first = time.perf_counter()
         for batch in it:
-            items += batch["views"].shape[0]
+            items += (finished(ds, batch) if finish else batch)["views"].shape[0]
         steady += time.perf_counter() - t_first
         first += t_first - start
     return steady, first, items
 
 
+def normalise_ms(ds: IEBenchDataset, batches: int = 5) -> float:
+    """Milliseconds of ``device_transform`` on one uint8 batch, here (median of ``batches``)."""
+    views = next(iter(build_train_loader(ds, BATCH, num_workers=0, seed=SEED)))["views"]
+    times = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        ds.device_transform(views)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
 def same_batches(a: IEBenchDataset, b: IEBenchDataset) -> bool:
     la = build_train_loader(a, BATCH, num_workers=0, seed=SEED)
     lb = build_train_loader(b, BATCH, num_workers=0, seed=SEED)
-    return all(all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(la, lb, strict=True))
+    pairs = zip(la, lb, strict=True)
+    return all(all(torch.equal(x[k], finished(b, y)[k]) for k in x) for x, y in pairs)
 
 
 def bench_size(root: Path, work: Path, args: argparse.Namespace) -> dict:
@@ -145,11 +175,17 @@ def bench_size(root: Path, work: Path, args: argparse.Namespace) -> dict:
         packing[enc] = round(time.perf_counter() - start, 2)
         readers[f"packed {enc}"] = out
     sets = {name: IEBenchDataset(r, "train", num_views=VIEWS) for name, r in readers.items()}
+    for enc in ("jpeg", "raw"):
+        sets[f"packed {enc} u8"] = IEBenchDataset(readers[f"packed {enc}"], "train", VIEWS)
+        sets[f"packed {enc} u8"].defer_to_device()
     size = sets["loose"].spec().view_shape[-1]
     equal = {name: same_batches(sets["loose"], ds) for name, ds in sets.items() if name != "loose"}
     per: dict[str, dict[str, list[float]]] = {
         n: {"inproc": [], "loader": [], "start": []} for n in sets
     }
+    for n, ds in sets.items():
+        if ds.pixels:
+            per[n] |= {"worker_side": [], "normalise_ms_per_batch": []}
     for ds in sets.values():  # warm the page cache and the code paths
         epoch_time(ds, 0, 1)
     for _ in range(args.repeats):
@@ -159,10 +195,14 @@ def bench_size(root: Path, work: Path, args: argparse.Namespace) -> dict:
             t, t0, items = epoch_time(ds, args.workers, args.epochs)
             per[name]["loader"].append(items / t / args.workers)
             per[name]["start"].append(t0 / args.epochs)
+            if ds.pixels:
+                t, _, items = epoch_time(ds, args.workers, args.epochs, finish=False)
+                per[name]["worker_side"].append(items / t / args.workers)
+                per[name]["normalise_ms_per_batch"].append(normalise_ms(ds))
     med = {n: {k: statistics.median(v) for k, v in d.items()} for n, d in per.items()}
     files = {"loose": du([root / e for e in {p.name for p in root.iterdir()} if e != "data"])}
     for enc in ("jpeg", "raw"):
-        files[f"packed {enc}"] = du([readers[f"packed {enc}"] / "packed"])
+        files[f"packed {enc}"] = du([readers[f"packed {enc}"] / "packed"])  # u8: the same
     return {
         "size": size,
         "objects": len(sets["loose"]),
@@ -172,7 +212,11 @@ def bench_size(root: Path, work: Path, args: argparse.Namespace) -> dict:
         "files_and_bytes": {n: {"files": f, "bytes": b} for n, (f, b) in files.items()},
         "items_per_s_per_worker": med,
         "ratio_vs_loose": {
-            n: {k: med[n][k] / med["loose"][k] for k in ("inproc", "loader")}
+            n: {
+                k: med[n][k] / med["loose"]["loader" if k == "worker_side" else k]
+                for k in ("inproc", "loader", "worker_side")
+                if k in med[n]
+            }
             for n in sets
             if n != "loose"
         },
@@ -228,8 +272,14 @@ def main() -> None:
                 if ratio
                 else ""
             )
+            if "worker_side" in m:
+                tail += (
+                    f"\n  {'':15s} loader, worker side {m['worker_side']:7.1f} items/s "
+                    f"({ratio['worker_side']:.2f}x loose); batch normalisation here "
+                    f"{m['normalise_ms_per_batch']:.1f} ms"
+                )
             lines.append(
-                f"  {n:12s} items/s per worker: in-process {m['inproc']:7.1f}, "
+                f"  {n:15s} items/s per worker: in-process {m['inproc']:7.1f}, "
                 f"loader {m['loader']:7.1f} (worker start {m['start']:.2f} s/epoch){tail}"
             )
     report = "\n".join(lines) + "\n"
