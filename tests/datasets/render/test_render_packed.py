@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from equissl.datasets.base import build_dataset
 from equissl.datasets.iebench import IEBenchDataset
 from equissl.datasets.packed import SHARDS_DIR, PackSettings, pack_chunk
 from equissl.datasets.render import generate_iebench
 from equissl.datasets.validate import validate_iebench
+from equissl.generate_cli import main as generate_main
 from equissl.generate_cli import parse
 from equissl.validate_cli import main as validate_main
 from tests.datasets.render.conftest import TINY
@@ -107,6 +109,16 @@ def test_bad_settings_and_the_command_line(tmp_path, tiny):
         generate_iebench(tmp_path / "b", **tiny, format="packed", encoding="png")
     _, settings = parse([f"out={tmp_path / 'c'}", "format=packed", "encoding=raw"])
     assert settings["format"] == "packed" and settings["encoding"] == "raw"
+
+
+def test_equissl_generate_writes_a_packed_root_the_trainer_reads(tmp_path, direct):
+    out = tmp_path / "cli"
+    args = [f"{k}={v}" for k, v in TINY.items() if k != "progress"]
+    assert generate_main([f"out={out}", *args, "format=packed"]) == 0
+    assert shard_files(out) == shard_files(direct)
+    data, _ = parse([f"out={out}"])
+    ds = build_dataset({**data, "format": "auto"}, "train", 2)
+    assert type(ds.store).__name__ == "PackedStore"
 
 
 @pytest.mark.slow  # spawns two render processes (~20 s on the shared 2-core machine)
