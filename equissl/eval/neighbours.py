@@ -1,21 +1,32 @@
-"""Exact neighbour search for the evaluation stage (DESIGN §5.2), with faiss.
+"""Neighbour search for the evaluation stage (DESIGN §5.2), with faiss.
 
 Every neighbour search of the probes (k-NN classification, the predictor's MRR, Hit@k and
-PRE) goes through this module. Searches are exact (no index is trained): faiss on the GPU
-when the tensors live on a CUDA device and faiss sees a GPU (``faiss-gpu``), faiss on the
-CPU otherwise. Metrics:
+PRE) goes through this module: faiss on the GPU when the tensors live on a CUDA device and
+faiss sees a GPU (``faiss-gpu``), faiss on the CPU otherwise. Searches over a bank are
+exact by default; :class:`IndexSpec` names the index (:data:`INDEXES`):
+
+* ``"flat"``: exact search (no index is trained), the published protocols;
+* ``"ivf"``: approximate search through an inverted file (``IndexIVFFlat``, Jégou et al.
+  2011; faiss ``index_factory("IVF<nlist>,Flat")``): k-means on a bounded subsample of the
+  bank splits it into ``nlist`` lists, and each query scans only the ``nprobe`` lists of its
+  nearest centroids. ``nprobe >= nlist`` scans every list and is exact again.
+
+Sorting each query's own candidates (:func:`search_subsets`, the MRR ranking among one
+object's views) is always exact. Metrics:
 
 * ``"ip"``: inner product, largest first;
 * ``"cosine"``: inner product of L2-normalised vectors, largest first;
 * ``"l2"``: squared Euclidean distance, smallest first.
 
 Ties are returned in faiss's order; with float embeddings they occur only for duplicated
-vectors.
+vectors. An ``ivf`` search that finds fewer than ``k`` bank vectors in its ``nprobe`` lists
+pads its row with index ``-1`` and score ``-inf`` (``+inf`` for ``l2``).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +42,54 @@ METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
 #: the SIE scripts normalise by ``‖x‖ + 1e-8``; F.normalize's ``max(‖x‖, eps)`` is the same
 #: up to vectors of norm ~1e-8
 NORM_EPS = 1e-8
+
+
+INDEXES: tuple[str, ...] = ("flat", "ivf")
+#: faiss's k-means needs 39 training points per centroid; ``train_points`` = 0 takes 64
+MIN_POINTS_PER_LIST = 39
+POINTS_PER_LIST = 64
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How a bank is searched (see the module docstring).
+
+    For ``ivf``: ``nlist`` inverted lists (0: ``√B`` for a bank of ``B`` vectors), at most
+    one per 39 bank vectors; k-means on ``train_points`` bank vectors (0: 64 per list)
+    drawn with ``seed``, which also seeds faiss's k-means, so a search is repeatable;
+    ``nprobe`` lists scanned per query (capped at ``nlist``). ``flat`` ignores them.
+
+    ``√B`` rather than faiss's guideline ``4·√N … 16·√N`` (made for millions of vectors,
+    where search dominates): an evaluation builds its index every time, and at 100 k × 256
+    the build of ``4·√B`` lists cost more than the exact search it replaces
+    (``bench/faiss_knn.py``).
+    """
+
+    kind: str = "flat"
+    nlist: int = 0
+    nprobe: int = 32
+    train_points: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEXES:
+            raise ValueError(f"unknown neighbour index {self.kind!r}; choose from {list(INDEXES)}")
+        for name, low in (("nlist", 0), ("nprobe", 1), ("train_points", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"index option {name} must be an integer >= {low}, got {value!r}")
+
+    def lists(self, bank_size: int) -> int:
+        """Inverted lists for a bank of ``bank_size`` vectors (see the class docstring)."""
+        wanted = self.nlist or round(math.sqrt(bank_size))
+        return max(1, min(wanted, bank_size // MIN_POINTS_PER_LIST))
+
+    def training_size(self, bank_size: int, nlist: int) -> int:
+        """Bank vectors the k-means is trained on."""
+        return min(bank_size, self.train_points or POINTS_PER_LIST * nlist)
+
+
+EXACT = IndexSpec()
 
 
 @dataclass
@@ -67,15 +126,139 @@ def gpu_resources() -> faiss.StandardGpuResources:
     return faiss.StandardGpuResources()
 
 
+class BankIndex:
+    """A bank prepared for repeated searches: build once, search query chunks.
+
+    Args:
+        bank: ``[B, D]``; searched on its own device (see :func:`on_gpu`).
+        metric: ``ip``, ``cosine`` or ``l2`` (see the module docstring).
+        spec: the index (:class:`IndexSpec`).
+    """
+
+    def __init__(self, bank: Tensor, metric: Metric, spec: IndexSpec) -> None:
+        if bank.ndim != 2:
+            raise ValueError(f"the bank must be [B, D], got {tuple(bank.shape)}")
+        self.kind = faiss_metric(metric)
+        self.metric, self.spec = metric, spec
+        self.size, self.dim = bank.shape
+        self.device = bank.device
+
+    @torch.inference_mode()
+    def search(self, queries: Tensor, k: int) -> Neighbours:
+        """The ``k`` nearest bank vectors of every query ``[Q, D]`` (``k`` capped at ``B``):
+        :class:`Neighbours` ``[Q, min(k, B)]`` on the device of ``queries``."""
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise ValueError(
+                f"search needs queries [Q, D] and bank [B, D], got {tuple(queries.shape)} "
+                f"and {(self.size, self.dim)}"
+            )
+        k = min(int(k), self.size)
+        q = prepare(queries.to(self.device), self.metric)
+        scores, index = self._search(q, k)
+        # faiss pads with ∓FLT_MAX, or ∓inf, depending on the index and device
+        empty = float("inf") if self.kind == faiss.METRIC_L2 else float("-inf")
+        scores = scores.masked_fill(index < 0, empty)
+        return Neighbours(scores.to(queries.device), index.to(queries.device))
+
+    def _search(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class FlatIndex(BankIndex):
+    """Exact search: every query against every bank vector (faiss ``knn`` / ``knn_gpu``)."""
+
+    def __init__(self, bank: Tensor, metric: Metric, spec: IndexSpec) -> None:
+        super().__init__(bank, metric, spec)
+        self.bank = prepare(bank, metric)
+
+    def _search(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        if on_gpu(q):
+            dev = q.device.index or 0
+            return faiss.knn_gpu(gpu_resources(), q, self.bank, k, metric=self.kind, device=dev)
+        return faiss.knn(q.cpu(), self.bank.cpu(), k, metric=self.kind)
+
+
+class IVFIndex(BankIndex):
+    """Inverted-file search (``IVF<nlist>,Flat``): k-means on at most ``train_points`` bank
+    vectors drawn with ``seed``, every bank vector added to its centroid's list, ``nprobe``
+    lists scanned per query. Trained and searched on the GPU when :func:`on_gpu`.
+
+    On the CPU the lists are scanned list by list rather than query by query (faiss's
+    ``contrib.big_batch_search`` scheme): every query probing a list is compared with it in
+    one exact faiss ``knn`` (a BLAS product), and the partial results merge in a faiss
+    ``ResultHeap``. The neighbours are those of ``index.search``; a batch of evaluation
+    queries runs several times faster, as ``index.search`` scans each list once per query
+    with no matrix product. The lists are read in place (numpy views of faiss's memory).
+    """
+
+    def __init__(self, bank: Tensor, metric: Metric, spec: IndexSpec) -> None:
+        super().__init__(bank, metric, spec)
+        b, d = bank.shape
+        self.nlist = spec.lists(b)
+        g = torch.Generator().manual_seed(spec.seed)
+        sample = torch.randperm(b, generator=g)[: spec.training_size(b, self.nlist)]
+        self.gpu = on_gpu(bank)
+        data = prepare(bank if self.gpu else bank.cpu(), metric)
+        index = faiss.index_factory(d, f"IVF{self.nlist},Flat", self.kind)
+        spherical = index.cp.spherical  # the factory's choice for inner products
+        if self.gpu:
+            index = faiss.index_cpu_to_gpu(gpu_resources(), bank.device.index or 0, index)
+        index.cp.seed, index.cp.spherical = spec.seed, spherical
+        index.train(data[sample.to(data.device)].contiguous())
+        index.add(data)
+        index.nprobe = self.nprobe = min(spec.nprobe, self.nlist)
+        self.index = index
+        self.lists = [] if self.gpu else [self.inverted_list(i) for i in range(self.nlist)]
+
+    def inverted_list(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bank rows ``[n]`` and vectors ``[n, D]`` (a view of faiss's memory) of list ``i``."""
+        lists, n = self.index.invlists, self.index.invlists.list_size(i)
+        if n == 0:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        ids = faiss.rev_swig_ptr(lists.get_ids(i), n).copy()
+        codes = faiss.rev_swig_ptr(lists.get_codes(i), n * lists.code_size)
+        return ids, codes.view(np.float32).reshape(n, self.dim)
+
+    def _search(self, q: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        if self.gpu:
+            return self.index.search(q, k)
+        xq = q.cpu().numpy()
+        _, probed = self.index.quantizer.search(xq, self.nprobe)  # [Q, nprobe] lists
+        flat = probed.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(self.nlist + 1))
+        heap = faiss.ResultHeap(len(xq), k, keep_max=self.kind != faiss.METRIC_L2)
+        for i, (ids, xb) in enumerate(self.lists):
+            rows = order[bounds[i] : bounds[i + 1]] // self.nprobe
+            if len(rows) == 0 or len(ids) == 0:
+                continue
+            scores, local = faiss.knn(xq[rows], xb, min(k, len(ids)), metric=self.kind)
+            heap.add_result_subset(rows, scores, ids[local])
+        heap.finalize()
+        return torch.from_numpy(heap.D), torch.from_numpy(heap.I)
+
+
+#: index kind -> its class (:class:`IndexSpec` ``kind``)
+INDEX_TYPES: dict[str, type[BankIndex]] = {"flat": FlatIndex, "ivf": IVFIndex}
+
+
 @torch.inference_mode()
-def search(queries: Tensor, bank: Tensor, k: int, metric: Metric = "cosine") -> Neighbours:
-    """The ``k`` nearest bank vectors of every query, exact.
+def build_index(bank: Tensor, metric: Metric = "cosine", spec: IndexSpec = EXACT) -> BankIndex:
+    """``bank [B, D]`` prepared for searches with ``metric`` through the index ``spec``."""
+    return INDEX_TYPES[spec.kind](bank, metric, spec)
+
+
+def search(
+    queries: Tensor, bank: Tensor, k: int, metric: Metric = "cosine", spec: IndexSpec = EXACT
+) -> Neighbours:
+    """The ``k`` nearest bank vectors of every query (exact unless ``spec`` says ``ivf``).
 
     Args:
         queries: ``[Q, D]``.
-        bank: ``[B, D]``, on the device of ``queries``.
+        bank: ``[B, D]``, searched on the device of ``queries``.
         k: neighbours per query, capped at ``B``.
         metric: ``ip``, ``cosine`` or ``l2`` (see the module docstring).
+        spec: the index; build it once with :func:`build_index` to search many chunks.
     Returns:
         :class:`Neighbours` with ``[Q, min(k, B)]`` scores and bank rows, on the device of
         ``queries``.
@@ -85,17 +268,7 @@ def search(queries: Tensor, bank: Tensor, k: int, metric: Metric = "cosine") -> 
             f"search needs queries [Q, D] and bank [B, D], got {tuple(queries.shape)} "
             f"and {tuple(bank.shape)}"
         )
-    k = min(int(k), bank.shape[0])
-    kind = faiss_metric(metric)
-    device = queries.device
-    q, b = prepare(queries, metric), prepare(bank.to(device), metric)
-    if on_gpu(q):
-        scores, index = faiss.knn_gpu(
-            gpu_resources(), q, b, k, metric=kind, device=q.device.index or 0
-        )
-    else:
-        scores, index = faiss.knn(q.cpu(), b.cpu(), k, metric=kind)
-    return Neighbours(scores.to(device), index.to(device))
+    return build_index(bank.to(queries.device), metric, spec).search(queries, k)
 
 
 @torch.inference_mode()

@@ -1,12 +1,14 @@
 """faiss search = brute-force torch search (indices and scores), on random data whose
-neighbours are untied by construction."""
+neighbours are untied by construction; the approximate ``ivf`` index: exact when it scans
+every list, recall and k-NN top-1 bounds on clustered data at its defaults."""
 
 import faiss
 import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.eval.neighbours import rank_of, search, search_subsets
+from equissl.eval.neighbours import IndexSpec, build_index, rank_of, search, search_subsets
+from equissl.eval.probes.knn import knn_classify
 
 
 def untied(q: int, b: int, d: int, seed: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +95,76 @@ def test_rank_of_by_hand():
         rank_of(queries, bank, cand, torch.tensor([3, 3, 3]))
 
 
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_ivf_scanning_every_list_equals_brute_force(metric):
+    x, y = untied(64, 300, 16, seed=5, k=7)
+    want = brute_force(x, y, 7, metric)
+    for nprobe in (6, 50):  # nprobe >= nlist, and capped at nlist
+        got = search(x, y, 7, metric, IndexSpec("ivf", nlist=6, nprobe=nprobe))
+        assert torch.equal(got.index, want.indices)
+        torch.testing.assert_close(got.scores.double(), want.values, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_ivf_list_by_list_search_equals_faiss_index_search(metric):
+    x, y = untied(64, 300, 16, seed=5, k=7)
+    index = build_index(y, metric, IndexSpec("ivf", nlist=6, nprobe=2))
+    got = index.search(x, 7)
+    scores, rows = index.index.search(F.normalize(x, dim=1) if metric == "cosine" else x, 7)
+    assert torch.equal(got.index, rows)
+    torch.testing.assert_close(got.scores, scores, rtol=1e-5, atol=1e-5)
+
+
+def mixture(n_bank: int, n_query: int, classes: int, dim: int, seed: int):
+    """Unit vectors around ``classes`` random centres (bank and queries, with labels); noisy
+    enough that exact k-NN top-1 is ~0.8 and the default IVF's recall ~0.97, not 1."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=g)
+
+    def draw(n):
+        labels = torch.randint(classes, (n,), generator=g)
+        return F.normalize(centres[labels] + 1.5 * torch.randn(n, dim, generator=g), dim=1), labels
+
+    return (*draw(n_bank), *draw(n_query))
+
+
+def recall(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Fraction of the exact ``k`` neighbours (rows of ``want [Q, k]``) found in ``got``."""
+    return float((got[:, :, None] == want[:, None, :]).any(1).double().mean())
+
+
+def test_ivf_at_its_defaults_finds_the_neighbours_of_clustered_data():
+    bank, bank_labels, q, q_labels = mixture(20_000, 1_000, classes=50, dim=32, seed=0)
+    spec = IndexSpec("ivf")
+    index = build_index(bank, "cosine", spec)
+    assert index.nlist == 141 and index.nprobe == 32  # √B lists, 32 probed
+    got, want = index.search(q, 20), search(q, bank, 20)
+    assert recall(got.index, want.index) >= 0.95
+    exact = knn_classify(bank, bank_labels, q, 50, 20, 0.07).argmax(1)
+    approx = knn_classify(bank, bank_labels, q, 50, 20, 0.07, spec=spec).argmax(1)
+    top1_exact = float((exact == q_labels).double().mean())
+    top1_approx = float((approx == q_labels).double().mean())
+    assert abs(top1_approx - top1_exact) <= 0.01
+    # the same seed builds the same index
+    assert torch.equal(build_index(bank, "cosine", spec).search(q, 20).index, got.index)
+
+
+def test_ivf_pads_rows_it_cannot_fill():
+    x, y = untied(10, 80, 8, seed=2, k=5)
+    got = search(x, y, 60, "cosine", IndexSpec("ivf", nlist=2, nprobe=1))
+    short = got.index == -1
+    assert short.any()  # one list of about 40 vectors cannot hold 60 neighbours
+    assert torch.isneginf(got.scores[short]).all() and not torch.isinf(got.scores[~short]).any()
+
+
+def test_bad_index_options_are_refused():
+    with pytest.raises(ValueError, match="unknown neighbour index 'hnsw'"):
+        IndexSpec("hnsw")
+    for bad in ({"nprobe": 0}, {"nlist": -1}, {"train_points": 1.5}):
+        with pytest.raises(ValueError, match=f"index option {next(iter(bad))} must be"):
+            IndexSpec("ivf", **bad)
+
+
 @pytest.mark.skipif(
     not torch.cuda.is_available() or faiss.get_num_gpus() == 0, reason="needs faiss on a GPU"
 )
@@ -100,6 +172,19 @@ def test_rank_of_by_hand():
 def test_search_on_the_gpu_equals_brute_force(metric):
     x, y = untied(64, 300, 16, seed=11, k=7)
     got = search(x.cuda(), y.cuda(), 7, metric)
+    assert got.index.is_cuda and got.scores.is_cuda
+    want = brute_force(x, y, 7, metric)
+    assert torch.equal(got.index.cpu(), want.indices)
+    torch.testing.assert_close(got.scores.cpu().double(), want.values, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or faiss.get_num_gpus() == 0, reason="needs faiss on a GPU"
+)
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_ivf_on_the_gpu_scanning_every_list_equals_brute_force(metric):
+    x, y = untied(64, 300, 16, seed=5, k=7)
+    got = search(x.cuda(), y.cuda(), 7, metric, IndexSpec("ivf", nlist=6, nprobe=6))
     assert got.index.is_cuda and got.scores.is_cuda
     want = brute_force(x, y, 7, metric)
     assert torch.equal(got.index.cpu(), want.indices)

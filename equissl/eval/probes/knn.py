@@ -5,7 +5,8 @@ Learning via Non-Parametric Instance Discrimination"; the k-NN evaluation of DIN
 The bank is every cached view of every labelled training object, the queries every view
 of every labelled validation object. Each query's ``k`` nearest bank views by cosine
 similarity ``s`` vote for their class with weight ``exp(s / T)``; the class with the
-largest total wins. Nothing is trained, so nothing is random. Beside ``top1`` and
+largest total wins. Nothing is trained, so nothing is random (``index: ivf`` trains an
+approximate index, seeded by the probe's ``seed``). Beside ``top1`` and
 ``balanced_top1``, their floors on the same queries: ``chance_top1``, ``majority_top1`` and
 ``majority_balanced_top1`` (always the bank's most frequent class).
 """
@@ -13,13 +14,14 @@ largest total wins. Nothing is trained, so nothing is random. Beside ``top1`` an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
-from equissl.eval.neighbours import search
+from equissl.eval.neighbours import EXACT, IndexSpec, build_index
 from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
 
 
@@ -33,6 +35,28 @@ class KNNProbeConfig(ProbeConfig):
     bank_views: int = 0  # views per training object in the bank (0: every cached view)
     query_views: int = 0  # views per validation object queried (0: every cached view)
     query_batch: int = 8192  # queries searched at once (bounds the vote's memory)
+    # Neighbour search (equissl.eval.neighbours.IndexSpec): "flat" exact, the protocol;
+    # "ivf" approximate (inverted file: nlist lists, 0 = √bank; nprobe scanned per query;
+    # k-means on train_points bank views, 0 = 64 per list)
+    index: str = "flat"
+    nlist: int = 0
+    nprobe: int = 32
+    train_points: int = 0
+
+
+def index_spec(cfg: Any, where: str) -> IndexSpec:
+    """The :class:`IndexSpec` of a probe config's ``index``, ``nlist``, ``nprobe`` and
+    ``train_points`` (seeded by its ``seed``); ``where`` names the config in the error."""
+    try:
+        return IndexSpec(
+            kind=cfg["index"],
+            nlist=cfg["nlist"],
+            nprobe=cfg["nprobe"],
+            train_points=cfg["train_points"],
+            seed=int(cfg["seed"]),
+        )
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def knn_vote(
@@ -53,13 +77,17 @@ def knn_classify(
     k: int,
     temperature: float,
     query_batch: int = 8192,
+    spec: IndexSpec = EXACT,
 ) -> Tensor:
     """Weighted k-NN class scores ``[Q, C]`` of ``queries [Q, D]`` against ``bank [B, D]``
-    with labels ``bank_labels [B]`` (cosine similarity, faiss search)."""
+    with labels ``bank_labels [B]`` (cosine similarity, faiss search through ``spec``, the
+    index built once). Neighbours an ``ivf`` search could not fill (score ``-inf``) get no
+    vote."""
     bank_labels = bank_labels.to(bank.device)
+    index = build_index(bank, "cosine", spec)
     out = []
     for start in range(0, len(queries), query_batch):
-        nn = search(queries[start : start + query_batch], bank, k, metric="cosine")
+        nn = index.search(queries[start : start + query_batch], k)
         out.append(knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature).cpu())
     return torch.cat(out)
 
@@ -75,6 +103,10 @@ class KNNProbe(Probe):
     """Weighted k-NN (cosine, ``exp(s/T)`` votes): top-1 and class-balanced top-1."""
 
     on_sequences = True
+
+    def __init__(self, name: str, cfg: dict[str, Any]) -> None:
+        super().__init__(name, cfg)
+        self.spec = index_spec(cfg, f"eval.probes.{name}")
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         if ctx.num_classes <= 1 or not bool((ctx.train.labels >= 0).any()):
@@ -97,6 +129,7 @@ class KNNProbe(Probe):
             int(cfg["k"]),
             float(cfg["temperature"]),
             int(cfg["query_batch"]),
+            self.spec,
         )
         return ProbeResult(
             {

@@ -11,7 +11,8 @@ from equissl.eval.probes.base import PROBES, EvalContext
 from equissl.eval.probes.knn import knn_classify, knn_vote
 
 CFG = {"impl": "knn", "seed": 0, "k": 20, "temperature": 0.07, "bank_views": 0,
-       "query_views": 0, "query_batch": 8192}  # fmt: skip
+       "query_views": 0, "query_batch": 8192, "index": "flat", "nlist": 0, "nprobe": 32,
+       "train_points": 0}  # fmt: skip
 
 
 def test_vote_is_the_sum_of_exp_similarity_over_temperature_per_class():
@@ -102,3 +103,36 @@ def test_floors_are_the_banks_majority_class_and_chance():
     assert res.metrics["chance_top1"] == pytest.approx(1 / 3)
     assert res.metrics["majority_top1"] == pytest.approx(float((labels == 2).float().mean()))
     assert res.metrics["majority_balanced_top1"] == pytest.approx(1 / len(labels.unique()))
+
+
+def test_ivf_index_with_every_list_scanned_gives_the_exact_probe():
+    ctx = context(features(90, 0), features(30, 1))
+    exact = PROBES.get("knn")("knn", CFG).run(ctx, "full")
+    ivf = {**CFG, "index": "ivf", "nlist": 4, "nprobe": 4}
+    approx = PROBES.get("knn")("knn", ivf).run(ctx, "full")
+    assert approx.metrics == exact.metrics and torch.equal(approx.pred, exact.pred)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("index", "hnsw", "eval.probes.knn: unknown neighbour index 'hnsw'"),
+        ("nprobe", 0, "eval.probes.knn: index option nprobe must be an integer >= 1"),
+        ("nlist", -3, "eval.probes.knn: index option nlist must be an integer >= 0"),
+    ],
+)
+def test_bad_index_options_fail_when_the_probe_is_built(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        PROBES.get("knn")("knn", {**CFG, key: value})
+
+
+def test_index_options_are_in_the_probe_schema():
+    from tests.conftest import compose_pretrain
+
+    cfg = compose_pretrain(["data.root=x", "eval.probes.knn.index=ivf", "eval.probes.knn.nprobe=8"])
+    assert cfg["eval"]["probes"]["knn"]["index"] == "ivf"
+    assert cfg["eval"]["probes"]["knn"]["nprobe"] == 8
+    with pytest.raises(Exception, match="nprobes"):  # a misspelt key
+        compose_pretrain(["data.root=x", "eval.probes.knn.nprobes=8"])
+    with pytest.raises(Exception, match="nprobe"):  # a wrong type
+        compose_pretrain(["data.root=x", "eval.probes.knn.nprobe=many"])
