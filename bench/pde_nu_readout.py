@@ -14,7 +14,9 @@ an optimistic readout) from
 * ``spectrum (views)``: the same of the u channel of the very evaluation views the encoder
   saw (symmetry-transformed windows, 8 per trajectory);
 * ``ssl``: the run's cached features ``[N, 8 views, 512]`` (one row per view);
-* ``random``: the same encoder re-initialised (``--random-init``; extracts features once).
+* ``random``: the same encoder re-initialised (``--random-init``), on the same views, and
+  on them with every input channel standardised (the coordinate channels t ≈ 11 ± 4 and
+  x ≈ 3 ± 3 dwarf u ≈ 0 ± 0.06 in the raw views).
 
 Reports the relative error ``|ν̂ − ν| / ν`` beside predict-the-(geometric-)mean.
 """
@@ -32,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import equissl.cli  # noqa: E402, F401  (registers the parts, as bench/pde_ssl.py)
-from equissl.eval.evaluate import eval_datasets, split_features  # noqa: E402
+from equissl.eval.evaluate import eval_datasets  # noqa: E402
 from equissl.eval.features import load_features  # noqa: E402
 from equissl.ssl.base import load_method  # noqa: E402
 
@@ -68,8 +70,11 @@ def view_spectra(ds, views: int, seed: int) -> np.ndarray:
     return spec.reshape(len(ds), views, -1)
 
 
-def random_init_features(run: Path) -> dict[str, np.ndarray]:
-    """Evaluation features ``[N, V, D]`` of the run's encoder re-initialised (seed 0)."""
+@torch.inference_mode()
+def random_init_features(run: Path, standardise: bool) -> dict[str, np.ndarray]:
+    """Evaluation features ``[N, V, D]`` of the run's encoder re-initialised (seed 0), on the
+    same views; with ``standardise`` each input channel (t, x, u) is first scaled to zero
+    mean and unit variance by statistics of the first 512 probe-train views."""
     method, meta = load_method(run / "checkpoints" / "last.ckpt")
     torch.manual_seed(0)
     for module in method.modules():
@@ -77,13 +82,19 @@ def random_init_features(run: Path) -> dict[str, np.ndarray]:
             module.reset_parameters()
     method.eval()
     _, splits = eval_datasets(meta)
-    ecfg = meta["config"]["eval"]
-    settings = {"views": 8, "seed": int(ecfg["seed"]), "sequences": [], "dtype": "float32"}
-    feats = split_features(
-        method, splits, "random-init-0", settings, run / "random_features", ecfg,
-        torch.device("cpu"), False,
-    )  # fmt: skip
-    return {role: feats[role].part("full").numpy() for role in ("train", "val")}
+    seed, views = int(meta["config"]["eval"]["seed"]), 8
+    items = {role: splits[role].evaluation_views(views, seed) for role in splits}
+    mean, std = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+    if standardise:
+        sample = torch.stack([items["train"][i]["views"][0] for i in range(512)])
+        mean = sample.mean((0, 2, 3))[:, None, None]
+        std = sample.std((0, 2, 3))[:, None, None]
+    out = {}
+    for role, ds in items.items():
+        loader = torch.utils.data.DataLoader(ds, batch_size=256, shuffle=False)
+        reps = [method.represent((b["views"][:, 0] - mean) / std)["full"] for b in loader]
+        out[role] = torch.cat(reps).reshape(len(splits[role]), views, -1).double().numpy()
+    return out
 
 
 def main() -> None:
@@ -107,7 +118,8 @@ def main() -> None:
         "ssl": {r: cached[r].part("full").double().numpy() for r in cached},
     }
     if args.random_init:
-        sources["random"] = random_init_features(run)
+        sources["random"] = random_init_features(run, standardise=False)
+        sources["random, channels standardised"] = random_init_features(run, standardise=True)
     rng = np.random.default_rng(0)
     n = len(yt)
     rows = []
