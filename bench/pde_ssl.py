@@ -3,7 +3,8 @@ small Burgers and a small KdV set, then the paper's two downstream tasks.
 
     nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
         [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--labelled 1.0] [--coef-epochs 30]
-        [--probes coefficients,time_stepping] [--name pde_ssl_cpu] [--work runs/pde_ssl]
+        [--probes coefficients,time_stepping] [--name pde_ssl_cpu] [--input-norm]
+        [--work runs/pde_ssl]
         [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
@@ -75,6 +76,8 @@ def config_for(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         f"probe=[{args.probes}]",
         "logger=csv",
     ]
+    if args.input_norm:
+        overrides.append("backbone.input_norm=true")
     probes = args.probes.split(",")
     if "time_stepping" in probes:
         overrides += [
@@ -93,7 +96,7 @@ def config_for(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain (or reuse) and evaluate (or reuse) one equation; its metrics and timings."""
-    run_dir = work / f"{eq}_n{args.trajectories}_s{args.steps}"
+    run_dir = work / f"{eq}_n{args.trajectories}_s{args.steps}{'_inorm' if args.input_norm else ''}"
     eval_dir = run_dir / (
         f"eval_{args.probes.replace(',', '+')}_ts{args.ts_epochs}x{args.ts_samples}"
         f"w{args.ts_width}_l{args.labelled:g}_ce{args.coef_epochs}"
@@ -202,6 +205,9 @@ def main() -> None:
     ap.add_argument("--coef-epochs", type=int, default=30, help="coefficient-probe epochs")
     ap.add_argument("--probes", default="coefficients,time_stepping")
     ap.add_argument("--name", default="pde_ssl_cpu", help="stem of the result files")
+    ap.add_argument(
+        "--input-norm", action="store_true", help="backbone.input_norm=true (standardised channels)"
+    )
     ap.add_argument("--work", default="runs/pde_ssl")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
@@ -216,7 +222,7 @@ def main() -> None:
         f"{args.trajectories} --steps {args.steps} --ts-epochs {args.ts_epochs} "
         f"--ts-samples {args.ts_samples} --ts-width {args.ts_width} --labelled "
         f"{args.labelled:g} --coef-epochs {args.coef_epochs} --probes {args.probes} "
-        f"--name {args.name}"
+        f"--name {args.name}" + (" --input-norm" if args.input_norm else "")
     )
     info = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread"
     lines = [
