@@ -4,8 +4,7 @@ small Burgers and a small KdV set, then the paper's two downstream tasks.
     nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
         [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--labelled 1.0] [--coef-epochs 30]
         [--probes coefficients,time_stepping] [--name pde_ssl_cpu] [--input-norm]
-        [--work runs/pde_ssl]
-        [--out bench/results]
+        [--work runs/pde_ssl] [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
 projector 512-512-512, AdamW 3e-4, wd 1e-6, batch 32, two independently transformed 16-frame
@@ -22,7 +21,8 @@ the evaluation stage with two probes:
   epochs of ``--ts-samples`` random starts per trajectory (LPSDA: 20 × 1 on 512+
   trajectories; more starts make up for our few trajectories) and width ``--ts-width``.
 
-Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints and results stay under
+``--input-norm`` sets ``backbone.input_norm=true`` (input channels standardised; the run
+folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints and results stay under
 ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared 2-core development
 machine a second thread made small convolutions ~100× slower.
 """
