@@ -22,8 +22,8 @@ the evaluation stage with two probes:
   trajectories; more starts make up for our few trajectories) and width ``--ts-width``.
 
 ``--input-norm`` sets ``backbone.input_norm=true`` (input channels standardised; the run
-folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints and results stay under
-``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared 2-core development
+folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints
+and results stay under ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared 2-core development
 machine a second thread made small convolutions ~100× slower.
 """
 
