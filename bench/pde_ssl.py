@@ -23,8 +23,8 @@ the evaluation stage with two probes:
 
 ``--input-norm`` sets ``backbone.input_norm=true`` (input channels standardised; the run
 folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints
-and results stay under ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared 2-core development
-machine a second thread made small convolutions ~100× slower.
+and results stay under ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared
+2-core development machine a second thread made small convolutions ~100× slower.
 """
 
 from __future__ import annotations
