@@ -79,9 +79,6 @@ class BackboneConfig:
     """Fields every backbone shares; see ``equissl.models.backbones``."""
 
     impl: str = MISSING
-    # standardise each input channel (BatchNorm without affine) before the trunk: PDE views
-    # stack coordinates (t ≈ 11 ± 4) with fields (Burgers u ≈ 0 ± 0.06)
-    input_norm: bool = False
 
 
 @dataclass

@@ -77,7 +77,6 @@ def test_paper_recipe_has_the_published_values(method):
         "impl": "resnet_sie",
         "layers": [2, 2, 2, 2],
         "zero_init_residual": True,
-        "input_norm": False,  # equissl's option, off: the published model
     }
     # the README's 8 GPUs: 128 per device, as main.py's batch_size // world_size
     assert resolve_batch(dict(cfg["data"]), 8, t) == 128

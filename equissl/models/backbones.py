@@ -102,6 +102,10 @@ class TimmBackboneConfig(BackboneConfig):
     name: str = "resnet18"  # timm model name: resnet18, resnet50, vit_small_patch16_224, ...
     cifar_stem: bool = False  # ResNets: 3×3/1 stem, no max-pool (small images)
     zero_init_residual: bool = True  # zero the last BN of each residual block (as SIE)
+    # standardise each input channel (BatchNorm without affine) before the trunk: PDE views
+    # stack coordinates (t ≈ 11 ± 4) with fields (Burgers u ≈ 0 ± 0.06); any backbone schema
+    # may declare it, build_backbone reads it
+    input_norm: bool = False
 
 
 @BACKBONES.register("timm", config=TimmBackboneConfig)
