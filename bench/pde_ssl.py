@@ -2,8 +2,9 @@
 small Burgers and a small KdV set, then the paper's two downstream tasks.
 
     nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
-        [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--work runs/pde_ssl]
-        [--out bench/results]
+        [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--labelled 1.0] [--coef-epochs 30]
+        [--probes coefficients,time_stepping] [--name pde_ssl_cpu] [--input-norm]
+        [--work runs/pde_ssl] [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
 projector 512-512-512, AdamW 3e-4, wd 1e-6, batch 32, two independently transformed 16-frame
@@ -13,15 +14,17 @@ the evaluation stage with two probes:
 
 * ``coefficients`` (Burgers ν; KdV has none here): SSL + linear head vs the same ResNet-18
   and head trained from scratch vs predict-the-mean, the released protocol (Adam 7e-4,
-  30 epochs);
+  ``--coef-epochs`` epochs, 30 there), all three fitted on the labels of a ``--labelled``
+  share of the probe-train trajectories (the encoder saw all of them, unlabelled);
 * ``time_stepping``: LPSDA's CNN without conditioning / with the frozen first-window
   representation / with the true ν (Burgers only), LPSDA's protocol with ``--ts-epochs``
   epochs of ``--ts-samples`` random starts per trajectory (LPSDA: 20 × 1 on 512+
   trajectories; more starts make up for our few trajectories) and width ``--ts-width``.
 
-Writes ``<out>/pde_ssl_cpu.{md,json}``. Resumable: data, checkpoints and results stay under
-``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared 2-core development
-machine a second thread made small convolutions ~100× slower.
+``--input-norm`` sets ``backbone.input_norm=true`` (input channels standardised; the run
+folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints
+and results stay under ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared
+2-core development machine a second thread made small convolutions ~100× slower.
 """
 
 from __future__ import annotations
@@ -70,20 +73,34 @@ def config_for(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         f"data.root={work / f'data_{eq}'}",
         f"data.generate.num_trajectories={args.trajectories}",
         f"trainer.max_steps={args.steps}",
-        "probe=[coefficients,time_stepping]",
-        f"eval.probes.time_stepping.epochs={args.ts_epochs}",
-        f"eval.probes.time_stepping.samples_per_trajectory={args.ts_samples}",
-        f"eval.probes.time_stepping.width={args.ts_width}",
+        f"probe=[{args.probes}]",
         "logger=csv",
     ]
+    if args.input_norm:
+        overrides.append("backbone.input_norm=true")
+    probes = args.probes.split(",")
+    if "time_stepping" in probes:
+        overrides += [
+            f"eval.probes.time_stepping.epochs={args.ts_epochs}",
+            f"eval.probes.time_stepping.samples_per_trajectory={args.ts_samples}",
+            f"eval.probes.time_stepping.width={args.ts_width}",
+        ]
+    if "coefficients" in probes:
+        overrides += [
+            f"eval.probes.coefficients.labelled_fraction={args.labelled}",
+            f"eval.probes.coefficients.epochs={args.coef_epochs}",
+        ]
     with initialize_config_module("equissl.configs", version_base="1.3"):
         return _resolved(compose("pretrain", overrides=overrides))
 
 
 def run(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Pretrain (or reuse) and evaluate (or reuse) one equation; its metrics and timings."""
-    run_dir = work / f"{eq}_n{args.trajectories}_s{args.steps}"
-    eval_dir = run_dir / f"eval_ts{args.ts_epochs}x{args.ts_samples}w{args.ts_width}"
+    run_dir = work / f"{eq}_n{args.trajectories}_s{args.steps}{'_inorm' if args.input_norm else ''}"
+    eval_dir = run_dir / (
+        f"eval_{args.probes.replace(',', '+')}_ts{args.ts_epochs}x{args.ts_samples}"
+        f"w{args.ts_width}_l{args.labelled:g}_ce{args.coef_epochs}"
+    )
     config = config_for(eq, work, args)
     times_file = run_dir / "seconds.json"
     times = json.loads(times_file.read_text()) if times_file.is_file() else {}
@@ -97,15 +114,26 @@ def run(eq: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         evaluate_checkpoint(
             run_dir / "checkpoints" / "last.ckpt", config["eval"], eval_dir, progress=False
         )
-        times["eval"] = time.perf_counter() - start
+        times[f"eval:{eval_dir.name}"] = time.perf_counter() - start
         times_file.write_text(json.dumps(times))
     results = json.loads((eval_dir / "results.json").read_text())
+    times["eval"] = times.get(f"eval:{eval_dir.name}", 0.0)
     return {"metrics": results["metrics"], "skipped": results["skipped"], "seconds": times}
 
 
 def pick(metrics: dict[str, float], probe: str, key: str) -> float | None:
     """``full/<probe>/<key>`` (the lie_vicreg representation has one part, ``full``)."""
     return metrics.get(f"full/{probe}/{key}")
+
+
+def labelled_text(runs: dict[str, dict[str, Any]]) -> str:
+    """How many probe-train trajectories were labelled, per equation with a coefficient."""
+    counts = {
+        eq: pick(r["metrics"], "coefficients", "labelled")
+        for eq, r in runs.items()
+        if pick(r["metrics"], "coefficients", "labelled") is not None
+    }
+    return ", ".join(f"{int(n)} ({eq})" for eq, n in counts.items()) or "all"
 
 
 def fmt(v: float | None, scale: float = 1.0, digits: int = 4) -> str:
@@ -171,6 +199,15 @@ def main() -> None:
     ap.add_argument("--ts-epochs", type=int, default=10, help="time-stepping epochs")
     ap.add_argument("--ts-samples", type=int, default=4, help="starts per trajectory and epoch")
     ap.add_argument("--ts-width", type=int, default=32, help="time-stepping CNN width")
+    ap.add_argument(
+        "--labelled", type=float, default=1.0, help="share of probe-train trajectories labelled"
+    )
+    ap.add_argument("--coef-epochs", type=int, default=30, help="coefficient-probe epochs")
+    ap.add_argument("--probes", default="coefficients,time_stepping")
+    ap.add_argument("--name", default="pde_ssl_cpu", help="stem of the result files")
+    ap.add_argument(
+        "--input-norm", action="store_true", help="backbone.input_norm=true (standardised channels)"
+    )
     ap.add_argument("--work", default="runs/pde_ssl")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
@@ -183,7 +220,9 @@ def main() -> None:
     command = (
         f"python bench/pde_ssl.py --equations {args.equations} --trajectories "
         f"{args.trajectories} --steps {args.steps} --ts-epochs {args.ts_epochs} "
-        f"--ts-samples {args.ts_samples} --ts-width {args.ts_width}"
+        f"--ts-samples {args.ts_samples} --ts-width {args.ts_width} --labelled "
+        f"{args.labelled:g} --coef-epochs {args.coef_epochs} --probes {args.probes} "
+        f"--name {args.name}" + (" --input-norm" if args.input_norm else "")
     )
     info = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 thread"
     lines = [
@@ -193,7 +232,9 @@ def main() -> None:
         f"Machine: {info}; wall time {wall:.0f} s (this invocation; reused runs cost nothing).",
         "",
         f"Data: {args.trajectories} trajectories per equation on 64 points (val: 1 in 5), "
-        f"LPSDA window (140 frames). Pretraining: {args.steps} steps × batch 32. Columns: "
+        f"LPSDA window (140 frames). Pretraining: {args.steps} steps × batch 32 on every "
+        f"probe-train trajectory; coefficient heads on the labels of {labelled_text(runs)} "
+        f"of them, {args.coef_epochs} epochs. Columns: "
         "coefficient regression: predict-the-mean / ResNet-18 from scratch + head / frozen "
         "SSL + linear head; time-stepping: no conditioning / + SSL representation of the "
         "first 16 frames / + true ν. Paper columns: its Table 1 as recalled in "
@@ -214,8 +255,8 @@ def main() -> None:
         lines += ["", "Skipped: " + json.dumps(skipped)]
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pde_ssl_cpu.md").write_text(text)
-    (out / "pde_ssl_cpu.json").write_text(
+    (out / f"{args.name}.md").write_text(text)
+    (out / f"{args.name}.json").write_text(
         json.dumps({"command": command, "machine": info, "wall_s": wall, "runs": runs}, indent=1)
     )
     print(text)

@@ -51,14 +51,24 @@ class Backbone(nn.Module):
         trunk: module with ``forward_features([B, C', H, W]) -> [B, D, h, w]``.
         num_features: ``D``.
         view_shape: one view's shape as the dataset declares it.
+        input_norm: standardise every input channel of the trunk (``C'``) by batch statistics
+            (running ones in ``eval()``) — a ``BatchNorm2d`` without affine parameters.
     """
 
-    def __init__(self, trunk: nn.Module, num_features: int, view_shape: Sequence[int]) -> None:
+    def __init__(
+        self,
+        trunk: nn.Module,
+        num_features: int,
+        view_shape: Sequence[int],
+        input_norm: bool = False,
+    ) -> None:
         super().__init__()
         self.trunk = trunk
         self.num_features = int(num_features)
         self.view_shape = tuple(int(s) for s in view_shape)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        if input_norm:  # absent otherwise, so existing checkpoints keep their state dict
+            self.input_norm = nn.BatchNorm2d(stacked_channels(view_shape), affine=False)
 
     def adapt(self, views: Tensor) -> Tensor:
         """``[B, *view_shape]`` -> ``[B, C', H, W]`` (frames stacked as channels in 2-D PDE)."""
@@ -66,7 +76,8 @@ class Backbone(nn.Module):
             raise ValueError(
                 f"backbone built for views {list(self.view_shape)}, got {list(views.shape[1:])}"
             )
-        return views.flatten(1, 2) if len(self.view_shape) == 4 else views
+        x = views.flatten(1, 2) if len(self.view_shape) == 4 else views
+        return self.input_norm(x) if hasattr(self, "input_norm") else x
 
     def feature_map(self, views: Tensor) -> Tensor:
         """``[B, D, h, w]`` before global pooling."""
@@ -91,6 +102,10 @@ class TimmBackboneConfig(BackboneConfig):
     name: str = "resnet18"  # timm model name: resnet18, resnet50, vit_small_patch16_224, ...
     cifar_stem: bool = False  # ResNets: 3×3/1 stem, no max-pool (small images)
     zero_init_residual: bool = True  # zero the last BN of each residual block (as SIE)
+    # standardise each input channel (BatchNorm without affine) before the trunk: PDE views
+    # stack coordinates (t ≈ 11 ± 4) with fields (Burgers u ≈ 0 ± 0.06); any backbone schema
+    # may declare it, build_backbone reads it
+    input_norm: bool = False
 
 
 @BACKBONES.register("timm", config=TimmBackboneConfig)
@@ -115,4 +130,4 @@ def timm_trunk(cfg: dict[str, Any], in_chans: int) -> tuple[nn.Module, int]:
 def build_backbone(cfg: dict[str, Any], view_shape: Sequence[int]) -> Backbone:
     """The registered backbone ``cfg["impl"]`` for views of ``view_shape``."""
     trunk, width = BACKBONES.get(cfg["impl"])(cfg, stacked_channels(view_shape))
-    return Backbone(trunk, width, view_shape)
+    return Backbone(trunk, width, view_shape, bool(cfg.get("input_norm", False)))

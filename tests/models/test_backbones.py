@@ -42,3 +42,16 @@ def test_unknown_backbone_is_named():
     assert "timm" in BACKBONES
     with pytest.raises(ValueError, match="nosuchnet"):
         build_backbone({**RESNET18, "name": "nosuchnet"}, (3, 32, 32))
+
+
+def test_input_norm_standardises_every_stacked_channel():
+    plain = build_backbone(RESNET18, (3, 16, 64))
+    assert not hasattr(plain, "input_norm")  # off by default: the state dict is unchanged
+    net = build_backbone({**RESNET18, "input_norm": True}, (5, 4, 8, 8))
+    scale = torch.arange(1.0, 6.0).view(1, 5, 1, 1, 1) ** 3  # channels 1 … 125 in size
+    views = 10 + torch.randn(64, 5, 4, 8, 8) * scale
+    x = net.adapt(views)  # [B, 20, 8, 8], training mode: batch statistics
+    assert x.shape == (64, 20, 8, 8) and net.input_norm.num_features == 20
+    torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(20), atol=1e-4, rtol=0)
+    torch.testing.assert_close(x.std((0, 2, 3)), torch.ones(20), atol=1e-2, rtol=0)
+    assert not any(p.requires_grad for p in net.input_norm.parameters())  # no affine

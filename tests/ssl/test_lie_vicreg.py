@@ -88,6 +88,9 @@ def test_cpu_recipes_have_the_papers_setting(equation):
 
 def test_ns_recipe():
     paper = compose_pretrain(["experiment=lie_vicreg_ns"])
+    assert paper["data"]["generate"]["params"]["nx"] == 128  # PDEArena's grid
+    default = compose_pretrain(["method=lie_vicreg", "data=pde_ns"])["data"]["generate"]
+    assert (default["num_trajectories"], default["params"]["nx"]) == (80, 32)  # CPU-sized
     assert paper["data"]["batch_size"] == 64
     assert paper["data"]["generate"]["num_trajectories"] * 4 // 5 == 26_624  # --dataset-size
     assert paper["data"]["strengths"] == {
@@ -131,6 +134,44 @@ def test_lie_vicreg_pretrains_and_evaluates_on_each_equation(tmp_path, equation)
     for metric in ("mse", "nmse", "rel_error"):
         for prefix in ("", "mean_", "supervised_"):
             assert f"full/coefficients/{prefix}{metric}" in res["metrics"]
+
+
+TINY_GENERATE = {
+    "ns": {"nx": 8, "nt": 20, "substeps": 4},
+    "1d": {"nx": 32, "nt": 28, "horizon": 4.0, "substeps": 4},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("equation", ["kdv", "ks", "burgers", "ns"])
+def test_the_issue_check_generates_pretrains_and_reports_both_tasks(tmp_path, equation):
+    """``equissl-pretrain method=lie_vicreg data=pde_<eq>`` as issue 11 checks it: no recipe,
+    the data yaml's own ``data.generate`` writes the (here tiny) set into an empty root, and
+    the evaluation reports coefficient regression and time-stepping with their baselines."""
+    params = TINY_GENERATE["ns" if equation == "ns" else "1d"]
+    _, res = run(
+        [
+            "method=lie_vicreg",
+            f"data=pde_{equation}",
+            f"data.root={tmp_path / 'data'}",
+            "data.generate.num_trajectories=10",
+            *(f"++data.generate.params.{k}={v}" for k, v in params.items()),
+            *FAST[1:],
+            "eval.probes.time_stepping.epochs=1",
+            "eval.probes.time_stepping.history=4",
+            "eval.probes.time_stepping.future=4",
+        ],
+        tmp_path,
+    )
+    assert list((tmp_path / "data").glob(f"{equation}_chunk*.h5"))  # generated on first use
+    ts = {k.split("/")[-1] for k in res["metrics"] if k.startswith("full/time_stepping/")}
+    assert {"nmse_1step", "nmse_rollout", "none_nmse_1step", "none_nmse_rollout"} <= ts
+    if equation in ("kdv", "ks"):  # no coefficient: no regression, no oracle row
+        assert "coefficients" in res["skipped"] and not any("oracle" in k for k in ts)
+        return
+    assert {"oracle_nmse_1step", "oracle_nmse_rollout"} <= ts
+    for prefix in ("", "mean_", "supervised_"):
+        assert f"full/coefficients/{prefix}rel_error" in res["metrics"]
 
 
 @pytest.mark.slow

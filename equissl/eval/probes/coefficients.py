@@ -2,7 +2,8 @@
 buoyancy b) from the frozen representation of one window — the invariant task of Mialon et
 al. (2023), with the released protocol (facebookresearch/SSLForPDEs ``navier_stokes.py``
 ``eval_coeff``): one Linear layer without bias followed by a sigmoid rescaled to the
-target's range, Adam 7e-4, 30 epochs, batch 64, on the frozen encoder in ``eval()`` mode.
+target's range, Adam 7e-4, 30 epochs, batch 64, on the frozen encoder in ``eval()`` mode;
+the MSE is taken in units of the head's range (:meth:`RangeSigmoidHead.loss`).
 
 Each epoch visits every trajectory once with one random evaluation view (a symmetry-
 transformed window; the label is the trajectory's, never transformed); validation scores
@@ -18,6 +19,11 @@ Beside them, on the same labels and budget: ``mean_*``, predicting the probe-tra
 head on the same views (the released code's ``ResNetBaseline``). Both are computed once
 per evaluation and repeated under every part. Data without coefficients (images; KdV and KS
 as generated here) skip the probe.
+
+``labelled_fraction`` < 1 keeps the labels of only that (seeded) share of the probe-train
+trajectories, for all three rows alike: the encoder was pretrained on every trajectory, the
+heads see few labels (the semi-supervised regime, in which a pretrained representation is
+expected to help most).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class CoefficientProbeConfig(ProbeConfig):
     range_margin: float = 1.0 / 3.0
     ranges: dict[str, Any] = field(default_factory=dict)  # explicit {coeff: [lo, hi]}
     baselines: bool = True  # also train the supervised from-scratch backbone (costly)
+    labelled_fraction: float = 1.0  # share of probe-train trajectories whose labels are used
     num_workers: int = 0  # data loading of the supervised baseline
 
 
@@ -65,6 +72,14 @@ class RangeSigmoidHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lo + (self.hi - self.lo) * torch.sigmoid(self.linear(x))
+
+    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """MSE measured in units of the head's range (``[B, K]`` each): the released MSE
+        divided by ``(hi − lo)²`` per output. Adam is blind to that constant except through
+        its ε, which a target as small as Burgers ν (1e-3 … 1e-2: losses ~1e-5, gradients
+        deep in a backbone below ε = 1e-8) would otherwise make stall."""
+        span = self.hi - self.lo
+        return F.mse_loss(pred / span, target / span)
 
 
 def target_range(
@@ -94,6 +109,18 @@ def coefficient_metrics(pred: Tensor, target: Tensor, prefix: str = "") -> dict[
     }
 
 
+def labelled_subset(num: int, fraction: float, seed: int) -> Tensor:
+    """Sorted indices ``[M]`` of the ``M = max(2, round(fraction · num))`` labelled objects
+    out of ``num``, drawn by a generator seeded with ``seed``; all of them for fraction ≥ 1."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"labelled_fraction={fraction} must lie in (0, 1]")
+    if fraction >= 1.0:
+        return torch.arange(num)
+    keep = min(num, max(2, round(fraction * num)))
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(num, generator=gen)[:keep].sort().values
+
+
 def mean_baseline(train_y: Tensor, val_y: Tensor) -> dict[str, float]:
     """Predict the probe-train mean for every validation label (``[N, K]``)."""
     return coefficient_metrics(train_y.mean(0).expand_as(val_y), val_y, "mean_")
@@ -120,7 +147,7 @@ def linear_coefficient_probe(
 
     with seeded(int(cfg["seed"])):
         head = RangeSigmoidHead(d, lo, hi)
-    model = fit(head, sample_epoch, F.mse_loss, cfg, device, "probe coefficients", progress)
+    model = fit(head, sample_epoch, head.loss, cfg, device, "probe coefficients", progress)
     yval = val_y.repeat_interleave(val_x.shape[1], dim=0)
     pred = predict(model, val_x.reshape(-1, d), device)
     return ProbeResult(coefficient_metrics(pred, yval), pred, yval)
@@ -149,27 +176,32 @@ def supervised_baseline(
     cfg: dict[str, Any],
     device: torch.device,
     progress: bool = True,
+    objects: Tensor | None = None,
 ) -> dict[str, float]:
     """Train a backbone + head from scratch on one-view items (``views [1, ...]``,
-    object-major, ``views_per_object`` each) with the probe's optimiser and budget: each
-    epoch one random view per object; validation on every view. ``supervised_*`` metrics."""
+    object-major, ``views_per_object`` each) of the labelled ``objects`` (``[M]`` indices;
+    all by default) with the probe's optimiser and budget: each epoch one random view per
+    object; validation on every view. ``supervised_*`` metrics."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     with seeded(int(cfg["seed"])):
         model = SupervisedRegressor(backbone_cfg, view_shape, lo, hi).to(device)
     opt = torch.optim.Adam(
         model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
     )
-    n = len(train_views) // views_per_object
+    if objects is None:
+        objects = torch.arange(len(train_views) // views_per_object)
+    n = len(objects)
     bs, workers = int(cfg["batch_size"]), int(cfg["num_workers"])
     model.train()
     for _ in tqdm(range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress):
         pick = torch.randint(views_per_object, (n,), generator=gen)
         order = torch.randperm(n, generator=gen)
-        items = (order * views_per_object + pick[order]).tolist()
+        items = (objects[order] * views_per_object + pick[order]).tolist()
         for batch in DataLoader(Subset(train_views, items), batch_size=bs, num_workers=workers):
             if len(batch["views"]) < 2:  # BatchNorm cannot train on a lone remainder
                 continue
-            loss = F.mse_loss(model(batch["views"][:, 0].to(device)), batch["coeffs"].to(device))
+            pred = model(batch["views"][:, 0].to(device))
+            loss = model.head.loss(pred, batch["coeffs"].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -197,16 +229,24 @@ class CoefficientProbe(Probe):
             return "the data carry no coefficients to regress"
         return None
 
+    def labelled(self, ctx: EvalContext) -> Tensor:
+        """Indices ``[M]`` of the probe-train trajectories whose labels are used."""
+        fraction = float(self.cfg["labelled_fraction"])
+        return labelled_subset(len(ctx.train.coeffs), fraction, int(self.cfg["seed"]))
+
     def head_range(self, ctx: EvalContext) -> tuple[Tensor, Tensor]:
         names = tuple(ctx.meta["spec"].get("coeff_names") or ())
+        labels = ctx.train.coeffs[self.labelled(ctx)]
         return target_range(
-            ctx.train.coeffs, names, float(self.cfg["range_margin"]), dict(self.cfg["ranges"])
+            labels, names, float(self.cfg["range_margin"]), dict(self.cfg["ranges"])
         )
 
     def baselines(self, ctx: EvalContext) -> dict[str, float]:
         """Both baselines, computed on the first part and reused for the others."""
         if self._baselines is None:
-            self._baselines = mean_baseline(ctx.train.coeffs, ctx.val.coeffs)
+            labelled = self.labelled(ctx)
+            self._baselines = mean_baseline(ctx.train.coeffs[labelled], ctx.val.coeffs)
+            self._baselines["labelled"] = float(len(labelled))
             if self.cfg["baselines"]:
                 v = ctx.train.views_per_object
                 seed = int(self.cfg["seed"])
@@ -222,14 +262,16 @@ class CoefficientProbe(Probe):
                         self.cfg,
                         ctx.device,
                         ctx.progress,
+                        labelled,
                     )
                 )
         return self._baselines
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        labelled = self.labelled(ctx)
         res = linear_coefficient_probe(
-            ctx.train.part(part),
-            ctx.train.coeffs,
+            ctx.train.part(part)[labelled],
+            ctx.train.coeffs[labelled],
             ctx.val.part(part),
             ctx.val.coeffs,
             *self.head_range(ctx),

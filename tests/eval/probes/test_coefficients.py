@@ -1,11 +1,16 @@
 """The coefficient-regression probe (issue 11 item 4): head range, metrics, the
 predict-the-mean floor and the linear probe on features that carry the coefficient."""
 
+from types import SimpleNamespace
+
+import pytest
 import torch
 
 from equissl.eval.probes.coefficients import (
+    CoefficientProbe,
     RangeSigmoidHead,
     coefficient_metrics,
+    labelled_subset,
     linear_coefficient_probe,
     mean_baseline,
     target_range,
@@ -72,3 +77,63 @@ def test_linear_probe_learns_a_coefficient_carried_by_the_features():
         xt[..., 1:], yt, xv[..., 1:], yv, lo, hi, CFG, torch.device("cpu"), False
     )
     assert noise.metrics["mse"] > 0.5 * floor
+
+
+def test_labelled_subset_is_seeded_sorted_and_sized():
+    a = labelled_subset(100, 0.1, seed=3)
+    assert len(a) == 10 and torch.equal(a, a.sort().values) and len(set(a.tolist())) == 10
+    assert torch.equal(a, labelled_subset(100, 0.1, seed=3))
+    assert not torch.equal(a, labelled_subset(100, 0.1, seed=4))
+    assert torch.equal(labelled_subset(7, 1.0, seed=0), torch.arange(7))
+    assert len(labelled_subset(100, 0.001, seed=0)) == 2  # a mean and a head need two
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="labelled_fraction"):
+            labelled_subset(10, bad, seed=0)
+
+
+def test_probe_fits_every_row_on_the_labelled_share_only():
+    g = torch.Generator().manual_seed(2)
+    coeffs = 0.2 + 0.3 * torch.rand(200, 1, generator=g)
+    feats = torch.randn(200, 2, 8, generator=g)
+    val = SimpleNamespace(coeffs=coeffs[:50], part=lambda _: feats[:50])
+    cfg = {**CFG, "epochs": 2, "range_margin": 0.0, "ranges": {}, "baselines": False}
+    ctx = SimpleNamespace(
+        train=SimpleNamespace(coeffs=coeffs, part=lambda _: feats, views_per_object=2),
+        val=val,
+        meta={"spec": {"coeff_names": ("b",)}},
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    probe = CoefficientProbe("coefficients", {**cfg, "labelled_fraction": 0.05})
+    keep = labelled_subset(200, 0.05, seed=0)
+    m = probe.run(ctx, "full").metrics
+    assert m["labelled"] == 10.0
+    assert m["mean_mse"] == pytest.approx(mean_baseline(coeffs[keep], val.coeffs)["mean_mse"])
+    lo, hi = probe.head_range(ctx)  # margin 0: exactly the labelled labels' range
+    assert (float(lo), float(hi)) == (float(coeffs[keep].min()), float(coeffs[keep].max()))
+    full = CoefficientProbe("coefficients", {**cfg, "labelled_fraction": 1.0}).run(ctx, "full")
+    assert full.metrics["labelled"] == 200.0
+
+
+def test_head_loss_is_the_mse_in_units_of_its_range():
+    head = RangeSigmoidHead(3, torch.tensor([0.0, 1.0]), torch.tensor([2.0, 11.0]))
+    pred, target = torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 8.0]])
+    assert float(head.loss(pred, target)) == pytest.approx(0.5 * ((1 / 2) ** 2 + (5 / 10) ** 2))
+
+
+def test_linear_probe_fits_a_tiny_target_as_well_as_a_unit_one():
+    """Burgers ν lives in [1e-3, 1e-2]: the fit must not depend on the target's units."""
+    g = torch.Generator().manual_seed(5)
+    b = 0.2 + 0.3 * torch.rand(300, 1, generator=g)
+    x = torch.randn(300, 2, 8, generator=g) * 0.05
+    x[..., 0] += (b - 0.35) * 10
+    cfg = {**CFG, "epochs": 10}
+    rel = []
+    for scale in (1.0, 1e-5):
+        y = b * scale
+        lo, hi = target_range(y[:200], ("b",), 1.0 / 3.0, {})
+        res = linear_coefficient_probe(
+            x[:200], y[:200], x[200:], y[200:], lo, hi, cfg, torch.device("cpu"), False
+        )
+        rel.append(res.metrics["rel_error"])
+    assert rel[1] == pytest.approx(rel[0], rel=0.05)
