@@ -399,7 +399,10 @@ def main() -> None:
     for seed in seeds:  # seed by seed: an interrupted bench holds complete tables so far
         for method in methods:
             runs.append(run_one(work, method, seed, args.steps, extra, args.probe_epochs))
-    first = runs[0]
+    # Every run sees the same data: any run's streamed feature cache gives the floors' latents
+    # and labels (runs evaluated before the cache moved to <run>/features have none there).
+    cached = [r for r in runs if (Path(r["eval_dir"]).parent / "features").is_dir()]
+    first = (cached or runs)[0]
     floor = floors(config_for(UNTRAINED, seeds[0], 0, extra), Path(first["eval_dir"]))
     wall = time.perf_counter() - start
 
