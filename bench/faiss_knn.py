@@ -46,12 +46,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# isort: off
+import equissl.eval  # noqa: F401  (chooses faiss's OpenBLAS kernels before faiss loads)
 import faiss
+
+# isort: on
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from equissl.eval.neighbours import IndexSpec, build_index, rank_of, search
+from equissl.eval.openblas import loaded_cores
 from equissl.eval.probes.knn import knn_vote
 
 CHUNK = 1024  # queries per matmul in the k-NN baseline
@@ -173,7 +178,8 @@ def machine() -> str:
         f"{platform.node()}: {cpu}, {os.cpu_count()} CPUs (torch threads "
         f"{torch.get_num_threads()}, faiss OpenMP threads {faiss.omp_get_max_threads()}), "
         f"load average {load}; torch {torch.__version__}, faiss {faiss.__version__} "
-        f"({faiss.get_num_gpus()} GPUs visible to faiss)"
+        f"({faiss.get_num_gpus()} GPUs visible to faiss); OpenBLAS kernels "
+        f"{loaded_cores() or 'n/a'} (equissl.eval.openblas)"
     )
 
 

@@ -1,0 +1,88 @@
+"""faiss's OpenBLAS kernel choice (equissl.eval.openblas): the core type from the CPU
+flags, the user's choice kept, and the real library loaded with it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from equissl.eval import openblas
+from equissl.eval.openblas import ENV, best_core, cpu_flags
+
+AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "core"),
+    [
+        (AVX512 | {"avx2", "fma", "sse3"}, "SkylakeX"),
+        ({"avx512f", "avx2", "fma"}, "Haswell"),  # AVX-512 without BW/DQ/VL: not SkylakeX
+        ({"avx2", "fma", "sse4_2"}, "Haswell"),
+        ({"avx2"}, None),  # no FMA
+        ({"sse3", "sse4_2"}, None),
+        (set(), None),
+    ],
+)
+def test_best_core_needs_every_flag_of_its_kernels(flags: set[str], core: str | None) -> None:
+    assert best_core(frozenset(flags)) == core
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n\nprocessor\t: 1\nflags\t: sse\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "fma"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_select_kernels_sets_the_best_core_only_when_nobody_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(openblas.sys, "platform", "linux")
+    monkeypatch.setattr(openblas, "cpu_flags", lambda: frozenset(AVX512 | {"avx2", "fma"}))
+    monkeypatch.delitem(sys.modules, "faiss", raising=False)
+    monkeypatch.delenv(ENV, raising=False)
+    assert openblas.select_kernels() == "SkylakeX"
+    assert os.environ[ENV] == "SkylakeX"
+    monkeypatch.setenv(ENV, "Prescott")  # the user's choice stays
+    assert openblas.select_kernels() == "Prescott"
+    assert os.environ[ENV] == "Prescott"
+
+
+def test_select_kernels_changes_nothing_once_faiss_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(openblas, "cpu_flags", lambda: frozenset(AVX512 | {"avx2", "fma"}))
+    monkeypatch.setitem(sys.modules, "faiss", object())
+    monkeypatch.delenv(ENV, raising=False)
+    assert openblas.select_kernels() is None
+    assert ENV not in os.environ
+
+
+def run_python(code: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != ENV} | env
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+PROBE = (
+    "import equissl.eval.neighbours\n"
+    "from equissl.eval.openblas import loaded_cores\n"
+    "print(' '.join(c for n, c in loaded_cores().items()))"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_faiss_openblas_loads_with_the_chosen_kernels() -> None:
+    """In a fresh process, importing the stage loads faiss's OpenBLAS with the best kernels
+    of this CPU (or its own detection where none is known), and a user's choice wins."""
+    want = best_core(cpu_flags())
+    cores = run_python(PROBE).split()
+    if not cores:
+        pytest.skip("faiss's OpenBLAS is not a separate library here")
+    if want is not None:
+        assert want in cores
+    assert "Prescott" in run_python(PROBE, **{ENV: "Prescott"}).split()
