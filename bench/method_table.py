@@ -3,7 +3,8 @@ rotation R² (``r2_global``, ``r2_sklearn``) per part of its representation, aga
 untrained backbone, a constant predictor (the train-set mean relative quaternion) and
 chance / majority-class top-1 — all with the same data, backbone, batch and budget.
 
-    python bench/method_table.py [--steps 1800] [--seeds 0,1] [--methods sie,vicreg,...]
+    python bench/method_table.py [--steps 1800 | --steps 600,1800] [--seeds 0,1]
+        [--methods sie,vicreg,...]
         [--probe-epochs N] [--work runs/method_table] [--out bench/results] [key=value ...]
 
 Runs: ``experiment=cpu/<method>_3diebench`` for each method — the SIE paper's recipe of that
@@ -84,7 +85,8 @@ METHODS = (
 )
 UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
 TOP1 = "classification/top1"
-COLUMNS = (TOP1, ROTATION, "rotation/r2_sklearn")
+INVARIANCE, EQUIVARIANCE = "diagnostics/invariance", "diagnostics/equivariance"
+COLUMNS = (TOP1, ROTATION, "rotation/r2_sklearn", INVARIANCE, EQUIVARIANCE)
 PART_ORDER = ("full", "inv", "equi")
 STEM = "method_table_cpu"
 
@@ -259,8 +261,9 @@ def mean_std(values: list[float]) -> str:
 def markdown(table: dict, floor: dict[str, Any], order: list[str]) -> str:
     """One row per (method, part), then the floor rows."""
     lines = [
-        "| method | part | top-1 | rotation r2_global | rotation r2_sklearn |",
-        "|---|---|---|---|---|",
+        "| method | part | top-1 | rotation r2_global | rotation r2_sklearn | invariance "
+        "| equivariance |",
+        "|---|---|---|---|---|---|---|",
     ]
     for method in order:
         parts = sorted(table.get(method, {}), key=lambda p: (PART_ORDER + (p,)).index(p))
@@ -270,11 +273,11 @@ def markdown(table: dict, floor: dict[str, Any], order: list[str]) -> str:
             lines.append(f"| {label} | {part} | " + " | ".join(cells) + " |")
     lines.append(
         f"| constant predictor (train-mean quaternion) | – | – | "
-        f"{floor['rotation/r2_global']:.3f} | {floor['rotation/r2_sklearn']:.3f} |"
+        f"{floor['rotation/r2_global']:.3f} | {floor['rotation/r2_sklearn']:.3f} | – | – |"
     )
     lines.append(
         f"| chance / majority class | – | {floor['top1_chance']:.3f} / "
-        f"{floor['top1_majority']:.3f} | – | – |"
+        f"{floor['top1_majority']:.3f} | – | – | – | – |"
     )
     return "\n".join(lines) + "\n"
 
@@ -294,12 +297,14 @@ PUBLISHED_ORDER = (
 def ordering(table: dict) -> str:
     """The published rotation ordering checked on this table: each group's mean of its
     members' headline ``r2_global`` (equi part where a method has one, else full; each
-    member averaged over seeds), its range, and whether each group beats the next."""
+    member averaged over seeds), its range, and whether each group beats the next, by its
+    mean and member by member."""
     lines = [
         "| group (published order) | members here | mean rotation r2_global | min – max |",
         "|---|---|---|---|",
     ]
     means: list[tuple[str, float]] = []
+    ranges: list[tuple[float, float]] = []
     for label, members in PUBLISHED_ORDER:
         values = {
             m: statistics.mean(table[m][headline_part(table[m])][ROTATION])
@@ -310,6 +315,7 @@ def ordering(table: dict) -> str:
             continue
         mean = statistics.mean(values.values())
         means.append((label, mean))
+        ranges.append((min(values.values()), max(values.values())))
         lines.append(
             f"| {label} | {', '.join(values)} | {mean:.3f} | "
             f"{min(values.values()):.3f} – {max(values.values()):.3f} |"
@@ -317,32 +323,68 @@ def ordering(table: dict) -> str:
     steps = list(itertools.pairwise(means))
     verdicts = [f"{a} {'>' if ma > mb else '≤'} {b} ({ma - mb:+.3f})" for (a, ma), (b, mb) in steps]
     holds = all(ma > mb for (_, ma), (_, mb) in steps)
+    # every member above every member of the next group: the group's minimum above its maximum
+    strict = all(low > high for (low, _), (_, high) in itertools.pairwise(ranges))
     lines += [
         "",
-        f"Published ordering {'holds' if holds else 'does NOT hold'} here: "
+        f"Published ordering of the group means {'holds' if holds else 'does NOT hold'} here: "
         + "; ".join(verdicts)
-        + ".",
+        + ". Member by member (each group's lowest above the next group's highest): "
+        + ("holds." if strict else "does NOT hold."),
     ]
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict, floor: dict[str, Any], order: list[str], path: Path) -> None:
-    """Bars: rotation r2_global of each method's equi part (full where it has none), mean
-    over seeds with the seeds' spread; line: the constant-predictor floor."""
-    names, means, errs = [], [], []
+def budget_table(tables: dict[int, dict], order: list[str]) -> str:
+    """Headline rotation r2_global (and invariance) of each method at every budget."""
+    budgets = sorted(tables)
+    lines = [
+        "| method | part | "
+        + " | ".join(f"r2_global @ {b}" for b in budgets)
+        + " | "
+        + " | ".join(f"invariance @ {b}" for b in budgets)
+        + " |",
+        "|---|---|" + "---|" * (2 * len(budgets)),
+    ]
     for method in order:
-        if method not in table:
+        if method == UNTRAINED or not any(method in t for t in tables.values()):
             continue
-        part = headline_part(table[method])
-        values = table[method][part][ROTATION]
-        names.append(f"{'untrained' if method == UNTRAINED else method}\n({part})")
-        means.append(statistics.mean(values))
-        errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        part = headline_part(next(t[method] for t in tables.values() if method in t))
+        cells = [
+            mean_std(tables[b].get(method, {}).get(part, {}).get(column, []))
+            for column in (ROTATION, INVARIANCE)
+            for b in budgets
+        ]
+        lines.append(f"| {method} | {part} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(tables: dict[int, dict], floor: dict[str, Any], order: list[str], path: Path) -> None:
+    """Bars: rotation r2_global of each method's equi part (full where it has none), mean
+    over seeds with the seeds' spread, one bar per budget; line: the constant-predictor
+    floor."""
+    budgets = sorted(tables)
+    names = [m for m in order if any(m in t for t in tables.values())]
+    width = 0.8 / len(budgets)
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 3.8))
-    colors = ["grey" if n.startswith("untrained") else "C0" for n in names]
-    ax.bar(range(len(names)), means, yerr=errs, color=colors, capsize=3)
+    for j, b in enumerate(budgets):
+        xs, means, errs = [], [], []
+        for i, method in enumerate(names):
+            if method not in tables[b]:
+                continue
+            values = tables[b][method][headline_part(tables[b][method])][ROTATION]
+            xs.append(i + (j - (len(budgets) - 1) / 2) * width)
+            means.append(statistics.mean(values))
+            errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        label = f"{b} steps" if len(budgets) > 1 else None
+        ax.bar(xs, means, width=width, yerr=errs, color=f"C{j}", capsize=3, label=label)
+    labels = [
+        f"{'untrained' if m == UNTRAINED else m}\n"
+        f"({headline_part(next(t[m] for t in tables.values() if m in t))})"
+        for m in names
+    ]
     ax.axhline(floor[ROTATION], color="C3", ls="--", label="constant predictor (train mean)")
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("rotation r2_global (val)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -378,7 +420,9 @@ def timing_table(runs: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--steps", type=int, default=1800, help="pretraining steps per run")
+    ap.add_argument(
+        "--steps", default="1800", help="pretraining steps per run; several: a budget curve"
+    )
     ap.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     ap.add_argument("--probe-epochs", type=int, default=None, help="epochs of every probe")
@@ -393,12 +437,14 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
     work, out, extra = Path(args.work), Path(args.out), list(args.overrides)
+    budgets = sorted({int(s) for s in args.steps.split(",") if s})
 
     start = time.perf_counter()
     runs = [run_one(work, UNTRAINED, s, 0, extra, args.probe_epochs) for s in seeds]
-    for seed in seeds:  # seed by seed: an interrupted bench holds complete tables so far
-        for method in methods:
-            runs.append(run_one(work, method, seed, args.steps, extra, args.probe_epochs))
+    for steps in budgets:  # budget by budget, seed by seed: complete tables so far
+        for seed in seeds:
+            for method in methods:
+                runs.append(run_one(work, method, seed, steps, extra, args.probe_epochs))
     # Every run sees the same data: any run's streamed feature cache gives the floors' latents
     # and labels (runs evaluated before the cache moved to <run>/features have none there).
     cached = [r for r in runs if (Path(r["eval_dir"]).parent / "features").is_dir()]
@@ -407,13 +453,17 @@ def main() -> None:
     wall = time.perf_counter() - start
 
     order = [*methods, UNTRAINED]
-    table = aggregate(runs)
+    tables = {
+        b: aggregate([r for r in runs if r["steps"] == b or r["method"] == UNTRAINED])
+        for b in budgets
+    }
     probe = (
         "SIE protocol (300 epochs)" if args.probe_epochs is None else f"{args.probe_epochs} epochs"
     )
     batch = config_for(methods[0], seeds[0], 0, extra)["data"]["batch_size"]
     budget = (
-        f"{args.steps} steps × batch {batch} per method and seed, seeds {seeds}; probes: {probe}"
+        f"{' and '.join(map(str, budgets))} steps × batch {batch} per method and seed, seeds "
+        f"{seeds}; probes: {probe}"
     )
     info = machine()
     head = [
@@ -431,16 +481,25 @@ def main() -> None:
         "",
         "Mean ± sample std over seeds where more than one. Floors: the untrained backbone, the "
         "constant predictor (train-set mean relative quaternion, on the rotation probe's "
-        f"{floor['rotation_val_pairs']} val pairs) and chance / majority-class top-1.",
+        f"{floor['rotation_val_pairs']} val pairs) and chance / majority-class top-1. "
+        "invariance and equivariance: the evaluation stage's diagnostics "
+        "(`equissl/eval/probes/diagnostics.py`: 1 − within-object / between-object distance; "
+        "the share of a view's displacement its known rotation explains).",
         "",
         "",
     ]
-    text = "\n".join(head) + markdown(table, floor, order)
-    text += "\n## The published ordering on rotation\n\n" + ordering(table)
-    text += f"\n![rotation r2_global per method]({STEM}.png)\n\n## Timing\n\n" + timing_table(runs)
+    text = "\n".join(head)
+    for b in budgets:
+        title = f"## {b} steps\n\n" if len(budgets) > 1 else ""
+        text += title + markdown(tables[b], floor, order)
+        text += f"\n### The published ordering on rotation{f' ({b} steps)' if title else ''}\n\n"
+        text += ordering(tables[b]) + "\n"
+    if len(budgets) > 1:
+        text += "## Rotation and invariance by budget\n\n" + budget_table(tables, order) + "\n"
+    text += f"![rotation r2_global per method]({STEM}.png)\n\n## Timing\n\n" + timing_table(runs)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{STEM}.md").write_text(text)
-    plot(table, floor, order, out / f"{STEM}.png")
+    plot(tables, floor, order, out / f"{STEM}.png")
     if args.docs:
         Path(args.docs).mkdir(parents=True, exist_ok=True)
         for suffix in (".md", ".png"):
@@ -451,7 +510,8 @@ def main() -> None:
         "machine": info,
         "wall_seconds": wall,
         "floors": floor,
-        "table": table,
+        "table": tables[budgets[-1]],
+        "tables": {str(b): t for b, t in tables.items()},
         "runs": runs,
     }
     (out / f"{STEM}.json").write_text(json.dumps(summary, indent=2))
