@@ -1,7 +1,7 @@
 """The evaluation stage: frozen-backbone probes, metrics and reports (DESIGN §5)."""
 
-from equissl.eval.openblas import select_kernels
+from equissl.eval.openblas import load_faiss
 
-# Before any module of the stage imports faiss: its bundled OpenBLAS reads the kernel
-# choice once, when it loads (equissl.eval.openblas).
-select_kernels()
+# faiss first, with its bundled OpenBLAS on this CPU's best kernels (read once, when the
+# library loads): see equissl.eval.openblas.
+load_faiss()

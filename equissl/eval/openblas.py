@@ -7,22 +7,27 @@ assignment) runs 3-4× slower than the CPU allows, 2.5× slower than torch's MKL
 (``bench/results/faiss_knn_cpu.txt``). OpenBLAS takes the core type from the
 ``OPENBLAS_CORETYPE`` environment variable instead, read once, when the library loads.
 
-:func:`select_kernels` sets it, before faiss is first imported, to the best core type the
-CPU's instruction set supports (``SkylakeX`` with AVX-512, ``Haswell`` with AVX2 + FMA;
-these are also what OpenBLAS's own detection picks on the cores it knows). A value the
-user set is kept (``OPENBLAS_CORETYPE=Prescott`` restores the wheel's behaviour here), and
-nothing is set off Linux x86 or once faiss is loaded. :mod:`equissl.eval` calls it on
-import, so every equissl path to faiss goes through it; code that imports faiss itself must
-import :mod:`equissl.eval` first. The choice affects OpenBLAS libraries loaded afterwards
-in the process (numpy's and torch's BLAS are loaded earlier, and unaffected).
+:func:`load_faiss` imports faiss with it set to the best core type the CPU's instruction
+set supports (``SkylakeX`` with AVX-512, ``Haswell`` with AVX2 + FMA; these are also what
+OpenBLAS's own detection picks on the cores it knows), then restores the environment, so
+that no process started later (a SLURM job on another node, whose CPU may lack AVX-512)
+inherits the choice. A value the user set is kept and used (``OPENBLAS_CORETYPE=Prescott``
+restores the wheel's own behaviour here); nothing is chosen off Linux x86. :mod:`equissl.eval`
+calls it on import, so every equissl path to faiss goes through it; code that imports faiss
+itself must import :mod:`equissl.eval` first. An OpenBLAS loaded in the same import (numpy's,
+if numpy was not imported yet) gets the same choice, which is as right for this CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 ENV = "OPENBLAS_CORETYPE"
 #: core type -> the CPU flags (``/proc/cpuinfo``) its kernels need, best first
@@ -49,19 +54,30 @@ def best_core(flags: frozenset[str]) -> str | None:
     return next((core for core, need in CORE_FLAGS.items() if need <= flags), None)
 
 
-def select_kernels() -> str | None:
-    """Set ``OPENBLAS_CORETYPE`` for faiss's OpenBLAS (see the module docstring).
-
-    Returns:
-        The core type OpenBLAS libraries loaded from now on will use if this process sets
-        or inherits one, else ``None`` (their own detection).
-    """
-    if ENV in os.environ or "faiss" in sys.modules or not sys.platform.startswith("linux"):
-        return os.environ.get(ENV)
+@contextlib.contextmanager
+def chosen_kernels() -> Iterator[str | None]:
+    """``OPENBLAS_CORETYPE`` set to :func:`best_core` of this CPU inside the block, unless
+    the user set it (kept) or this is not Linux (left unset); the environment as it was
+    afterwards. Yields the core type OpenBLAS libraries loaded in the block use, ``None``
+    for their own detection."""
+    if ENV in os.environ or not sys.platform.startswith("linux"):
+        yield os.environ.get(ENV)
+        return
     core = best_core(cpu_flags())
     if core is not None:
         os.environ[ENV] = core
-    return core
+    try:
+        yield core
+    finally:
+        os.environ.pop(ENV, None)
+
+
+def load_faiss() -> ModuleType:
+    """faiss, imported (on the first call) with :func:`chosen_kernels`."""
+    if "faiss" not in sys.modules:
+        with chosen_kernels():
+            importlib.import_module("faiss")
+    return sys.modules["faiss"]
 
 
 def loaded_cores() -> dict[str, str]:

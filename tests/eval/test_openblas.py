@@ -1,5 +1,6 @@
 """faiss's OpenBLAS kernel choice (equissl.eval.openblas): the core type from the CPU
-flags, the user's choice kept, and the real library loaded with it."""
+flags, set only while faiss loads, the user's choice kept, and the real library loaded
+with it."""
 
 import os
 import subprocess
@@ -36,28 +37,29 @@ def test_cpu_flags_reads_the_first_flags_line(tmp_path: Path) -> None:
     assert cpu_flags(tmp_path / "missing") == frozenset()
 
 
-def test_select_kernels_sets_the_best_core_only_when_nobody_chose(
+def test_chosen_kernels_sets_the_best_core_inside_the_block_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(openblas.sys, "platform", "linux")
     monkeypatch.setattr(openblas, "cpu_flags", lambda: frozenset(AVX512 | {"avx2", "fma"}))
-    monkeypatch.delitem(sys.modules, "faiss", raising=False)
     monkeypatch.delenv(ENV, raising=False)
-    assert openblas.select_kernels() == "SkylakeX"
-    assert os.environ[ENV] == "SkylakeX"
-    monkeypatch.setenv(ENV, "Prescott")  # the user's choice stays
-    assert openblas.select_kernels() == "Prescott"
-    assert os.environ[ENV] == "Prescott"
+    with openblas.chosen_kernels() as core:
+        assert core == "SkylakeX"
+        assert os.environ[ENV] == "SkylakeX"
+    assert ENV not in os.environ  # no later process (a job on another node) inherits it
+    monkeypatch.setattr(openblas, "cpu_flags", lambda: frozenset({"sse3"}))
+    with openblas.chosen_kernels() as core:
+        assert core is None
+        assert ENV not in os.environ
 
 
-def test_select_kernels_changes_nothing_once_faiss_is_loaded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_chosen_kernels_keeps_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openblas, "cpu_flags", lambda: frozenset(AVX512 | {"avx2", "fma"}))
-    monkeypatch.setitem(sys.modules, "faiss", object())
-    monkeypatch.delenv(ENV, raising=False)
-    assert openblas.select_kernels() is None
-    assert ENV not in os.environ
+    monkeypatch.setenv(ENV, "Prescott")
+    with openblas.chosen_kernels() as core:
+        assert core == "Prescott"
+        assert os.environ[ENV] == "Prescott"
+    assert os.environ[ENV] == "Prescott"
 
 
 def run_python(code: str, **env: str) -> str:
@@ -69,9 +71,10 @@ def run_python(code: str, **env: str) -> str:
 
 
 PROBE = (
+    "import os\n"
     "import equissl.eval.neighbours\n"
-    "from equissl.eval.openblas import loaded_cores\n"
-    "print(' '.join(c for n, c in loaded_cores().items()))"
+    "from equissl.eval.openblas import ENV, loaded_cores\n"
+    "print(' '.join(loaded_cores().values()), os.environ.get(ENV, '-'))"
 )
 
 
@@ -80,9 +83,12 @@ def test_faiss_openblas_loads_with_the_chosen_kernels() -> None:
     """In a fresh process, importing the stage loads faiss's OpenBLAS with the best kernels
     of this CPU (or its own detection where none is known), and a user's choice wins."""
     want = best_core(cpu_flags())
-    cores = run_python(PROBE).split()
+    *cores, env = run_python(PROBE).split()
     if not cores:
         pytest.skip("faiss's OpenBLAS is not a separate library here")
     if want is not None:
         assert want in cores
-    assert "Prescott" in run_python(PROBE, **{ENV: "Prescott"}).split()
+    assert env == "-"  # the choice did not stay in the environment
+    *cores, env = run_python(PROBE, **{ENV: "Prescott"}).split()
+    assert "Prescott" in cores
+    assert env == "Prescott"
