@@ -4,7 +4,7 @@ untrained backbone, a constant predictor (the train-set mean relative quaternion
 chance / majority-class top-1 — all with the same data, backbone, batch and budget.
 
     python bench/method_table.py [--steps 1800 | --steps 600,1800] [--seeds 0,1]
-        [--methods sie,vicreg,...]
+        [--methods sie,vicreg,...] [--name method_table_cpu] [--finished-only]
         [--probe-epochs N] [--work runs/method_table] [--out bench/results] [key=value ...]
 
 Runs: ``experiment=cpu/<method>_3diebench`` for each method — the SIE paper's recipe of that
@@ -23,7 +23,9 @@ every run (they go into the run directories' names).
 Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the table and PNG into ``--docs``
 (default ``docs``; ``--docs ''`` skips it). Resumable: each (method, seed, steps) run keeps
 its checkpoint, pretraining time and ``results.json`` under ``--work``; a rerun reuses what
-is finished and continues an interrupted pretraining from its ``last.ckpt``.
+is finished and continues an interrupted pretraining from its ``last.ckpt``;
+``--finished-only`` tabulates what is finished so far (and names what is not) without
+training. Several ``--steps`` give one table per budget and a budget-curve table.
 
 Duration on the 2-core CPU development machine: SIE and VICReg take 0.9 s per step at batch
 64 (bench/results/learning_cpu.md); in a batch-64 smoke (2 vs 6 steps) the other methods cost
@@ -117,6 +119,29 @@ def overrides_tag(extra: list[str]) -> str:
     return hashlib.sha1("\n".join(extra).encode()).hexdigest()[:8]
 
 
+def run_paths(
+    work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
+) -> tuple[Path, Path]:
+    """The run directory of one run of the table and its evaluation directory."""
+    run_dir = work / f"{method}_seed{seed}_steps{steps}_{overrides_tag(extra)}"
+    return run_dir, run_dir / ("eval_default" if probe_epochs is None else f"eval_pe{probe_epochs}")
+
+
+def finished(
+    work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
+) -> bool:
+    """Whether that run is pretrained and evaluated (:func:`run_one` would only read it)."""
+    run_dir, eval_dir = run_paths(work, method, seed, steps, extra, probe_epochs)
+    return all(
+        p.is_file()
+        for p in (
+            run_dir / "pretrain_done.json",
+            eval_dir / "seconds.json",
+            eval_dir / "results.json",
+        )
+    )
+
+
 def run_one(
     work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
 ) -> dict[str, Any]:
@@ -126,10 +151,9 @@ def run_one(
         ``{"method", "seed", "steps", "run_dir", "pretrain_seconds", "eval_seconds",
         "metrics", "eval_dir", "reused"}``.
     """
-    run_dir = work / f"{method}_seed{seed}_steps{steps}_{overrides_tag(extra)}"
-    eval_dir = run_dir / ("eval_default" if probe_epochs is None else f"eval_pe{probe_epochs}")
+    run_dir, eval_dir = run_paths(work, method, seed, steps, extra, probe_epochs)
     done, evaluated = run_dir / "pretrain_done.json", eval_dir / "seconds.json"
-    reused = done.is_file() and evaluated.is_file() and (eval_dir / "results.json").is_file()
+    reused = finished(work, method, seed, steps, extra, probe_epochs)
     config = config_for(method, seed, steps, extra)
     if not done.is_file():
         start = time.perf_counter()
@@ -325,6 +349,8 @@ def ordering(table: dict) -> str:
     holds = all(ma > mb for (_, ma), (_, mb) in steps)
     # every member above every member of the next group: the group's minimum above its maximum
     strict = all(low > high for (low, _), (_, high) in itertools.pairwise(ranges))
+    if not steps:
+        return "\n".join([*lines, "", "Only one group measured: no ordering to check."]) + "\n"
     lines += [
         "",
         f"Published ordering of the group means {'holds' if holds else 'does NOT hold'} here: "
@@ -429,6 +455,12 @@ def main() -> None:
     ap.add_argument("--work", default="runs/method_table", help="run directories (resumable)")
     ap.add_argument("--out", default="bench/results", help="where the table, JSON, PNG go")
     ap.add_argument("--docs", default="docs", help="copy the table and PNG here ('' to skip)")
+    ap.add_argument("--name", default=STEM, help="file name stem of the table, JSON and PNG")
+    ap.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="tabulate the runs already pretrained and evaluated under --work, train nothing",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -439,12 +471,15 @@ def main() -> None:
     work, out, extra = Path(args.work), Path(args.out), list(args.overrides)
     budgets = sorted({int(s) for s in args.steps.split(",") if s})
 
+    stem = args.name
     start = time.perf_counter()
-    runs = [run_one(work, UNTRAINED, s, 0, extra, args.probe_epochs) for s in seeds]
+    wanted = [(UNTRAINED, s, 0) for s in seeds]
     for steps in budgets:  # budget by budget, seed by seed: complete tables so far
-        for seed in seeds:
-            for method in methods:
-                runs.append(run_one(work, method, seed, steps, extra, args.probe_epochs))
+        wanted += [(m, seed, steps) for seed in seeds for m in methods]
+    missing = [
+        w for w in wanted if args.finished_only and not finished(work, *w, extra, args.probe_epochs)
+    ]
+    runs = [run_one(work, *w, extra, args.probe_epochs) for w in wanted if w not in missing]
     # Every run sees the same data: any run's streamed feature cache gives the floors' latents
     # and labels (runs evaluated before the cache moved to <run>/features have none there).
     cached = [r for r in runs if (Path(r["eval_dir"]).parent / "features").is_dir()]
@@ -488,6 +523,14 @@ def main() -> None:
         "",
         "",
     ]
+    if missing:
+        head += [
+            "Not run yet (`--finished-only`): "
+            + ", ".join(f"{m} seed {seed} at {steps} steps" for m, seed, steps in missing)
+            + ".",
+            "",
+            "",
+        ]
     text = "\n".join(head)
     for b in budgets:
         title = f"## {b} steps\n\n" if len(budgets) > 1 else ""
@@ -496,14 +539,14 @@ def main() -> None:
         text += ordering(tables[b]) + "\n"
     if len(budgets) > 1:
         text += "## Rotation and invariance by budget\n\n" + budget_table(tables, order) + "\n"
-    text += f"![rotation r2_global per method]({STEM}.png)\n\n## Timing\n\n" + timing_table(runs)
+    text += f"![rotation r2_global per method]({stem}.png)\n\n## Timing\n\n" + timing_table(runs)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{STEM}.md").write_text(text)
-    plot(tables, floor, order, out / f"{STEM}.png")
+    (out / f"{stem}.md").write_text(text)
+    plot(tables, floor, order, out / f"{stem}.png")
     if args.docs:
         Path(args.docs).mkdir(parents=True, exist_ok=True)
         for suffix in (".md", ".png"):
-            shutil.copy2(out / f"{STEM}{suffix}", Path(args.docs) / f"{STEM}{suffix}")
+            shutil.copy2(out / f"{stem}{suffix}", Path(args.docs) / f"{stem}{suffix}")
     summary = {
         "command": head[2],
         "budget": budget,
@@ -514,11 +557,11 @@ def main() -> None:
         "tables": {str(b): t for b, t in tables.items()},
         "runs": runs,
     }
-    (out / f"{STEM}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     print(text)
     print(
-        f"written: {out / STEM}.md, .json, .png"
-        + (f"; {args.docs}/{STEM}.md, .png" if args.docs else "")
+        f"written: {out / stem}.md, .json, .png"
+        + (f"; {args.docs}/{stem}.md, .png" if args.docs else "")
     )
 
 
