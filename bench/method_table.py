@@ -507,6 +507,9 @@ def main() -> None:
         f"Command: `python bench/method_table.py --steps {args.steps} --seeds {args.seeds} "
         f"--methods {','.join(methods)}"
         + (f" --probe-epochs {args.probe_epochs}" if args.probe_epochs is not None else "")
+        + (f" --work {args.work}" if args.work != "runs/method_table" else "")
+        + (f" --name {stem}" if stem != STEM else "")
+        + (" --finished-only" if args.finished_only else "")
         + (" " + " ".join(extra) if extra else "")
         + "`",
         "",
