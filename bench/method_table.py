@@ -20,12 +20,13 @@ is then evaluated by the evaluation stage (classification + rotation probes, SIE
 300 epochs unless ``--probe-epochs``). Extra ``key=value`` arguments are Hydra overrides for
 every run (they go into the run directories' names).
 
-Writes ``<out>/method_table_cpu.{md,json,png}`` and a copy of the table and PNG into ``--docs``
-(default ``docs``; ``--docs ''`` skips it). Resumable: each (method, seed, steps) run keeps
-its checkpoint, pretraining time and ``results.json`` under ``--work``; a rerun reuses what
-is finished and continues an interrupted pretraining from its ``last.ckpt``;
-``--finished-only`` tabulates what is finished so far (and names what is not) without
-training. Several ``--steps`` give one table per budget and a budget-curve table.
+Writes ``<out>/<name>.{md,json,png}`` (``--name``, default ``method_table_cpu``) and a copy
+of the table and PNG into ``--docs`` (default ``docs``; ``--docs ''`` skips it).
+Resumable: each (method, seed, steps) run keeps its checkpoint, pretraining time and
+``results.json`` under ``--work``; a rerun reuses what is finished and continues an
+interrupted pretraining from its ``last.ckpt``; ``--finished-only`` tabulates what is
+finished so far (and names what is not) without training. Several ``--steps`` give one
+table per budget and a budget-curve table.
 
 Duration on the 2-core CPU development machine: SIE and VICReg take 0.9 s per step at batch
 64 (bench/results/learning_cpu.md); in a batch-64 smoke (2 vs 6 steps) the other methods cost
@@ -345,12 +346,12 @@ def ordering(table: dict) -> str:
             f"{min(values.values()):.3f} – {max(values.values()):.3f} |"
         )
     steps = list(itertools.pairwise(means))
+    if not steps:
+        return "\n".join([*lines, "", "Only one group measured: no ordering to check."]) + "\n"
     verdicts = [f"{a} {'>' if ma > mb else '≤'} {b} ({ma - mb:+.3f})" for (a, ma), (b, mb) in steps]
     holds = all(ma > mb for (_, ma), (_, mb) in steps)
     # every member above every member of the next group: the group's minimum above its maximum
     strict = all(low > high for (low, _), (_, high) in itertools.pairwise(ranges))
-    if not steps:
-        return "\n".join([*lines, "", "Only one group measured: no ordering to check."]) + "\n"
     lines += [
         "",
         f"Published ordering of the group means {'holds' if holds else 'does NOT hold'} here: "
@@ -359,6 +360,11 @@ def ordering(table: dict) -> str:
         + ("holds." if strict else "does NOT hold."),
     ]
     return "\n".join(lines) + "\n"
+
+
+def headline_in(tables: dict[int, dict], method: str) -> str:
+    """:func:`headline_part` of ``method`` in the first budget's table that holds it."""
+    return headline_part(next(t[method] for t in tables.values() if method in t))
 
 
 def budget_table(tables: dict[int, dict], order: list[str]) -> str:
@@ -375,7 +381,7 @@ def budget_table(tables: dict[int, dict], order: list[str]) -> str:
     for method in order:
         if method == UNTRAINED or not any(method in t for t in tables.values()):
             continue
-        part = headline_part(next(t[method] for t in tables.values() if method in t))
+        part = headline_in(tables, method)
         cells = [
             mean_std(tables[b].get(method, {}).get(part, {}).get(column, []))
             for column in (ROTATION, INVARIANCE)
@@ -404,11 +410,7 @@ def plot(tables: dict[int, dict], floor: dict[str, Any], order: list[str], path:
             errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         label = f"{b} steps" if len(budgets) > 1 else None
         ax.bar(xs, means, width=width, yerr=errs, color=f"C{j}", capsize=3, label=label)
-    labels = [
-        f"{'untrained' if m == UNTRAINED else m}\n"
-        f"({headline_part(next(t[m] for t in tables.values() if m in t))})"
-        for m in names
-    ]
+    labels = [f"{'untrained' if m == UNTRAINED else m}\n({headline_in(tables, m)})" for m in names]
     ax.axhline(floor[ROTATION], color="C3", ls="--", label="constant predictor (train mean)")
     ax.set_xticks(range(len(names)), labels, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("rotation r2_global (val)")
