@@ -26,7 +26,9 @@ Resumable: each (method, seed, steps) run keeps its checkpoint, pretraining time
 ``results.json`` under ``--work``; a rerun reuses what is finished and continues an
 interrupted pretraining from its ``last.ckpt``; ``--finished-only`` tabulates what is
 finished so far (and names what is not) without training. Several ``--steps`` give one
-table per budget and a budget-curve table.
+table per budget and a budget-curve table; a longer budget continues the final checkpoint of
+the longest finished shorter one where the recipe has a constant lr and no EMA target (the
+same run then: :func:`budget_free`), and its pretraining time counts both.
 
 Duration on the 2-core CPU development machine: SIE and VICReg take 0.9 s per step at batch
 64 (bench/results/learning_cpu.md); in a batch-64 smoke (2 vs 6 steps) the other methods cost
@@ -69,6 +71,8 @@ from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E
 from equissl.eval.features import load_features  # noqa: E402
 from equissl.eval.metrics import r2_global, r2_sklearn  # noqa: E402
 from equissl.eval.probes.pair_regression import fixed_pairs  # noqa: E402
+from equissl.ssl import METHODS as METHOD_REGISTRY  # noqa: E402
+from equissl.ssl import SSLMethod  # noqa: E402
 from equissl.train import pretrain  # noqa: E402
 
 METHODS = (
@@ -143,6 +147,55 @@ def finished(
     )
 
 
+def budget_free(config: dict[str, Any]) -> bool:
+    """Whether the run's updates do not depend on its total number of steps: a constant
+    learning rate and no EMA target (whose τ follows a cosine over the whole run). Then the
+    first ``s`` steps of a longer run are the run of ``s`` steps, and a longer budget can
+    continue a shorter one's checkpoint instead of starting again."""
+    method = METHOD_REGISTRY.get(config["method"]["impl"])
+    return (
+        config["method"]["optim"]["scheduler"] == "none"
+        and method.momentum_pairs is SSLMethod.momentum_pairs
+    )
+
+
+def continue_shorter_run(
+    work: Path,
+    method: str,
+    seed: int,
+    steps: int,
+    extra: list[str],
+    config: dict[str, Any],
+    run_dir: Path,
+) -> dict[str, Any] | None:
+    """Seed a new run of ``steps`` with the final checkpoint of the longest finished shorter
+    run of the same method, seed and overrides, when :func:`budget_free` allows it and the new
+    run has no checkpoint of its own yet (pretraining then resumes from it).
+
+    Returns:
+        ``{"steps", "seconds", "run_dir"}`` of the run continued, or ``None``.
+    """
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt.exists() or not budget_free(config):
+        return None
+    shorter = []
+    for other in work.glob(f"{method}_seed{seed}_steps*_{overrides_tag(extra)}"):
+        done = other / "pretrain_done.json"
+        if done.is_file() and (other / "checkpoints" / "last.ckpt").is_file():
+            record = json.loads(done.read_text())
+            if 0 < record["steps"] < steps:
+                shorter.append((record["steps"], record["seconds"], other))
+    if not shorter:
+        return None
+    s, seconds, other = max(shorter)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    partial = ckpt.with_name(".last.ckpt.partial")
+    shutil.copy2(other / "checkpoints" / "last.ckpt", partial)
+    os.replace(partial, ckpt)  # atomic: an interrupted copy leaves no last.ckpt to resume
+    print(f"{run_dir.name}: continuing {other.name} (step {s}) to step {steps}", flush=True)
+    return {"steps": s, "seconds": seconds, "run_dir": str(other)}
+
+
 def run_one(
     work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
 ) -> dict[str, Any]:
@@ -157,10 +210,15 @@ def run_one(
     reused = finished(work, method, seed, steps, extra, probe_epochs)
     config = config_for(method, seed, steps, extra)
     if not done.is_file():
+        record: dict[str, Any] = {"steps": steps, "overrides": extra}
+        earlier = continue_shorter_run(work, method, seed, steps, extra, config, run_dir)
         start = time.perf_counter()
         pretrain(config, run_dir)
         seconds = time.perf_counter() - start
-        done.write_text(json.dumps({"seconds": seconds, "steps": steps, "overrides": extra}))
+        if earlier is not None:
+            record["continued_from"] = earlier
+            seconds += earlier["seconds"]
+        done.write_text(json.dumps({"seconds": seconds, **record}))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not (evaluated.is_file() and (eval_dir / "results.json").is_file()):
         start = time.perf_counter()
