@@ -124,11 +124,16 @@ def overrides_tag(extra: list[str]) -> str:
     return hashlib.sha1("\n".join(extra).encode()).hexdigest()[:8]
 
 
+def run_name(method: str, seed: int, steps: int | str, extra: list[str]) -> str:
+    """The run directory's name (``steps="*"``: the glob of every budget of that run)."""
+    return f"{method}_seed{seed}_steps{steps}_{overrides_tag(extra)}"
+
+
 def run_paths(
     work: Path, method: str, seed: int, steps: int, extra: list[str], probe_epochs: int | None
 ) -> tuple[Path, Path]:
     """The run directory of one run of the table and its evaluation directory."""
-    run_dir = work / f"{method}_seed{seed}_steps{steps}_{overrides_tag(extra)}"
+    run_dir = work / run_name(method, seed, steps, extra)
     return run_dir, run_dir / ("eval_default" if probe_epochs is None else f"eval_pe{probe_epochs}")
 
 
@@ -179,7 +184,7 @@ def continue_shorter_run(
     if ckpt.exists() or not budget_free(config):
         return None
     shorter = []
-    for other in work.glob(f"{method}_seed{seed}_steps*_{overrides_tag(extra)}"):
+    for other in work.glob(run_name(method, seed, "*", extra)):
         done = other / "pretrain_done.json"
         if done.is_file() and (other / "checkpoints" / "last.ckpt").is_file():
             record = json.loads(done.read_text())
