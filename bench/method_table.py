@@ -65,6 +65,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from learning_sie_vs_vicreg import ROTATION  # noqa: E402
 
+from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.cli import _resolved  # noqa: E402  (registers configs and resolvers)
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
@@ -164,6 +165,9 @@ def budget_free(config: dict[str, Any]) -> bool:
     )
 
 
+CONTINUED_FROM = "continued_from.json"
+
+
 def continue_shorter_run(
     work: Path,
     method: str,
@@ -193,12 +197,22 @@ def continue_shorter_run(
     if not shorter:
         return None
     s, seconds, other = max(shorter)
+    earlier = {"steps": s, "seconds": seconds, "run_dir": str(other)}
     ckpt.parent.mkdir(parents=True, exist_ok=True)
+    # The record goes down before the checkpoint, so a run that has a checkpoint continued
+    # from another one also has the record (an interrupted rerun still counts both parts).
+    atomic_write_text(run_dir / CONTINUED_FROM, json.dumps(earlier))
     partial = ckpt.with_name(".last.ckpt.partial")
     shutil.copy2(other / "checkpoints" / "last.ckpt", partial)
     os.replace(partial, ckpt)  # atomic: an interrupted copy leaves no last.ckpt to resume
     print(f"{run_dir.name}: continuing {other.name} (step {s}) to step {steps}", flush=True)
-    return {"steps": s, "seconds": seconds, "run_dir": str(other)}
+    return earlier
+
+
+def continued_from(run_dir: Path) -> dict[str, Any] | None:
+    """The shorter run this run continues (:func:`continue_shorter_run`'s record), or ``None``."""
+    record = run_dir / CONTINUED_FROM
+    return json.loads(record.read_text()) if record.is_file() else None
 
 
 def run_one(
@@ -216,7 +230,9 @@ def run_one(
     config = config_for(method, seed, steps, extra)
     if not done.is_file():
         record: dict[str, Any] = {"steps": steps, "overrides": extra}
-        earlier = continue_shorter_run(work, method, seed, steps, extra, config, run_dir)
+        earlier = continue_shorter_run(
+            work, method, seed, steps, extra, config, run_dir
+        ) or continued_from(run_dir)
         start = time.perf_counter()
         pretrain(config, run_dir)
         seconds = time.perf_counter() - start
