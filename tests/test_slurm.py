@@ -15,8 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "slurm"
 
+# The args go down by rename, so a test that sees the log sees it whole (it once read an
+# empty scontrol.args: the shell had created the file and printf had not yet written it).
 STUB = """#!/bin/bash
-printf '%s\\n' "$@" > "{log}"
+printf '%s\\n' "$@" > "{log}.partial" && mv "{log}.partial" "{log}"
 for _ in $(seq 100); do [[ -e "{release}" ]] && exit 0; sleep 0.1; done
 """
 
@@ -53,13 +55,18 @@ def start(template: str, args: list[str], tmp_path: Path, **env: str) -> subproc
     return subprocess.Popen(["bash", str(SLURM / template), *args], cwd=REPO, env=environ)
 
 
-def srun_args(tmp_path: Path, timeout: float = 20) -> list[str]:
-    log = tmp_path / "srun.args"
+def stub_args(tmp_path: Path, name: str, timeout: float = 20) -> list[str]:
+    """The arguments the ``name`` stub was called with, once it has been called."""
+    log = tmp_path / f"{name}.args"
     deadline = time.monotonic() + timeout
-    while not log.is_file() or not log.read_text().endswith("\n"):
-        assert time.monotonic() < deadline, "srun was never called"
+    while not log.is_file():
+        assert time.monotonic() < deadline, f"{name} was never called"
         time.sleep(0.05)
     return log.read_text().splitlines()
+
+
+def srun_args(tmp_path: Path, timeout: float = 20) -> list[str]:
+    return stub_args(tmp_path, "srun", timeout)
 
 
 ARRAY = {"SLURM_ARRAY_JOB_ID": "1234", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}
@@ -109,12 +116,8 @@ def test_batch_shell_requeues_on_usr1(template, tmp_path):
     proc = start(template, args, tmp_path, **env)
     srun_args(tmp_path)  # srun is running: the trap is installed
     proc.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 20
-    while not (tmp_path / "scontrol.args").is_file():
-        assert time.monotonic() < deadline, "no scontrol requeue after SIGUSR1"
-        time.sleep(0.05)
     job = "1234_3" if env else "1234"
-    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", job]
+    assert stub_args(tmp_path, "scontrol") == ["requeue", job]
     (tmp_path / "release").touch()  # the command finishes; the script returns its status
     assert proc.wait(timeout=30) == 0
 
