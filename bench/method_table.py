@@ -65,7 +65,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from learning_sie_vs_vicreg import ROTATION  # noqa: E402
 
-from equissl.atomic import atomic_write_text  # noqa: E402
+from equissl.atomic import atomic_open, atomic_write_text  # noqa: E402
 from equissl.cli import _resolved  # noqa: E402  (registers configs and resolvers)
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
@@ -198,13 +198,12 @@ def continue_shorter_run(
         return None
     s, seconds, other = max(shorter)
     earlier = {"steps": s, "seconds": seconds, "run_dir": str(other)}
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
     # The record goes down before the checkpoint, so a run that has a checkpoint continued
     # from another one also has the record (an interrupted rerun still counts both parts).
     atomic_write_text(run_dir / CONTINUED_FROM, json.dumps(earlier))
-    partial = ckpt.with_name(".last.ckpt.partial")
-    shutil.copy2(other / "checkpoints" / "last.ckpt", partial)
-    os.replace(partial, ckpt)  # atomic: an interrupted copy leaves no last.ckpt to resume
+    # atomic: an interrupted copy leaves no last.ckpt to resume
+    with open(other / "checkpoints" / "last.ckpt", "rb") as src, atomic_open(ckpt) as dst:
+        shutil.copyfileobj(src, dst)
     print(f"{run_dir.name}: continuing {other.name} (step {s}) to step {steps}", flush=True)
     return earlier
 
