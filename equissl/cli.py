@@ -11,6 +11,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from equissl.config import register_configs
@@ -98,11 +99,43 @@ def _evaluate(cfg: DictConfig) -> None:
     print_results(results, out_dir)
 
 
+class NoteNewRunDir(Callback):
+    """Hydra callback: remember which output folders this invocation creates, before Hydra
+    creates them, so that a failed command removes only a folder it made itself."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # run_job does the same next
+        _note_if_new(OmegaConf.select(config, "hydra.run.dir"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)
+        _note_if_new(OmegaConf.select(config, "hydra.sweep.dir"))
+
+
+#: output folders (resolved) that did not exist when this process's Hydra run started
+_NEW_DIRS: set[Path] = set()
+
+
+def _note_if_new(path: str | None) -> None:
+    if path and not Path(path).exists():
+        _NEW_DIRS.add(Path(path).resolve())
+
+
+def _made_by_us(path: Path) -> bool:
+    path = path.resolve()
+    return any(path == new or new in path.parents for new in _NEW_DIRS)
+
+
 def _remove_if_empty(path: Path) -> None:
-    """Drop a run directory that a failed command left with nothing but Hydra's own files."""
+    """Drop a run directory that this very command created and left with nothing but
+    Hydra's own files (its ``.hydra`` folder and log file); anything that existed before the
+    command started is kept."""
     import shutil
 
-    if path.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in path.iterdir()):
+    if not path.is_dir() or not _made_by_us(path):
+        return
+    hydra_files = {".hydra"} | {p.name for p in path.glob("*.log") if p.is_file()}
+    if all(p.name in hydra_files for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -60,7 +60,7 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert meta["spec"]["view_shape"] == [3, 32, 32] and meta["parts"]["equi"] == 256
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
     assert set(results) == {
-        "checkpoint", "method", "data", "config", "metrics", "skipped", "plots",
+        "checkpoint", "checkpoint_sha1", "method", "data", "config", "metrics", "skipped", "plots",
     }  # fmt: skip
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert "sequence representation" in results["skipped"]["path_integration"]

@@ -49,10 +49,13 @@ from equissl.datasets.iebench_format import (
     read_latent,
 )
 from equissl.datasets.validate import check_split
+from equissl.output_folder import claim_output
 
 FORMAT_VERSION = 1
 INDEX_FILE = "packed.json"
 SHARDS_DIR = "packed"
+#: settings record of the folder equissl-pack writes (in its split-file folder)
+PACK_RECORD = "pack_config.json"
 ENCODINGS = ("jpeg", "raw")
 
 
@@ -275,6 +278,18 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
     if out.resolve() == root.resolve():
         raise ValueError(f"OUT must differ from ROOT ({root})")
     sdir = Path(settings.splits_dir) if settings.splits_dir else default_splits_dir(root)
+    claim_output(
+        out,
+        default_splits_dir(out) / PACK_RECORD,
+        {
+            "source": str(root.resolve()),
+            "splits_dir": str(sdir.resolve()),
+            "encoding": settings.encoding,
+            "num_chunks": settings.num_chunks,
+        },
+        f"the packed shards of {root}",
+        adopt=lambda folder: _earlier_pack_of(folder, root, sdir),
+    )
     done: dict[str, list[str]] = {"packed": [], "skipped": []}
     for split_name in settings.splits:
         split = load_split(root, split_name, sdir)
@@ -294,6 +309,23 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
     except DatasetFormatError:
         index = None  # other chunks still to come
     return {**done, "index": str(index) if index else None}
+
+
+def _earlier_pack_of(out: Path, root: Path, sdir: Path) -> bool:
+    """Whether ``out`` holds only what an earlier ``equissl-pack`` of the split files in
+    ``sdir`` wrote (before the settings record existed): ``packed/``, ``packed.json`` and
+    split files byte-identical to ``sdir``'s, so writing them again changes nothing."""
+    for entry in out.iterdir():
+        if entry.name not in (SHARDS_DIR, INDEX_FILE, default_splits_dir(out).name):
+            return False
+    dest = default_splits_dir(out)
+    if not dest.is_dir():
+        return True
+    for f in dest.iterdir():
+        src = sdir / f.name if f.suffix == ".npy" else root / "data" / f.name
+        if not (f.is_file() and src.is_file() and f.read_bytes() == src.read_bytes()):
+            return False
+    return True
 
 
 def _shard_problems(shards: Path, record: dict[str, Any]) -> list[str]:

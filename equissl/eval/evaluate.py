@@ -121,6 +121,44 @@ def run_probes(
     return metrics, skipped, plots
 
 
+#: entries of an evaluation folder that belong to the folder, not to one evaluation
+_FOLDER_ENTRIES = (".hydra", "earlier", "features")
+
+
+def keep_earlier_results(out_dir: Path, digest: str) -> Path | None:
+    """Move the results of an evaluation of another checkpoint out of ``out_dir`` before this
+    one writes there (an extended run's ``last.ckpt`` keeps its path, hence its evaluation
+    folder): into ``out_dir/earlier/<their checkpoint's sha1[:8]>/``.
+
+    Returns:
+        The folder the earlier results went to, or ``None`` (nothing earlier, or results of
+        this same checkpoint, which an evaluation with these settings reproduces).
+    """
+    import json
+    import shutil
+
+    results = out_dir / "results.json"
+    if not results.is_file():
+        return None
+    try:
+        earlier = json.loads(results.read_text()).get("checkpoint_sha1")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier == digest:
+        return None
+    stamp = f"{earlier[:8]}" if earlier else f"unknown_{int(results.stat().st_mtime)}"
+    dest = out_dir / "earlier" / stamp
+    n = 1
+    while dest.exists():
+        dest, n = out_dir / "earlier" / f"{stamp}.{n}", n + 1
+    dest.mkdir(parents=True)
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name not in _FOLDER_ENTRIES and entry.suffix != ".log":
+            shutil.move(str(entry), dest / entry.name)
+    log.warning("%s held the results of another checkpoint; they were moved to %s", out_dir, dest)
+    return dest
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     eval_cfg: dict[str, Any],
@@ -148,6 +186,7 @@ def evaluate_checkpoint(
     views = int(data.get("eval_views") or 0) or type(splits["train"]).default_eval_views
     seed = int(eval_cfg["seed"])
     digest = file_digest(checkpoint)
+    keep_earlier_results(out_dir, digest)
     cache_dir = Path(eval_cfg.get("cache_dir") or default_cache_dir(checkpoint, out_dir))
     dtype = str(eval_cfg.get("cache_dtype") or "float32")
     probes = {
@@ -201,6 +240,7 @@ def evaluate_checkpoint(
         baselines[name] = run_probes(probes, base_ctx, parts)[0]
     results = {
         "checkpoint": str(checkpoint),
+        "checkpoint_sha1": digest,
         "method": config["method"]["name"],
         "data": config["data"]["name"],
         "config": config,

@@ -33,6 +33,7 @@ from equissl.datasets.pde.equations import (
 )
 from equissl.datasets.pde.ns2d import CHANNELS, NavierStokes2D
 from equissl.datasets.pde.storage import chunk_file, is_complete
+from equissl.output_folder import claim_output
 
 GENERATOR_VERSION = "2"  # 2: LPSDA time window by default (1: full)
 EQUATION_TEXT = {
@@ -144,7 +145,23 @@ def generate_pde(
     eq = cls(**fields)
     eq.params = {**eq.params, **{k: v for k, v in overrides.items() if k not in fields}}
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: getattr(eq, k) for k in eq.__dataclass_fields__ if k != "params"}
+    settings.update(eq.params)
+    record = {
+        "equation": equation,
+        "generator_version": GENERATOR_VERSION,
+        "num_trajectories": num_trajectories,
+        "num_chunks": num_chunks,
+        "seed": seed,
+        "parameters": json.loads(json.dumps(settings)),
+    }
+    claim_output(
+        out,
+        out / RECORD_FILE,
+        record,
+        f"a {equation} dataset",
+        adopt=lambda folder: _earlier_chunks(folder, record),
+    )
     path = chunk_file(out, equation, chunk, num_chunks)
     lo = chunk * num_trajectories // num_chunks
     hi = (chunk + 1) * num_trajectories // num_chunks
@@ -153,8 +170,6 @@ def generate_pde(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     start = time.perf_counter()
-    settings = {k: getattr(eq, k) for k in eq.__dataclass_fields__ if k != "params"}
-    settings.update(eq.params)
     two_d = isinstance(eq, NavierStokes2D)
     with h5py.File(tmp, "w") as f:
         n = hi - lo
@@ -214,3 +229,28 @@ def generate_pde(
         "skipped": False,
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+#: settings record of a generated PDE folder (the ``.h5`` files carry them too)
+RECORD_FILE = "generate_config.json"
+
+
+def _earlier_chunks(folder: Path, record: dict) -> bool:
+    """Whether ``folder`` holds only chunk files of this very generation, written before the
+    settings record existed (same equation, seed, chunking and parameters)."""
+    for entry in folder.iterdir():
+        if entry.suffix != ".h5" or not entry.name.startswith(f"{record['equation']}_chunk"):
+            return False
+        try:
+            with h5py.File(entry, "r") as f:
+                same = (
+                    f.attrs.get("equation") == record["equation"]
+                    and int(f.attrs.get("seed", -1)) == record["seed"]
+                    and int(f.attrs.get("num_chunks", -1)) == record["num_chunks"]
+                    and json.loads(f.attrs.get("parameters", "null")) == record["parameters"]
+                )
+        except (OSError, ValueError, TypeError):
+            return False
+        if not same:
+            return False
+    return True

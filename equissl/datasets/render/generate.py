@@ -30,7 +30,7 @@ from equissl.datasets.render.catalog import (
     procedural_catalog,
     split_catalog,
 )
-from equissl.datasets.render.layout import check_config, complete_views, write_split
+from equissl.datasets.render.layout import CONFIG_FILE, SPLITS_DIR, complete_views, write_split
 from equissl.datasets.render.scene import select_variant
 from equissl.datasets.render.worker import (
     RenderTask,
@@ -38,6 +38,7 @@ from equissl.datasets.render.worker import (
     render_encoded,
     render_object,
 )
+from equissl.output_folder import claim_output
 
 GENERATOR_VERSION = 1
 
@@ -118,8 +119,9 @@ def generate_iebench(
         ``format`` and (``packed``) ``index``: ``packed.json`` once every chunk is done.
 
     Raises:
-        ValueError: bad settings (e.g. more classes than procedural families) or an ``out``
-            rendered with other settings.
+        ValueError: bad settings (e.g. more classes than procedural families).
+        FolderNotOurs: ``out`` holds files of something else, or a dataset rendered with
+            other settings (nothing is written).
         FileNotFoundError: ``mesh_root`` missing or without meshes.
     """
     start = time.perf_counter()
@@ -152,7 +154,7 @@ def generate_iebench(
         "mesh_up": mesh_up,
         "mesh_root": str(Path(mesh_root).resolve()) if mesh_root is not None else None,
     }
-    check_config(out, config)
+    claim_output(out, out / SPLITS_DIR / CONFIG_FILE, config, "a rendered dataset")
     for split, members in splits.items():
         write_split(out, split, [s.entry for s in members], [s.class_index for s in members])
 

@@ -13,7 +13,6 @@ a zero-length file left by a node crash is treated as missing.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -109,27 +108,3 @@ def write_split(out: Path, split: str, entries: Sequence[str], labels: Sequence[
     atomic_write_bytes(
         sdir / f"{split}_labels.npy", encode_npy(np.asarray(labels, dtype=np.int64).reshape(-1))
     )
-
-
-def check_config(out: Path, config: dict) -> None:
-    """Record the generation settings in ``data/render_config.json``; refuse a mismatch.
-
-    Raises:
-        ValueError: ``out`` holds a dataset rendered with other settings (names the keys).
-    """
-    path = out / SPLITS_DIR / CONFIG_FILE
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if isinstance(old, dict):
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            if diff:
-                details = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
-                raise ValueError(
-                    f"{out} already holds a dataset rendered with other settings ({details}); "
-                    f"use another output folder or the settings recorded in {path}"
-                )
-            return
-    atomic_write_bytes(path, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
