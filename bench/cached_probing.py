@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from torch import Tensor
 
-from equissl.cli import _resolved  # registers configs and plugins
+from equissl.apps.cli import _resolved  # registers configs and plugins
 from equissl.datasets.base import build_dataset
 from equissl.eval.features import cached_features
 from equissl.eval.metrics import r2_global, r2_sklearn
@@ -67,8 +67,8 @@ from equissl.eval.probes.pair_regression import (
     pair_mlp,
     pair_regression_probe,
 )
-from equissl.ssl.base import build_method, load_method
-from equissl.train import prepare_data
+from equissl.ssl.loading import build_method, load_method
+from equissl.training.pretrain import prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@
 
 Each arm is the README's quickstart run (``experiment=quickstart``: SIE, ResNet-18, 64 px,
 batch 64 objects x 2 views, 2 loader workers, persistent workers, fused Adam) through the real
-``equissl.train.pretrain``, shortened to ``--warmup + --steps`` steps and without the
+``equissl.training.pretrain.pretrain``, shortened to ``--warmup + --steps`` steps and without the
 evaluation stage, in a fresh subprocess:
 
 - **loose**: ``data.root`` = the loose tree (``image_{v}.jpg`` + ``latent_{v}.npy``);
@@ -59,9 +59,9 @@ def child(args: argparse.Namespace) -> None:
     import lightning.pytorch as pl
     from hydra import compose, initialize_config_module
 
-    from equissl.cli import _resolved
-    from equissl.config import register_configs
-    from equissl.train import pretrain
+    from equissl.apps.cli import _resolved
+    from equissl.plugins import register_configs
+    from equissl.training.pretrain import pretrain
 
     marks: list[tuple[float, float]] = []  # (batch start, batch end) per step
     state: dict[str, float] = {}

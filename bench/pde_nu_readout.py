@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import equissl.cli  # noqa: E402, F401  (registers the parts, as bench/pde_ssl.py)
+import equissl.apps.cli  # noqa: E402, F401  (registers the parts, as bench/pde_ssl.py)
 from equissl.eval.evaluate import eval_datasets  # noqa: E402
 from equissl.eval.features import load_features  # noqa: E402
 from equissl.ssl.base import load_method  # noqa: E402

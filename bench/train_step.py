@@ -65,8 +65,8 @@ PHASES = ("data", "forward", "backward", "optimizer", "rest")
 def quickstart_config(data: str, workers: int, flags: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_module
 
-    from equissl.cli import _resolved
-    from equissl.config import register_configs
+    from equissl.apps.cli import _resolved
+    from equissl.plugins import register_configs
 
     register_configs()
     overrides = [
@@ -195,8 +195,8 @@ class ReferenceDataset(torch.utils.data.Dataset):
 def run_reference(config: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
     import torch.nn.functional as F
 
-    from equissl.datasets.builders import PretrainDataModule
-    from equissl.ssl.base import build_method
+    from equissl.ssl.loading import build_method
+    from equissl.training.datamodule import PretrainDataModule
 
     torch.manual_seed(int(config["seed"]))
     ours = PretrainDataModule(config["data"], 2)  # for the data spec and views per object
@@ -243,8 +243,8 @@ def run_reference(config: dict[str, Any], steps: int, warmup: int) -> dict[str, 
 def run_ours(config: dict[str, Any], steps: int, warmup: int) -> dict[str, Any]:
     import lightning.pytorch as pl
 
-    from equissl.datasets.builders import PretrainDataModule
-    from equissl.ssl.base import build_method
+    from equissl.ssl.loading import build_method
+    from equissl.training.datamodule import PretrainDataModule
 
     clock = PhaseClock()
 

@@ -8,7 +8,9 @@ Reads use ``weights_only=True``: checkpoints never unpickle arbitrary objects.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,14 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from equissl.atomic import atomic_open
+from equissl.config import PretrainConfig
+from equissl.plugins import load_plugins
+from equissl.registries import BACKBONES, DATASETS, METHODS
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = "equissl"
+CHECKPOINT_VERSION = 2  # format of the CHECKPOINT_KEY entry; 1 had no data spec
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -37,9 +45,6 @@ def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
     was written are filled with their defaults (logged), unknown keys and missing keys
     without a default are named.
     """
-    from equissl.config import config_problems, fill_config_defaults
-    from equissl.ssl.base import CHECKPOINT_KEY, CHECKPOINT_VERSION
-
     meta = ckpt.get(CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} is not an equissl checkpoint (no '{CHECKPOINT_KEY}' entry)")
@@ -95,3 +100,106 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, path: Any, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         return load_checkpoint(path, map_location or "cpu")
+
+
+# --- stored configs against the schemas registered now ----------------------------------
+
+
+def _nested_schema(hint: Any) -> type | None:
+    """The dataclass a field's type hint names (``Foo`` or ``Foo | None``), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    return inner[0] if inner else None
+
+
+def _section_registries() -> dict[str, Any]:
+    """The registry of each config section whose schema depends on its ``impl``."""
+    load_plugins()
+    return {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
+
+
+def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
+    """Keys of ``values`` (a plain dict) that ``schema`` (a dataclass) does not know, and
+    schema keys it lacks, as ``"unknown key method.foo"`` / ``"missing key data.root"``.
+    Nested dataclass fields are checked recursively; free-form dict fields are not."""
+    if not isinstance(values, dict):
+        return [f"{prefix} should be a mapping, got {type(values).__name__}"]
+    hints = typing.get_type_hints(schema)
+    known = {f.name: f for f in dataclasses.fields(schema)}
+    problems = [f"unknown key {prefix}.{k}" for k in sorted(set(values) - set(known))]
+    problems += [f"missing key {prefix}.{k}" for k in sorted(set(known) - set(values))]
+    for name in sorted(set(known) & set(values)):
+        sub = _nested_schema(hints.get(name))
+        if sub is not None and values[name] is not None:
+            problems += schema_problems(values[name], sub, f"{prefix}.{name}")
+    return problems
+
+
+def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
+    """Add to ``values`` (a plain dict, changed in place) every key of ``schema`` it lacks
+    that has a default, recursively into nested dataclass fields; returns the dotted keys
+    added. This is how a checkpoint written before a key existed is read: the key's default
+    is what the older code did (a new key must default to the old behaviour). Keys without
+    a default (``???``) are left missing, so :func:`schema_problems` still names them."""
+    if not isinstance(values, dict):
+        return []
+    hints = typing.get_type_hints(schema)
+    filled = []
+    for f in dataclasses.fields(schema):
+        if f.name not in values:
+            if f.default is not dataclasses.MISSING and f.default != "???":
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+                values[f.name] = (
+                    dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
+                )
+            else:
+                continue
+            filled.append(f"{prefix}.{f.name}")
+            continue
+        sub = _nested_schema(hints.get(f.name))
+        if sub is not None and values[f.name] is not None:
+            filled += fill_schema_defaults(values[f.name], sub, f"{prefix}.{f.name}")
+    return filled
+
+
+def _section_schemas(config: dict[str, Any]) -> dict[str, type | None]:
+    """The registered schema of the config's method, data and backbone (None: unregistered)."""
+    schemas: dict[str, type | None] = {}
+    for section, registry in _section_registries().items():
+        values = config.get(section) or {}
+        impl = values.get("impl") if isinstance(values, dict) else None
+        schemas[section] = registry.entry(impl).config if impl in registry else None
+    return schemas
+
+
+def fill_config_defaults(config: dict[str, Any]) -> list[str]:
+    """:func:`fill_schema_defaults` on a stored pretraining config: the top level and the
+    registered method, data and backbone sections; returns the keys added."""
+    filled = [
+        k.replace("config.", "", 1) for k in fill_schema_defaults(config, PretrainConfig, "config")
+    ]
+    for section, schema in _section_schemas(config).items():
+        if schema is not None:
+            filled += fill_schema_defaults(config[section], schema, section)
+    return filled
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """Every mismatch between a resolved pretraining config (as stored in checkpoints) and
+    the schemas registered now: top level, method, data, backbone, trainer, logger, eval."""
+    problems = [
+        p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig, "config")
+    ]
+    registries = _section_registries()
+    for section, schema in _section_schemas(config).items():
+        if schema is None:
+            values = config.get(section) or {}
+            impl = values.get("impl") if isinstance(values, dict) else None
+            known = ", ".join(registries[section].names())
+            problems.append(f"{section}.impl={impl!r} is not registered; known: {known}")
+            continue
+        problems += schema_problems(config[section], schema, section)
+    return problems

@@ -1,7 +1,8 @@
-"""Structured configs (DESIGN §6): the schemas every part shares, and the ConfigStore.
+"""Structured configs: the schemas every part shares (this module's one job).
 
 A part's own schema lives beside the part and is registered with it
-(``@METHODS.register("sie", config=SIEConfig)``); :func:`register_configs` stores every
+(``@METHODS.register("sie", config=SIEConfig)``); :func:`equissl.plugins.register_configs`
+stores every
 registered schema in Hydra's ConfigStore as ``<group>/<name>_schema`` (with ``impl``
 filled in), so a YAML option under ``configs/<group>/`` starts from it with
 ``defaults: [<name>_schema, _self_]`` and a misspelt key or a wrong type is an error at
@@ -11,12 +12,10 @@ names its source.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 
 @dataclass
@@ -99,7 +98,8 @@ class DataConfig:
     root: str = MISSING
     batch_size: int = 128  # per device; 8 GPUs x 128 = the SIE global batch of 1024
     # Batch over all ranks. When set, data.batch_size is derived from it at start:
-    # global_batch_size / (devices x nodes), which must divide (equissl.train.resolve_batch).
+    # global_batch_size / (devices x nodes), which must divide
+    # (equissl.training.pretrain.resolve_batch).
     global_batch_size: int | None = None
     # The README's spelling of the method's views per object: when set, it sets
     # method.num_views (the method owns the number and checks it).
@@ -193,7 +193,7 @@ class CheckpointConfig:
 
 @dataclass
 class SpeedConfig:
-    """How fast the training step runs, never what it computes (:mod:`equissl.training.speed`).
+    """How fast the training step runs, never what it computes (:mod:`equissl.speed`).
 
     Every default is the plain path (the behaviour before these flags existed). Each flag is
     tested against the plain path on CPU (``tests/training/test_speed.py``, tolerances there);
@@ -242,172 +242,3 @@ class EvaluateConfig:
     train_split: str | None = None  # probe training split (default: the data config's)
     val_split: str | None = None
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
-
-
-# Overrides that change how long, how safely or how fast a run trains, not what it is: they
-# stay out of the run-directory hash so that the same command with a larger budget resumes.
-UNHASHED_KEYS = ("trainer.max_steps", "trainer.max_epochs", "resume")
-UNHASHED_PREFIXES = ("checkpoint.", "speed.")
-
-
-def hashed_override(override: str) -> bool:
-    """False for the overrides :func:`run_hash` ignores (budget, checkpoint cadence, speed)."""
-    key = str(override).lstrip("~+").split("=", 1)[0].strip()
-    return key not in UNHASHED_KEYS and not key.startswith(UNHASHED_PREFIXES)
-
-
-def run_hash(overrides: Any) -> str:
-    """Short stable hash of a run's command-line overrides (deterministic run directories).
-
-    ``trainer.max_steps``, ``trainer.max_epochs``, ``resume``, ``checkpoint.*`` and
-    ``speed.*`` are left out (:data:`UNHASHED_KEYS`): re-running with a larger budget
-    continues the same run.
-    """
-    items = sorted(str(o) for o in (overrides or []) if hashed_override(str(o)))
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
-
-
-def run_hash_all(overrides: Any) -> str:
-    """Hash of every override: multirun sweep jobs, which may differ only in budget."""
-    items = sorted(str(o) for o in (overrides or []))
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
-
-
-def _registries() -> list[Any]:
-    from equissl.plugins import load_plugins
-
-    return load_plugins()
-
-
-def register_configs() -> None:
-    """Fill Hydra's ConfigStore from the registries and add our resolvers (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="pretrain_schema", node=PretrainConfig)
-    cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    for registry in _registries():
-        if registry.group is None:
-            continue
-        for entry in registry.entries():
-            if entry.config is None:
-                continue
-            node = OmegaConf.structured(entry.config)
-            node.impl = entry.name
-            cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)
-    if not OmegaConf.has_resolver("run_hash"):
-        OmegaConf.register_new_resolver("run_hash", run_hash)
-    if not OmegaConf.has_resolver("run_hash_all"):
-        OmegaConf.register_new_resolver("run_hash_all", run_hash_all)
-
-
-def _nested_schema(hint: Any) -> type | None:
-    """The dataclass a field's type hint names (``Foo`` or ``Foo | None``), else None."""
-    import dataclasses
-    import typing
-
-    if dataclasses.is_dataclass(hint):
-        return hint
-    inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-    return inner[0] if inner else None
-
-
-def _section_registries() -> dict[str, Any]:
-    """The registry of each config section whose schema depends on its ``impl``."""
-    from equissl.datasets.base import DATASETS
-    from equissl.models.backbones import BACKBONES
-    from equissl.ssl.base import METHODS
-
-    return {"method": METHODS, "data": DATASETS, "backbone": BACKBONES}
-
-
-def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
-    """Keys of ``values`` (a plain dict) that ``schema`` (a dataclass) does not know, and
-    schema keys it lacks, as ``"unknown key method.foo"`` / ``"missing key data.root"``.
-    Nested dataclass fields are checked recursively; free-form dict fields are not."""
-    import dataclasses
-    import typing
-
-    if not isinstance(values, dict):
-        return [f"{prefix} should be a mapping, got {type(values).__name__}"]
-    hints = typing.get_type_hints(schema)
-    known = {f.name: f for f in dataclasses.fields(schema)}
-    problems = [f"unknown key {prefix}.{k}" for k in sorted(set(values) - set(known))]
-    problems += [f"missing key {prefix}.{k}" for k in sorted(set(known) - set(values))]
-    for name in sorted(set(known) & set(values)):
-        sub = _nested_schema(hints.get(name))
-        if sub is not None and values[name] is not None:
-            problems += schema_problems(values[name], sub, f"{prefix}.{name}")
-    return problems
-
-
-def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
-    """Add to ``values`` (a plain dict, changed in place) every key of ``schema`` it lacks
-    that has a default, recursively into nested dataclass fields; returns the dotted keys
-    added. This is how a checkpoint written before a key existed is read: the key's default
-    is what the older code did (a new key must default to the old behaviour). Keys without
-    a default (``???``) are left missing, so :func:`schema_problems` still names them."""
-    import dataclasses
-    import typing
-
-    if not isinstance(values, dict):
-        return []
-    hints = typing.get_type_hints(schema)
-    filled = []
-    for f in dataclasses.fields(schema):
-        if f.name not in values:
-            if f.default is not dataclasses.MISSING and f.default != "???":
-                values[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-                values[f.name] = (
-                    dataclasses.asdict(default) if dataclasses.is_dataclass(default) else default
-                )
-            else:
-                continue
-            filled.append(f"{prefix}.{f.name}")
-            continue
-        sub = _nested_schema(hints.get(f.name))
-        if sub is not None and values[f.name] is not None:
-            filled += fill_schema_defaults(values[f.name], sub, f"{prefix}.{f.name}")
-    return filled
-
-
-def _section_schemas(config: dict[str, Any]) -> dict[str, type | None]:
-    """The registered schema of the config's method, data and backbone (None: unregistered)."""
-    schemas: dict[str, type | None] = {}
-    for section, registry in _section_registries().items():
-        values = config.get(section) or {}
-        impl = values.get("impl") if isinstance(values, dict) else None
-        schemas[section] = registry.entry(impl).config if impl in registry else None
-    return schemas
-
-
-def fill_config_defaults(config: dict[str, Any]) -> list[str]:
-    """:func:`fill_schema_defaults` on a stored pretraining config: the top level and the
-    registered method, data and backbone sections; returns the keys added."""
-    filled = [
-        k.replace("config.", "", 1) for k in fill_schema_defaults(config, PretrainConfig, "config")
-    ]
-    for section, schema in _section_schemas(config).items():
-        if schema is not None:
-            filled += fill_schema_defaults(config[section], schema, section)
-    return filled
-
-
-def config_problems(config: dict[str, Any]) -> list[str]:
-    """Every mismatch between a resolved pretraining config (as stored in checkpoints) and
-    the schemas registered now: top level, method, data, backbone, trainer, logger, eval."""
-    problems = [
-        p.replace(" config.", " ") for p in schema_problems(config, PretrainConfig, "config")
-    ]
-    registries = _section_registries()
-    for section, schema in _section_schemas(config).items():
-        if schema is None:
-            values = config.get(section) or {}
-            impl = values.get("impl") if isinstance(values, dict) else None
-            known = ", ".join(registries[section].names())
-            problems.append(f"{section}.impl={impl!r} is not registered; known: {known}")
-            continue
-        problems += schema_problems(config[section], schema, section)
-    return problems

@@ -10,6 +10,11 @@ import os
 from functools import cache
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from equissl.config import EvaluateConfig, LoggerConfig, PretrainConfig, TrainerConfig
+from equissl.registries import ALL
 from equissl.registry import Registry, discover
 
 PART_PACKAGES = ("equissl.datasets", "equissl.models", "equissl.ssl", "equissl.eval.probes")
@@ -31,13 +36,7 @@ def load_plugins() -> list[Registry[Any]]:
 
 
 def registries() -> list[Registry[Any]]:
-    from equissl.datasets.base import DATASETS
-    from equissl.datasets.contract import ACTION_SPACES
-    from equissl.eval.probes.base import PROBES
-    from equissl.models.backbones import BACKBONES
-    from equissl.ssl.base import METHODS
-
-    return [METHODS, DATASETS, BACKBONES, PROBES, ACTION_SPACES]
+    return list(ALL)
 
 
 def describe_registries() -> str:
@@ -72,3 +71,22 @@ def config_options() -> dict[str, list[str]]:
             if names:
                 groups[group.name] = names
     return groups
+
+
+def register_configs() -> None:
+    """Fill Hydra's ConfigStore with the shared schemas and every registered part's schema
+    (``<group>/<name>_schema``, ``impl`` filled in); idempotent."""
+    cs = ConfigStore.instance()
+    cs.store(name="pretrain_schema", node=PretrainConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    for registry in load_plugins():
+        if registry.group is None:
+            continue
+        for entry in registry.entries():
+            if entry.config is None:
+                continue
+            node = OmegaConf.structured(entry.config)
+            node.impl = entry.name
+            cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)

@@ -79,8 +79,8 @@ def compose_pretrain(overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_module
 
     import tests.toy_parts  # noqa: F401  (registers the toy parts)
-    from equissl.cli import _resolved
-    from equissl.config import register_configs
+    from equissl.apps.cli import _resolved
+    from equissl.plugins import register_configs
 
     register_configs()
     with initialize_config_module("equissl.configs", version_base="1.3"):

@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from equissl.apps.cli import _resolved  # registers the configs
 from equissl.checkpointing import load_checkpoint
-from equissl.cli import _resolved  # registers the configs
 from equissl.ssl.base import NonFiniteLossError
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 PROBE_EPOCHS = [f"eval.probes.{p}.epochs=2" for p in ("classification", "rotation", "color")]
 FAST = [
@@ -134,8 +134,8 @@ def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
     state = load_checkpoint(ckpt)
     assert state["global_step"] == 0 and state["equissl"]["config"]["method"]["name"] == "vicreg"
 
-    from equissl.datasets.builders import PretrainDataModule
-    from equissl.ssl import build_method
+    from equissl.ssl.loading import build_method
+    from equissl.training.datamodule import PretrainDataModule
 
     dm = PretrainDataModule(config["data"], config["method"]["num_views"])
     method = build_method(config, dm.spec)

@@ -9,7 +9,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from equissl import cli
-from equissl.cli import expand_checkpoint_glob, hydra_quoted
+from equissl.apps.cli import expand_checkpoint_glob, hydra_quoted
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
+from equissl.apps.cli import _resolved
 from equissl.checkpointing import load_checkpoint
-from equissl.cli import _resolved
 from equissl.datasets.pde import generate_pde
 from equissl.eval.evaluate import evaluate_checkpoint
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 COMMON = [
     "trainer=cpu",

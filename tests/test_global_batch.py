@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import pytest
 
 from equissl.checkpointing import load_checkpoint
-from equissl.train import pretrain, resolve_batch
+from equissl.training.pretrain import pretrain, resolve_batch
 from tests.conftest import TOY, compose_pretrain
 
 
@@ -25,7 +25,7 @@ def trainer(devices: object, num_nodes: int = 1) -> tuple[pl.Trainer, dict]:
 def test_two_devices_derive_half(caplog):
     t, cfg = trainer(2)
     data = {"batch_size": 128, "global_batch_size": 8}
-    with caplog.at_level(logging.INFO, logger="equissl.train"):
+    with caplog.at_level(logging.INFO, logger="equissl.training.pretrain"):
         assert resolve_batch(data, t.world_size, cfg) == 4
     assert data == {"batch_size": 4, "global_batch_size": 8}
     assert "data.global_batch_size=8, data.batch_size=4 per device" in caplog.text
@@ -44,7 +44,7 @@ def test_nodes_count_and_unset_global_batch_keeps_the_per_device_one(caplog):
     assert t.world_size == 4
     assert resolve_batch({"batch_size": 128, "global_batch_size": 1024}, 4, cfg) == 256
     data = {"batch_size": 32, "global_batch_size": None}
-    with caplog.at_level(logging.INFO, logger="equissl.train"):
+    with caplog.at_level(logging.INFO, logger="equissl.training.pretrain"):
         assert resolve_batch(data, t.world_size, cfg) == 32
     assert "data.global_batch_size=128, data.batch_size=32" in caplog.text  # both logged
     assert "(set by data.batch_size)" in caplog.text

@@ -98,7 +98,7 @@ def test_concurrent_claims_agree_on_one_record(tmp_path):
 
 def test_generate_refuses_a_published_tree_without_render_config(iebench_tree):
     """3DIEBench as published (SIE's split files, no render_config.json): untouched."""
-    from equissl.generate_cli import main
+    from equissl.apps.generate import main
 
     before = snapshot(iebench_tree)
     with pytest.raises(SystemExit, match="is not empty") as err:
@@ -114,7 +114,7 @@ def test_generate_refuses_other_settings_in_its_own_folder(tmp_path):
     out = tmp_path / "rendered"
     claim(out, out / SPLITS_DIR / CONFIG_FILE, {"seed": 3}, "a rendered dataset")
     before = snapshot(out)
-    from equissl.generate_cli import main
+    from equissl.apps.generate import main
 
     with pytest.raises(SystemExit, match="other settings"):
         main([f"out={out}", "num_classes=2", "objects_per_class=2", "views=2"])
@@ -122,7 +122,7 @@ def test_generate_refuses_other_settings_in_its_own_folder(tmp_path):
 
 
 def test_pde_generate_refuses_a_folder_holding_images(iebench_tree):
-    from equissl.generate_cli import main
+    from equissl.apps.generate import main
 
     before = snapshot(iebench_tree)
     with pytest.raises(SystemExit, match="is not empty"):
@@ -148,7 +148,7 @@ def test_pack_refuses_an_existing_dataset_as_out(iebench_tree, tmp_path):
     """``equissl-pack SRC OUT`` with OUT another dataset: its split files stay."""
     from conftest import write_iebench_tree
 
-    from equissl.pack_cli import main
+    from equissl.apps.pack import main
 
     other = write_iebench_tree(tmp_path / "other", seed=5)
     before = snapshot(other)
@@ -157,7 +157,7 @@ def test_pack_refuses_an_existing_dataset_as_out(iebench_tree, tmp_path):
 
 
 def test_pack_reruns_into_its_own_output(iebench_tree, tmp_path, capsys):
-    from equissl.pack_cli import main
+    from equissl.apps.pack import main
 
     out = tmp_path / "packed"
     assert main([str(iebench_tree), str(out), "verify=false"]) == 0
@@ -171,7 +171,7 @@ def test_pack_reruns_into_its_own_output(iebench_tree, tmp_path, capsys):
 
 def test_data_generate_refuses_a_pde_folder(tmp_path):
     """``data.generate`` with ``data.root`` a folder of something else renders nothing."""
-    from equissl.train import prepare_data
+    from equissl.training.pretrain import prepare_data
 
     pde = tmp_path / "pde"
     pde.mkdir()
@@ -191,7 +191,7 @@ def test_data_generate_refuses_a_pde_folder(tmp_path):
 
 def test_failed_evaluate_keeps_an_existing_folder(tmp_path, monkeypatch):
     """A failing ``equissl-evaluate hydra.run.dir=L`` leaves a folder L it did not make."""
-    import equissl.cli as cli
+    import equissl.apps.cli as cli
 
     folder = tmp_path / "L"
     (folder / "old.log").mkdir(parents=True)

@@ -8,7 +8,7 @@ coefficients (--sim/std-coeff 10, --cov-coeff 1, --equi-factor 0.45, --ec-weight
 import pytest
 
 from equissl.checkpointing import load_checkpoint
-from equissl.train import pretrain, resolve_batch
+from equissl.training.pretrain import pretrain, resolve_batch
 from tests.conftest import compose_pretrain
 
 SIE_WEIGHTS = {  # README: --sim-coeff 10 --equi-factor 0.45 --std-coeff 10 --cov-coeff 1

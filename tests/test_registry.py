@@ -10,10 +10,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 import tests.toy_parts  # noqa: F401  (registers the toy parts)
-from equissl.config import MethodConfig, register_configs
-from equissl.plugins import describe_registries, load_plugins
+from equissl.config import MethodConfig
+from equissl.plugins import describe_registries, load_plugins, register_configs
+from equissl.registries import METHODS
 from equissl.registry import Registry, discover
-from equissl.ssl.base import METHODS
 
 
 def test_duplicate_names_are_rejected():

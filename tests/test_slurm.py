@@ -124,7 +124,7 @@ def test_batch_shell_requeues_on_usr1(template, tmp_path):
 
 def test_array_templates_pass_valid_options(tmp_path):
     """The chunk options the array templates append are the commands' own."""
-    from equissl.pack_cli import parse_args
+    from equissl.apps.pack import parse_args
 
     _, _, expected = CASES["pack.sbatch"]
     _, _, options = parse_args(expected[1:])

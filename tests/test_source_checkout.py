@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 
 from equissl.config import MethodConfig
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.ssl.base import LossOutput, SSLMethod
+from equissl.registries import METHODS
 
 
 @dataclass

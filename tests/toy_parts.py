@@ -20,10 +20,10 @@ from torch import Tensor, nn
 
 from equissl.config import BackboneConfig, MethodConfig, ProbeConfig
 from equissl.datasets.base import DataSpec
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
-from equissl.models.backbones import BACKBONES
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
 from equissl.models.ema import momentum_copy
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.registries import BACKBONES, METHODS, PROBES
+from equissl.ssl.base import LossOutput, SSLMethod
 
 
 # ----------------------------------------------------------------------------- method

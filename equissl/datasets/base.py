@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from equissl.datasets.contract import ActionSpace, build_action_space
-from equissl.registry import Registry
+from equissl.registries import DATASETS as DATASETS  # where plugins written for 0.1 import it
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,6 @@ class ViewDataset(Dataset):
 
     #: the dataclass of :meth:`generate`'s settings (``None``: no generator)
     generate_schema: ClassVar[type | None] = None
-
-
-DATASETS: Registry[type[ViewDataset]] = Registry("dataset", group="data")
 
 
 def num_classes_of(*labels: np.ndarray) -> int:

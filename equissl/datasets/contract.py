@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 import torch
 from torch import Tensor
 
-from equissl.registry import Registry
+from equissl.registries import ACTION_SPACES
 
 KEYS = ("views", "latents", "label", "coeffs", "index")
 
@@ -182,9 +182,6 @@ class Action:
             "dim": self.dim,
             "widths": [self.space.targets[c] for c in self.components],
         }
-
-
-ACTION_SPACES: Registry[type[ActionSpace]] = Registry("action space")
 
 
 def register_action_space(name: str) -> Any:

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from equissl.config import DataConfig, GenerateSettings
-from equissl.datasets.base import DATASETS, DataSpec, ViewDataset, num_classes_of
+from equissl.datasets.base import DataSpec, ViewDataset, num_classes_of
 from equissl.datasets.contract import Item, make_item
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.iebench_format import (
@@ -25,8 +25,9 @@ from equissl.datasets.iebench_format import (
     STD,
     default_splits_dir,
 )
+from equissl.datasets.keys import SampleKey, split_key
 from equissl.datasets.packed import open_store
-from equissl.training.keys import SampleKey, split_key
+from equissl.registries import DATASETS
 
 
 @dataclass

@@ -22,10 +22,11 @@ from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
 from equissl.config import DataConfig, GenerateSettings
-from equissl.datasets.base import DATASETS, DataSpec, ViewDataset
+from equissl.datasets.base import DataSpec, ViewDataset
 from equissl.datasets.contract import Item, make_item
 from equissl.datasets.pde.dataset import PDEWindowDataset
 from equissl.datasets.pde.storage import file_time_window, pde_files
+from equissl.registries import DATASETS
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Checks of a 3DIEBench tree, shared by the loader and ``equissl-validate ROOT``.
 
-One set of check functions serves both (DESIGN §10: start-up checks and the validator agree):
+One set of check functions serves both, so the start-up checks and the validator agree:
 
 * :func:`check_split` — the cheap checks run when :class:`~equissl.datasets.iebench.
   IEBenchDataset` is built (start-up of training and evaluation): both split files present
@@ -8,9 +8,9 @@ One set of check functions serves both (DESIGN §10: start-up checks and the val
   no object shared with another split, and — on a sample of objects — view numbering, the
   latent files beside the images, latent length and one decoding image. Raises
   :class:`DatasetFormatError` listing every problem found.
-* :func:`validate_iebench` — the same checks on every split and every object, plus every
-  image decoded and every latent read; problems are collected, not raised, so one pass
-  names every offending file.
+* :func:`equissl.datasets.validate_tree.validate_iebench` — the same checks on every split
+  and every object, plus every image decoded and every latent read; problems are collected,
+  not raised, so one pass names every offending file.
 * :func:`check_split_labels` / :func:`check_dataset_labels` — the labels of the train and
   val splits of the evaluation stage (unknown or out-of-range labels raise; val classes
   absent from train are a logged warning with a count).
@@ -24,13 +24,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from equissl.datasets.iebench_format import (
     DatasetFormatError,
@@ -255,7 +253,7 @@ def majority(counts: Counter) -> Any:
     return min(v for v, n in counts.items() if n == top)
 
 
-def _minority_problems(
+def minority_problems(
     views: dict[str, int], lengths: dict[str, dict[int, list[int]]], root: Path
 ) -> tuple[int, int, list[str]]:
     """Majority view count and latent length, and a problem per object/file off them."""
@@ -287,7 +285,7 @@ def _latent_length(path: Path) -> int:
     return len(read_latent(path))
 
 
-def _check_object(
+def check_object(
     root: Path,
     entry: str,
     views: Sequence[int] | None = None,
@@ -387,133 +385,9 @@ def check_split(
     lengths: dict[str, dict[int, list[int]]] = {}
     for i in sample_indices(len(loaded), sample):
         entry = loaded.entries[i]
-        views[entry], _, lengths[entry], errs = _check_object(root, entry, (0, -1), (0,))
+        views[entry], _, lengths[entry], errs = check_object(root, entry, (0, -1), (0,))
         problems += errs
-    n_views, dim, odd = _minority_problems(views, lengths, root)
+    n_views, dim, odd = minority_problems(views, lengths, root)
     problems += odd
     _raise(problems, f"split {split!r} of {root}")
     return CheckedSplit(loaded, n_views, dim)
-
-
-# ----------------------------------------------------------------------------- full pass
-@dataclass
-class ValidationReport:
-    """What a validation pass checked and what it found wrong (or only suspicious)."""
-
-    root: str
-    objects: int = 0
-    files: int = 0
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def summary(self) -> str:
-        status = "OK" if self.ok else f"{len(self.problems)} problem(s)"
-        if self.warnings:
-            status += f", {len(self.warnings)} warning(s)"
-        head = f"{self.root}: checked {self.objects} objects, {self.files} files: {status}"
-        shown = self.problems[:50]
-        more = len(self.problems) - len(shown)
-        lines = [head, *(f"  - {p}" for p in shown)]
-        if more > 0:
-            lines.append(f"  ... and {more} more")
-        lines += [f"  warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
-
-
-def _load_splits(
-    root: Path, sdir: Path, required: Sequence[str], report: ValidationReport
-) -> dict[str, Split]:
-    """Every split named by a file in ``sdir`` or in ``required``, loaded and checked."""
-    found = {p.name.rsplit("_", 1)[0] for p in sdir.glob("*_images.npy")}
-    found |= {p.name.rsplit("_", 1)[0] for p in sdir.glob("*_labels.npy")}
-    splits: dict[str, Split] = {}
-    for name in sorted(found | set(required)):
-        images, labels = split_files(sdir, name)
-        absent = [f for f in (images, labels) if not f.is_file()]
-        if absent:
-            report.problems += [
-                f"split file {f} {'is a directory' if f.is_dir() else 'not found'}"
-                + (f" (its pair {g.name} exists)" if g.is_file() else "")
-                for f, g in ((images, labels), (labels, images))
-                if f in absent
-            ]
-            continue
-        try:
-            splits[name] = load_split(root, name, sdir)
-        except DatasetFormatError as err:
-            report.problems.append(str(err))
-            continue
-        report.problems += check_split_arrays(splits[name], name, root)
-    return splits
-
-
-def validate_iebench(
-    root: str | Path,
-    splits_dir: str | Path | None = None,
-    workers: int = 8,
-    progress: bool = True,
-    splits: Sequence[str] = ("train", "val"),
-) -> ValidationReport:
-    """Check a 3DIEBench(-T) tree, or its packed shards (``equissl-pack``, or
-    ``equissl-generate format=packed``: :func:`~equissl.datasets.packed.check_packed`);
-    returns a report listing every problem found.
-
-    Args:
-        root: dataset root.
-        splits_dir: folder of the split files (default ``<root>/data``).
-        workers: threads reading files.
-        progress: show a progress bar.
-        splits: splits that must exist (every other split found in ``splits_dir`` is
-            checked too); the first is the training split unseen val labels are compared to.
-    """
-    root = Path(root)
-    report = ValidationReport(root=str(root))
-    sdir = Path(splits_dir) if splits_dir else default_splits_dir(root)
-    if not root.is_dir():
-        report.problems.append(f"dataset root {root} is not a directory")
-        return report
-    if not sdir.is_dir():
-        report.problems.append(
-            f"splits folder {sdir} not found (set splits_dir= to the folder holding "
-            "{train,val}_{images,labels}.npy)"
-        )
-        return report
-    loaded = _load_splits(root, sdir, splits, report)
-    report.problems += check_overlap(loaded)
-    train = loaded.get(splits[0]) if splits else None
-    for s in loaded.values():
-        if train is not None and s is not train and len(s):
-            warning = unseen_labels_warning(
-                train.labels, s.labels, (str(train.labels_file), str(s.labels_file))
-            )
-            report.warnings += [warning] if warning else []
-    from equissl.datasets.packed import check_packed, is_packed  # it imports this module
-
-    if is_packed(root):
-        for name in loaded:
-            objects, files, problems = check_packed(root, name, sdir, workers)
-            report.objects += objects
-            report.files += files
-            report.problems += problems
-        return report
-    # Every object once, whichever splits list it; unusable entries were reported above.
-    entries = list(dict.fromkeys(e for s in loaded.values() for e in s.entries))
-    entries = [e for e in entries if not check_entries([e], "")]
-    views: dict[str, int] = {}
-    lengths: dict[str, dict[int, list[int]]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        jobs = pool.map(lambda e: (e, _check_object(root, e, None)), entries)
-        for entry, (found, checked, per_len, problems) in tqdm(
-            jobs, total=len(entries), desc=f"validate {root.name}", unit="obj",
-            disable=not progress,
-        ):  # fmt: skip
-            report.objects += 1
-            report.files += checked
-            report.problems += problems
-            views[entry], lengths[entry] = found, per_len
-    report.problems += _minority_problems(views, lengths, root)[2]
-    return report

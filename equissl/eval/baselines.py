@@ -18,7 +18,8 @@ from typing import Any
 from equissl.datasets.base import DataSpec
 from equissl.eval.probes.base import seeded
 from equissl.registry import Registry
-from equissl.ssl.base import SSLMethod, build_method
+from equissl.ssl.base import SSLMethod
+from equissl.ssl.loading import build_method
 
 BaselineBuilder = Callable[[SSLMethod, dict[str, Any]], SSLMethod]
 

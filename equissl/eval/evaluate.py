@@ -14,13 +14,15 @@ from typing import Any
 
 import torch
 
-from equissl.datasets.base import ViewDataset, build_dataset, num_classes_of
+from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_classes_of
 from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.baselines import BASELINES
 from equissl.eval.features import FeatureSet, cache_key, cached_features, file_digest
-from equissl.eval.probes.base import PROBES, EvalContext, Probe
+from equissl.eval.probes.base import EvalContext, Probe
 from equissl.eval.report import write_report
-from equissl.ssl.base import SSLMethod, load_method
+from equissl.registries import PROBES
+from equissl.ssl.base import SSLMethod
+from equissl.ssl.loading import load_method
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ def eval_datasets(
 ) -> tuple[dict[str, Any], dict[str, ViewDataset]]:
     """The data config (checkpoint's, with ``overrides``) and its probe train/val splits,
     checked against the model's spec."""
-    from equissl.datasets.base import DataSpec
 
     config = meta["config"]
     data = {**config["data"], **{k: v for k, v in (overrides or {}).items() if v is not None}}

@@ -26,10 +26,9 @@ import timm
 from torch import Tensor, nn
 
 from equissl.config import BackboneConfig
-from equissl.registry import Registry
+from equissl.registries import BACKBONES as BACKBONES  # where plugins written for 0.1 import it
 
 TrunkBuilder = Callable[[dict[str, Any], int], tuple[nn.Module, int]]
-BACKBONES: Registry[TrunkBuilder] = Registry("backbone", group="backbone")
 
 
 def stacked_channels(view_shape: Sequence[int]) -> int:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equissl.config import BackboneConfig
-from equissl.models.backbones import BACKBONES
+from equissl.registries import BACKBONES
 
 STEM_PAD = (2, 3, 2, 3)  # F.pad order: (left, right, top, bottom)
 POOL_PAD = (0, 1, 0, 1)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -31,17 +30,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equissl import __version__
+from equissl.checkpointing import (
+    CHECKPOINT_KEY,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    read_description,
+)
 from equissl.datasets.base import DataSpec
 from equissl.datasets.contract import check_batch
 from equissl.models.backbones import build_backbone
 from equissl.models.ema import momentum_tau, update_targets
-from equissl.registry import Registry
-from equissl.training.speed import optimizer_options, speed_of, speed_up_backbone
-
-METHODS: Registry[type[SSLMethod]] = Registry("method", group="method")
-
-CHECKPOINT_KEY = "equissl"
-CHECKPOINT_VERSION = 2  # format of the CHECKPOINT_KEY entry; 1 had no data spec
+from equissl.registries import METHODS as METHODS  # where plugins written for 0.1 import it
+from equissl.speed import optimizer_options, speed_of, speed_up_backbone
+from equissl.ssl.optim import build_optimizer, build_schedule, param_groups, scaled_lr
 
 
 class NonFiniteLossError(RuntimeError):
@@ -258,35 +259,14 @@ class SSLMethod(pl.LightningModule):
             self.log("train/tau", tau, batch_size=int(self.config["data"]["batch_size"]))
 
     # ----------------------------------------------------------------------- optimiser
-    def _param_groups(self) -> list[dict[str, Any]]:
-        if not self.mcfg["optim"]["exclude_bias_norm"]:
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        # By module type and tensor rank, not by parameter name (name matching misses
-        # some BatchNorms, a known flaw of the Lie-symmetry reference code).
-        decay, no_decay = [], []
-        for module in self.modules():
-            for p in module.parameters(recurse=False):
-                if not p.requires_grad:
-                    continue
-                is_norm = isinstance(
-                    module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm
-                )
-                (no_decay if is_norm or p.ndim <= 1 else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    def effective_lr(self) -> float:
+        """Learning rate after ``method.optim.lr_scaling`` (:func:`equissl.ssl.optim.scaled_lr`)."""
+        return scaled_lr(self.mcfg["optim"], self.global_batch_size())
 
     def global_batch_size(self) -> int:
         per_device = int(self.config["data"]["batch_size"])
         world = self.trainer.world_size if self._trainer is not None else 1
         return per_device * world
-
-    def effective_lr(self) -> float:
-        """Learning rate after the configured scaling rule (DESIGN §7)."""
-        o = self.mcfg["optim"]
-        if o["lr_scaling"] == "none":
-            return float(o["lr"])
-        if o["lr_scaling"] == "linear":
-            return float(o["lr"]) * self.global_batch_size() / float(o["base_batch_size"])
-        raise ValueError(f"unknown optim.lr_scaling {o['lr_scaling']!r}; use none or linear")
 
     def schedule_steps(self) -> tuple[int, int]:
         """``(total optimizer steps, warm-up steps)`` of this run, from the trainer's real
@@ -316,35 +296,20 @@ class SSLMethod(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.mcfg["optim"]
-        lr, wd = self.effective_lr(), float(o["weight_decay"])
-        groups = self._param_groups()
+        groups = param_groups(self, bool(o["exclude_bias_norm"]))
         kernel = optimizer_options(
             speed_of(self.config)["fused_optimizer"], (p for g in groups for p in g["params"])
         )
-        optimizers = {
-            "adam": lambda: torch.optim.Adam(groups, lr=lr, weight_decay=wd, **kernel),
-            "adamw": lambda: torch.optim.AdamW(groups, lr=lr, weight_decay=wd, **kernel),
-            "sgd": lambda: torch.optim.SGD(
-                groups, lr=lr, weight_decay=wd, momentum=float(o["momentum"]), **kernel
-            ),
-        }
-        if o["name"] not in optimizers:
-            raise ValueError(f"unknown optim.name {o['name']!r}; choose from {list(optimizers)}")
-        optimizer = optimizers[o["name"]]()
+        optimizer = build_optimizer(o, groups, self.effective_lr(), kernel)
         if o["scheduler"] == "none":
             return optimizer
-        if o["scheduler"] not in SCHEDULES:
-            raise ValueError(
-                f"unknown optim.scheduler {o['scheduler']!r}; use none or one of {list(SCHEDULES)}"
-            )
         total, warmup = self.schedule_steps()
-        start = float(o.get("warmup_start_lr", 0.0)) / lr
-        floor = float(o.get("min_lr", 0.0)) / lr
-        factor = SCHEDULES[o["scheduler"]](total, warmup, start=start, floor=floor)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            "lr_scheduler": {
+                "scheduler": build_schedule(o, optimizer, self.effective_lr(), total, warmup),
+                "interval": "step",
+            },
         }
 
     # --------------------------------------------------------------------- checkpoints
@@ -367,80 +332,11 @@ class SSLMethod(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Resuming checks the checkpoint as evaluation does: format version, config schema,
         and the data it was trained on (view shape, action space)."""
-        from equissl.checkpointing import CheckpointError, read_description
 
-        source = getattr(self, "resume_source", "the checkpoint being resumed")
+        source = self.trainer.ckpt_path or "the checkpoint being resumed"
         meta = read_description(checkpoint, source)
         problems = DataSpec.from_dict(meta["spec"]).mismatch(self.spec)
         if problems:
             raise CheckpointError(
                 f"{source} was trained on other data: this run's data have " + "; ".join(problems)
             )
-
-
-def warmup_factor(step: int, warmup: int, start: float) -> float:
-    """LR factor of warm-up step ``step < warmup``: linear from ``start`` to 1, reaching 1 on
-    the last warm-up step."""
-    return start + (1.0 - start) * (step + 1) / warmup
-
-
-def warmup_cosine(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
-    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
-    ``start``), then a cosine from 1 to ``floor`` over the remaining ``total − warmup``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return warmup_factor(step, warmup, start)
-        progress = (step - warmup) / max(1, total - warmup)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def warmup_constant(total: int, warmup: int, start: float = 0.0, floor: float = 0.0) -> Any:
-    """LR factor of optimizer step ``s``: linear warm-up over ``warmup`` steps (from
-    ``start``), then 1 (``total`` and ``floor`` unused; the signature of every schedule)."""
-
-    def factor(step: int) -> float:
-        return warmup_factor(step, warmup, start) if step < warmup else 1.0
-
-    return factor
-
-
-#: ``method.optim.scheduler`` -> factory ``(total, warmup, start=, floor=) -> step -> factor``
-SCHEDULES = {"warmup_cosine": warmup_cosine, "warmup_constant": warmup_constant}
-
-
-def build_method(config: dict[str, Any], spec: DataSpec) -> SSLMethod:
-    """Instantiate the method named by ``config["method"]["impl"]`` for data ``spec``."""
-    return METHODS.get(config["method"]["impl"])(config, spec)
-
-
-class ProjectedPredictor:
-    """Mixin for methods whose predictor maps ``projector_equi`` embeddings under an action
-    (``self.predictor(embedding [B, E], action [B, A])``): SIE, SEN, EquiMod. Put it before
-    :class:`SSLMethod` in the bases."""
-
-    def prediction_embedding(self, rep: Tensor) -> Tensor:
-        return self.projector_equi(rep)
-
-    def predict(self, embedding: Tensor, action: Tensor) -> Tensor:
-        return self.predictor(embedding, action)
-
-
-def load_method(checkpoint: str | Path) -> tuple[SSLMethod, dict[str, Any]]:
-    """Rebuild a method from a checkpoint alone (no data), in ``eval()`` mode.
-
-    Returns:
-        ``(method, the checkpoint's "equissl" description)``.
-    Raises:
-        CheckpointError: not an equissl checkpoint, a newer format, or a config that does not
-            match the registered schemas (the file and the key are named).
-    """
-    from equissl.checkpointing import load_checkpoint, read_description
-
-    ckpt = load_checkpoint(checkpoint)
-    meta = read_description(ckpt, checkpoint)
-    method = build_method(meta["config"], DataSpec.from_dict(meta["spec"]))
-    method.load_state_dict(ckpt["state_dict"])
-    return method.eval(), meta

@@ -37,7 +37,8 @@ from torch import Tensor
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.capsules import CapsuleProjector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
 from equissl.ssl.losses import covariance_term, mean_entropy_term, variance_term
 
 EQUICAPS_TERMS = ("invariance", "equivariance", "memax", "variance", "covariance")

@@ -21,7 +21,8 @@ from torch import Tensor, nn
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import projector
-from equissl.ssl.base import METHODS, LossOutput
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput
 from equissl.ssl.sen import SEN, sen_terms
 
 EQUIMOD_SIMCLR_TERMS = ("infonce", "equi_infonce")

@@ -21,8 +21,10 @@ from torch import Tensor
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, ProjectedPredictor, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
+from equissl.ssl.predictor import ProjectedPredictor
 from equissl.ssl.vicreg import vicreg_terms
 
 EQUIMOD_VICREG_TERMS = (

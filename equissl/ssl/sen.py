@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import HypernetPredictor, projector
-from equissl.ssl.base import METHODS, LossOutput, ProjectedPredictor, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
+from equissl.ssl.predictor import ProjectedPredictor
 
 SEN_TERMS = ("equi_infonce",)
 

@@ -29,7 +29,8 @@ from equissl.config import MethodConfig, OptimConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.ema import momentum_copy
 from equissl.models.sequence import ActionEmbedding, AggregateTransformer, sequence_tokens
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
 
 SEQ_JEPA_TERMS = ("prediction",)
 

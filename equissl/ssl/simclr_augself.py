@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
 
 AUGSELF_TERMS = ("infonce", "action")
 

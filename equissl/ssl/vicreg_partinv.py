@@ -19,7 +19,8 @@ from torch import Tensor
 from equissl.config import MethodConfig
 from equissl.datasets.base import DataSpec
 from equissl.models.heads import projector
-from equissl.ssl.base import METHODS, LossOutput, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import LossOutput, SSLMethod
 from equissl.ssl.losses import covariance_term, invariance_term, variance_term
 
 PARTINV_TERMS = ("invariance", "variance", "covariance")

@@ -4,7 +4,7 @@ Order: epoch ``e`` visits ``randperm(N)`` drawn from ``derive_seed(seed, e)``; r
 ``W`` takes ``perm[: (N // W) * W][r::W]`` (DistributedSampler semantics with
 ``drop_last=True``), then full batches only (``drop_last=True``). Each yielded key is
 ``(index, derive_seed(seed, e, index))`` so the item's random choices depend on nothing else
-(:mod:`equissl.training.keys`).
+(:mod:`equissl.datasets.keys`).
 
 Position: the loader counts the batches it has *handed to the training loop* in the current
 epoch. Lightning's fetcher does not prefetch from a loader with a length, so this is the
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from equissl.training.keys import derive_seed
-from equissl.training.speed import PLAIN, loader_options
+from equissl.datasets.keys import derive_seed
+from equissl.speed import PLAIN, loader_options
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ def build_train_loader(
         rank, world_size: global rank and number of ranks; each takes its stride of the
             epoch's permutation (the Trainer must run with ``use_distributed_sampler=False``).
         speed: the run's ``speed`` section (pin_memory, prefetch_factor,
-            persistent_workers; :func:`equissl.training.speed.loader_options`).
+            persistent_workers; :func:`equissl.speed.loader_options`).
     """
     sampler = ResumableSampler(len(dataset), batch_size, seed, rank, world_size)
     options = loader_options({**PLAIN, **(speed or {})}, num_workers)

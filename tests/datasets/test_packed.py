@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from equissl.apps.pack import main as pack_main
 from equissl.datasets.iebench import IEBenchDataset
 from equissl.datasets.iebench_format import DatasetFormatError, read_image
 from equissl.datasets.packed import PackSettings, pack_chunk, write_index
-from equissl.pack_cli import main as pack_main
 from equissl.training.sampler import ResumableSampler, build_train_loader
 
 
@@ -100,7 +100,7 @@ def test_chunked_packing_is_resumable_and_equal(iebench_tree, packed, tmp_path, 
 
 @pytest.mark.slow  # two short training runs (~60 s on the shared 2-core machine)
 def test_training_run_is_identical_on_packed_data(iebench_tree, packed, tmp_path):
-    from equissl.train import pretrain
+    from equissl.training.pretrain import pretrain
     from tests.reliability.ft_helpers import assert_same_state, compose_pretrain, fast_args
 
     ckpts = [

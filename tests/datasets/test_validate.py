@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 
-from equissl.datasets.validate import validate_iebench
+from equissl.datasets.validate_tree import validate_iebench
 
 
 def test_clean_tree_passes(iebench_tree):
@@ -37,7 +37,7 @@ def test_missing_split_entry(iebench_tree):
 
 
 def test_cli_exit_status(iebench_tree):
-    cmd = [sys.executable, "-c", "from equissl.cli import validate; validate()"]
+    cmd = [sys.executable, "-c", "from equissl.apps.cli import validate; validate()"]
     ok = subprocess.run([*cmd, str(iebench_tree)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = next(iebench_tree.glob("0*/*/image_0.jpg"))

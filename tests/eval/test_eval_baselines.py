@@ -11,8 +11,8 @@ import torch
 from equissl.checkpointing import load_checkpoint
 from equissl.eval.baselines import BASELINES
 from equissl.eval.evaluate import default_cache_dir, evaluate_checkpoint
-from equissl.ssl.base import load_method
-from equissl.train import pretrain
+from equissl.ssl.loading import load_method
+from equissl.training.pretrain import pretrain
 from tests.conftest import TOY, compose_pretrain
 
 FAST = {"epochs": 2, "batch_size": 16, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}

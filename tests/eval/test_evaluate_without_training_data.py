@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from equissl.eval.evaluate import eval_datasets, evaluate_checkpoint
-from equissl.ssl.base import load_method
-from equissl.train import pretrain
+from equissl.ssl.loading import load_method
+from equissl.training.pretrain import pretrain
 from tests.conftest import compose_pretrain, write_iebench_tree
 
 REAL_FAST = [

@@ -3,10 +3,10 @@
 import torch
 from hydra import compose, initialize_config_module
 
-from equissl.cli import _resolved
+from equissl.apps.cli import _resolved
 from equissl.datasets.base import build_dataset
 from equissl.eval.features import cache_key, cached_features, extract_features, file_digest
-from equissl.ssl.base import build_method
+from equissl.ssl.loading import build_method
 from equissl.ssl.vicreg import VICReg
 
 

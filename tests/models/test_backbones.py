@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from equissl.models.backbones import BACKBONES, build_backbone, stacked_channels
+from equissl.models.backbones import build_backbone, stacked_channels
+from equissl.registries import BACKBONES
 
 RESNET18 = {"impl": "timm", "name": "resnet18", "cifar_stem": False, "zero_init_residual": True}
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from equissl.models.backbones import BACKBONES, build_backbone
+from equissl.models.backbones import build_backbone
 from equissl.models.resnet_sie import (
     POOL_FILL,
     POOL_PAD,
@@ -20,6 +20,7 @@ from equissl.models.resnet_sie import (
     STRIDED_PAD,
     ResNetSIE,
 )
+from equissl.registries import BACKBONES
 
 SIE18 = {"impl": "resnet_sie", "layers": [2, 2, 2, 2], "zero_init_residual": True}
 

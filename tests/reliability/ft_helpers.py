@@ -12,9 +12,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
+from equissl.apps.cli import _resolved  # registers the configs
 from equissl.checkpointing import load_checkpoint
-from equissl.cli import _resolved  # registers the configs
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 SCRIPT = Path(sys.executable).parent / "equissl-pretrain"
 REFERENCE_STEPS = 9  # two epochs and a step, at 4 steps per epoch

@@ -7,7 +7,7 @@ import pytest
 from ft_helpers import compose_pretrain, fast_args
 
 from equissl.atomic import atomic_write_text, remove_stale_tmp
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 
 @pytest.fixture

@@ -23,13 +23,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from equissl.datasets.builders import PretrainDataModule
+from equissl.apps.validate import main as validate_main
 from equissl.datasets.iebench import IEBenchDataset
 from equissl.datasets.iebench_format import DatasetFormatError
 from equissl.datasets.on_error import OnErrorDataset
 from equissl.datasets.pde import PDEWindowDataset
-from equissl.datasets.validate import check_dataset_labels, check_split_labels, validate_iebench
-from equissl.validate_cli import main as validate_main
+from equissl.datasets.validate import check_dataset_labels, check_split_labels
+from equissl.datasets.validate_tree import validate_iebench
+from equissl.training.datamodule import PretrainDataModule
 from tests.conftest import write_iebench_tree
 
 # ----------------------------------------------------------------------------- helpers
@@ -404,9 +405,9 @@ def test_evaluation_stage_checks_labels(tmp_path, caplog):
     """The evaluation stage warns about unseen val classes and rejects bad train labels."""
     from hydra import compose, initialize_config_module
 
-    from equissl.cli import _resolved
+    from equissl.apps.cli import _resolved
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.train import pretrain
+    from equissl.training.pretrain import pretrain
 
     root = tree(tmp_path)
     overrides = [
@@ -495,7 +496,7 @@ def test_on_error_unknown_value_is_a_start_up_error(tmp_path):
 def test_on_error_is_a_config_key():
     from hydra import compose, initialize_config_module
 
-    from equissl.cli import _resolved
+    from equissl.apps.cli import _resolved
 
     with initialize_config_module("equissl.configs", version_base="1.3"):
         cfg = _resolved(compose("pretrain", overrides=["data.root=/d", "data.on_error=skip"]))
@@ -527,7 +528,7 @@ def test_cli_usage_errors_name_the_key(args, words, iebench_tree, capsys):
 
 def test_cli_console_script_statuses(iebench_tree, tmp_path):
     script = Path(sys.executable).parent / "equissl-validate"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "equissl.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "equissl.apps.cli"]
 
     def run(*args: object) -> subprocess.CompletedProcess:
         return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True,

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from equissl.cli import _resolved
+from equissl.apps.cli import _resolved
 from equissl.eval.evaluate import evaluate_checkpoint
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 OVERRIDES = [
     "trainer=cpu",

@@ -13,9 +13,9 @@ from ft_helpers import (  # noqa: F401
     reference,
 )
 
+from equissl.apps.run_folder import run_hash, run_hash_all
 from equissl.checkpointing import load_checkpoint
-from equissl.config import run_hash, run_hash_all
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 
 def test_budget_and_checkpoint_cadence_are_not_hashed():

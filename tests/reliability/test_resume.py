@@ -24,7 +24,7 @@ from ft_helpers import (  # noqa: F401
 )
 
 from equissl.checkpointing import load_checkpoint
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 
 
 def assert_matches_reference(reference, run):
@@ -78,7 +78,7 @@ def test_stop_and_resume_matches_uninterrupted(
 
 def test_items_depend_on_the_key_only(ft_tree):
     from equissl.datasets.iebench import IEBenchDataset
-    from equissl.training.keys import derive_seed
+    from equissl.datasets.keys import derive_seed
 
     ds = IEBenchDataset(ft_tree, num_views=2, image_size=32)
     key = (3, derive_seed(0, 1, 3))

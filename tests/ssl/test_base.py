@@ -17,11 +17,11 @@ from torch.utils.data import DataLoader, Dataset
 import equissl.ssl.base as base
 from equissl.checkpointing import CheckpointError, load_checkpoint
 from equissl.config import OptimConfig, PretrainConfig
-from equissl.datasets.base import DATASETS
-from equissl.datasets.builders import PretrainDataModule
 from equissl.models.ema import momentum_tau
-from equissl.ssl.base import build_method, load_method
-from equissl.train import pretrain, views_per_object
+from equissl.registries import DATASETS
+from equissl.ssl.loading import build_method, load_method
+from equissl.training.datamodule import PretrainDataModule
+from equissl.training.pretrain import pretrain, views_per_object
 from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 
 # 9 training objects (3 classes x 3) at data.batch_size=4 with drop_last: 2 batches per epoch

@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from equissl.ssl.base import METHODS, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import SSLMethod
 from equissl.ssl.equimod_simclr import EQUIMOD_SIMCLR_TERMS, equimod_simclr_terms
 from equissl.ssl.equimod_vicreg import EQUIMOD_VICREG_TERMS, equimod_vicreg_terms
 from equissl.ssl.sen import SEN_TERMS, sen_terms
@@ -41,7 +42,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def build(tree: Path, name: str, *overrides: str) -> SSLMethod:
-    from equissl.datasets.builders import PretrainDataModule
+    from equissl.training.datamodule import PretrainDataModule
 
     config = compose_pretrain([f"data.root={tree}", *SMALL, f"method={name}", *overrides])
     return METHODS.get(name)(config, PretrainDataModule(config["data"], 2).spec)
@@ -297,7 +298,7 @@ def test_two_gloo_ranks_match_one_process(methods, tmp_path):
 def test_pretrain_and_evaluate(name, tree, tmp_path):
     from equissl.checkpointing import load_checkpoint
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.train import pretrain
+    from equissl.training.pretrain import pretrain
 
     common = [
         f"data.root={tree}",

@@ -16,7 +16,8 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from scipy.spatial.transform import Rotation
 
-from equissl.ssl.base import METHODS, SSLMethod
+from equissl.registries import METHODS
+from equissl.ssl.base import SSLMethod
 from equissl.ssl.equicaps import EQUICAPS_TERMS, equicaps_terms
 from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 
@@ -126,7 +127,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def build(trees: dict[str, Path], method: str, data: str, *overrides: str) -> SSLMethod:
-    from equissl.datasets.builders import PretrainDataModule
+    from equissl.training.datamodule import PretrainDataModule
 
     config = compose_pretrain(
         [f"data={data}", f"data.root={trees[data]}", *SMALL, f"method={method}", *overrides]
@@ -237,7 +238,7 @@ PROBES = ("classification", "rotation", "translation", "translation_base", "tran
 def test_pretrain_and_evaluate(trees, tmp_path, method, data, frame):
     from equissl.checkpointing import load_checkpoint
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.train import pretrain
+    from equissl.training.pretrain import pretrain
 
     config = compose_pretrain(
         [

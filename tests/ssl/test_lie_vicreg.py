@@ -16,9 +16,9 @@ from torch import nn
 from equissl.datasets.base import DataSpec, build_dataset
 from equissl.datasets.pde import generate_pde
 from equissl.eval.evaluate import evaluate_checkpoint
-from equissl.ssl.base import build_method
+from equissl.ssl.loading import build_method
 from equissl.ssl.vicreg import vicreg_terms
-from equissl.train import pretrain
+from equissl.training.pretrain import pretrain
 from tests.conftest import compose_pretrain
 from tests.datasets.pde.test_lie_views import write_ns_file
 from tests.ssl.test_losses import reference_vicreg

@@ -25,13 +25,14 @@ from torch import nn
 
 from equissl.checkpointing import load_checkpoint
 from equissl.datasets.base import DataSpec
-from equissl.datasets.builders import PretrainDataModule
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.models.ema import momentum_tau
 from equissl.models.sequence import sequence_tokens
-from equissl.ssl.base import build_method, warmup_constant, warmup_cosine
+from equissl.ssl.loading import build_method
+from equissl.ssl.optim import warmup_constant, warmup_cosine
 from equissl.ssl.seq_jepa import SeqJEPA, seq_jepa_terms
-from equissl.train import pretrain, resolve_batch
+from equissl.training.datamodule import PretrainDataModule
+from equissl.training.pretrain import pretrain, resolve_batch
 from equissl.training.signals import TrainingStopped
 from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 from tests.ssl.test_base import logged_lrs

@@ -39,7 +39,7 @@ def embeddings(n: int = 8, d: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
 
 def simclr_criterion(tree: Path) -> torch.nn.Module:
     """The criterion exactly as ``SimCLR`` builds it (method.temperature = 0.1)."""
-    from equissl.datasets.builders import PretrainDataModule
+    from equissl.training.datamodule import PretrainDataModule
 
     config = compose_pretrain([f"data.root={tree}", *TOY, "method=simclr", "method.projector=[8]"])
     assert config["method"]["temperature"] == TEMPERATURE

@@ -20,7 +20,7 @@ import torch
 
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.packed import PackSettings, pack_chunk
-from equissl.train import views_per_object
+from equissl.training.pretrain import views_per_object
 from tests.conftest import compose_pretrain
 from tests.training.test_speed import SIE_SMALL, toy_run
 
@@ -33,7 +33,7 @@ def roots(iebench_tree: Path, tmp_path: Path) -> dict[str, Path]:
 
 
 def datamodule(root: Path, *overrides: str):
-    from equissl.datasets.builders import PretrainDataModule
+    from equissl.training.datamodule import PretrainDataModule
 
     config = compose_pretrain([f"data.root={root}", *SIE_SMALL, *overrides])
     return PretrainDataModule(config["data"], views_per_object(config), speed=config["speed"])

@@ -30,10 +30,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from equissl.datasets.contract import ActionSpace, Item, make_item, register_action_space
+from equissl.datasets.keys import SampleKey, split_key
 from equissl.datasets.pde.residual import align_rows
 from equissl.datasets.pde.storage import nonfinite_problem, raise_problems, require_valid_pde
 from equissl.datasets.pde.symmetries import SymmetryGroup, apply_to_points, apply_to_points_2d
-from equissl.training.keys import SampleKey, split_key
 
 # Default maximal strengths per generator (our choice, small relative to each axis: a tenth
 # of the domain for shifts, ~0.3 velocity units for boosts, ±0.1 in log-scale).

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.contract import ActionSpace
 from equissl.eval.features import FeatureSet
-from equissl.registry import Registry
+from equissl.registries import PROBES as PROBES  # where plugins written for 0.1 import it
 
 
 @dataclass
@@ -119,9 +119,6 @@ def sequence_parts(sequences: Iterable[str], parts: list[str], lengths: Iterable
         if split and split[0] in parts and split[1] in wanted:
             out.append(name)
     return out
-
-
-PROBES: Registry[type[Probe]] = Registry("probe", group="probe")
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.registries import PROBES
 
 
 @dataclass

@@ -38,8 +38,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from equissl.config import ProbeConfig
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
 from equissl.models.backbones import build_backbone
+from equissl.registries import PROBES
 
 
 @dataclass

@@ -62,9 +62,11 @@ from torch import Tensor
 
 from equissl.config import ProbeConfig
 from equissl.datasets.contract import Action, ActionSpace
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, seeded
+from equissl.eval.plots import plot_pca
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
 from equissl.eval.probes.pair_regression import fixed_pairs
 from equissl.geometry import quaternion_angle
+from equissl.registries import PROBES
 
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
@@ -337,7 +339,6 @@ class DiagnosticsProbe(Probe):
 
     def plot_pca(self, ctx: EvalContext, part: str, val_z: Tensor) -> str:
         """Write the part's PCA scatter; return its file name."""
-        from equissl.eval.plots import plot_pca
 
         n, v, d = val_z.shape
         labels = ctx.val.labels[:, None].expand(n, v).reshape(-1)

@@ -22,7 +22,8 @@ from torch import Tensor
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
 from equissl.eval.neighbours import EXACT, IndexSpec, build_index
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
+from equissl.registries import PROBES
 
 
 @dataclass

@@ -25,7 +25,9 @@ from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import regression_metrics
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.report import plot_rotation
+from equissl.registries import PROBES
 
 PairTarget = Callable[[Tensor, Tensor], Tensor]
 
@@ -142,8 +144,6 @@ class PairRegressionProbe(Probe):
             ctx.progress,
         )
         if name == "rotation":
-            from equissl.eval.report import plot_rotation
-
             file = f"{self.name}_{part}.png"
             plot_rotation(
                 res.pred,

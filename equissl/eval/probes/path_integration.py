@@ -51,6 +51,7 @@ from equissl.eval.probes.base import (
     sequence_parts,
 )
 from equissl.eval.probes.pair_regression import pair_mlp
+from equissl.eval.report import plot_path_integration
 from equissl.geometry import quaternion_angle
 
 Cumulative = Callable[[Action, Tensor, int], Tensor]
@@ -183,7 +184,6 @@ class PathIntegrationProbe(Probe):
         )
 
     def summarise(self, ctx: EvalContext, results: dict[str, ProbeResult]) -> dict[str, str]:
-        from equissl.eval.report import plot_path_integration
 
         if not results:
             return {}

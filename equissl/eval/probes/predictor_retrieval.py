@@ -32,7 +32,8 @@ from torch import Tensor
 from equissl.config import ProbeConfig
 from equissl.eval.features import FeatureSet
 from equissl.eval.neighbours import rank_of, search
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
+from equissl.registries import PROBES
 
 #: index of the scalar part in the action spaces' (x, y, z, w) quaternions
 QUAT_W = 3

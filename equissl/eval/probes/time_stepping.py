@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from equissl.config import ProbeConfig
 from equissl.datasets.pde.dataset import PDEWindowDataset
-from equissl.eval.probes.base import PROBES, EvalContext, Probe, ProbeResult, seeded
+from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
+from equissl.registries import PROBES
 
 
 @dataclass

@@ -5,10 +5,10 @@ generates a small set, and a root that already holds trajectories is never added
 import pytest
 from hydra import compose, initialize_config_module
 
-from equissl.cli import _resolved
+from equissl.apps.cli import _resolved
 from equissl.datasets.pde import generate_pde
 from equissl.datasets.pde.storage import pde_files
-from equissl.train import prepare_data
+from equissl.training.pretrain import prepare_data
 
 
 def compose_pretrain(overrides):

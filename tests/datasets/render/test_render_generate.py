@@ -20,7 +20,7 @@ from equissl.datasets.render.latents import (
 )
 from equissl.datasets.render.shapes import FAMILIES
 from equissl.datasets.render.worker import object_latents
-from equissl.datasets.validate import validate_iebench
+from equissl.datasets.validate_tree import validate_iebench
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

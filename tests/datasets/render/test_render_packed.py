@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from equissl.apps.generate import main as generate_main
+from equissl.apps.generate import parse
+from equissl.apps.validate import main as validate_main
 from equissl.datasets.base import build_dataset
 from equissl.datasets.iebench import IEBenchDataset
 from equissl.datasets.packed import SHARDS_DIR, PackSettings, pack_chunk
 from equissl.datasets.render import generate_iebench
-from equissl.datasets.validate import validate_iebench
-from equissl.generate_cli import main as generate_main
-from equissl.generate_cli import parse
-from equissl.validate_cli import main as validate_main
+from equissl.datasets.validate_tree import validate_iebench
 from tests.datasets.render.conftest import TINY
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from equissl.datasets.iebench_actions import IEBenchActionSpace, rotation_of
 from equissl.eval.features import FeatureSet
-from equissl.eval.probes.base import PROBES, EvalContext
+from equissl.eval.probes.base import EvalContext
 from equissl.eval.probes.diagnostics import (
     Moments,
     Pairs,
@@ -26,6 +26,7 @@ from equissl.eval.probes.diagnostics import (
     split_pairs,
     variance_decomposition,
 )
+from equissl.registries import PROBES
 
 CFG = {"impl": "diagnostics", "seed": 0, "pairs_per_object": 10, "components": None,
        "degree": 2, "components_pca": 32, "ridges": [1e-4, 1e-2, 1.0, 100.0], "pca_plot": True,

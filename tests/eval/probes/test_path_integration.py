@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.eval.probes.path_integration import angle_sum, composed, path_integration_probe
-from equissl.ssl.base import METHODS
-from equissl.train import pretrain
+from equissl.registries import METHODS
+from equissl.training.pretrain import pretrain
 from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 from tests.toy_parts import Toy, ToyConfig
 

@@ -12,7 +12,6 @@ from scipy.spatial.transform import Rotation
 
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.eval.evaluate import evaluate_checkpoint
-from equissl.eval.probes.base import PROBES
 from equissl.eval.probes.predictor_retrieval import (
     pre_metric,
     prediction_error,
@@ -20,8 +19,9 @@ from equissl.eval.probes.predictor_retrieval import (
     ranking_metrics,
 )
 from equissl.plugins import load_plugins
-from equissl.ssl.base import METHODS, load_method
-from equissl.train import pretrain
+from equissl.registries import METHODS, PROBES
+from equissl.ssl.loading import load_method
+from equissl.training.pretrain import pretrain
 from tests.conftest import compose_pretrain
 
 ROTATIONS = IEBenchActionSpace(7)

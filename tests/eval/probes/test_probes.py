@@ -123,12 +123,13 @@ def test_probes_on_features_that_carry_nothing_score_their_floor():
 def test_color_runs_by_default_where_the_action_space_offers_it():
     from hydra import compose, initialize_config_module
 
-    from equissl.cli import _resolved
-    from equissl.config import register_configs
+    from equissl.apps.cli import _resolved
     from equissl.datasets.iebench_actions import IEBenchActionSpace
     from equissl.datasets.pde.dataset import PDEActionSpace
     from equissl.eval.features import FeatureSet
-    from equissl.eval.probes.base import PROBES, EvalContext
+    from equissl.eval.probes.base import EvalContext
+    from equissl.plugins import register_configs
+    from equissl.registries import PROBES
 
     register_configs()
     with initialize_config_module("equissl.configs", version_base="1.3"):

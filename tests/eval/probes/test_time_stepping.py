@@ -12,7 +12,7 @@ from torch import Tensor
 
 from equissl.datasets.pde import generate_pde
 from equissl.datasets.pde_windows import PDEWindows
-from equissl.eval.probes.base import PROBES, EvalContext
+from equissl.eval.probes.base import EvalContext
 from equissl.eval.probes.time_stepping import (
     LPSDACNN,
     SmallUNet,
@@ -22,6 +22,7 @@ from equissl.eval.probes.time_stepping import (
     first_window_features,
     frame_nmse,
 )
+from equissl.registries import PROBES
 from tests.datasets.pde.test_lie_views import write_ns_file
 
 TINY = {

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from equissl.validate_cli import UsageError, _split_names, parse_options
+from equissl.apps.validate import UsageError, _split_names, parse_options
 
 
 def _non_negative_int(value: str) -> int:

@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader
 
 from equissl.datasets.base import DataSpec, ViewDataset, build_dataset
 from equissl.datasets.on_error import check_policy, wrap_on_error
+from equissl.speed import PLAIN
 from equissl.training.sampler import build_train_loader
-from equissl.training.speed import PLAIN
 
 
 class PretrainDataModule(pl.LightningDataModule):

@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from equissl.config import register_configs
+from equissl.apps.run_folder import register_resolvers
+from equissl.plugins import register_configs
 
 log = logging.getLogger("equissl")
 
@@ -31,6 +32,7 @@ def eval_dir(checkpoint: str) -> str:
 
 
 register_configs()
+register_resolvers()
 if not OmegaConf.has_resolver("eval_dir"):
     OmegaConf.register_new_resolver("eval_dir", eval_dir)
 
@@ -62,7 +64,7 @@ def print_results(results: dict, out_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="pretrain")
 def _pretrain(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
-    from equissl.train import pretrain
+    from equissl.training.pretrain import pretrain
 
     _one_log_stream()
     config = _resolved(cfg)
@@ -205,18 +207,18 @@ def hydra_quoted(value: str) -> str:
 
 
 def generate(argv: list[str] | None = None) -> None:
-    from equissl.generate_cli import main
+    from equissl.apps.generate import main
 
     sys.exit(main(sys.argv[1:] if argv is None else argv))
 
 
 def validate(argv: list[str] | None = None) -> None:
-    from equissl.validate_cli import main
+    from equissl.apps.validate import main
 
     sys.exit(main(sys.argv[1:] if argv is None else argv))
 
 
 def pack(argv: list[str] | None = None) -> None:
-    from equissl.pack_cli import main
+    from equissl.apps.pack import main
 
     sys.exit(main(sys.argv[1:] if argv is None else argv))

@@ -1,4 +1,4 @@
-"""The ``speed`` flags (equissl.training.speed): defaults are the plain path, and each flag
+"""The ``speed`` flags (equissl.speed): defaults are the plain path, and each flag
 gives the plain path's losses and weights on CPU within a stated tolerance.
 
 Tolerances (float32, 2 Adam steps of SIE on a ResNet-18 at 32 px): foreach/fused Adam change
@@ -24,17 +24,17 @@ import torch
 
 from equissl.config import SpeedConfig
 from equissl.datasets.base import DataSpec
-from equissl.datasets.builders import PretrainDataModule
 from equissl.models.backbones import build_backbone
-from equissl.ssl.base import build_method, load_method
-from equissl.ssl.losses import covariance_term, variance_term
-from equissl.train import pretrain, views_per_object
-from equissl.training.speed import (
+from equissl.speed import (
     PLAIN,
     loader_options,
     optimizer_options,
     speed_up_backbone,
 )
+from equissl.ssl.loading import build_method, load_method
+from equissl.ssl.losses import covariance_term, variance_term
+from equissl.training.datamodule import PretrainDataModule
+from equissl.training.pretrain import pretrain, views_per_object
 from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 
 SIE_SMALL = [

@@ -24,7 +24,7 @@ def data_config(name: str, out: str, overrides: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
 
-    from equissl.config import register_configs
+    from equissl.plugins import register_configs
 
     register_configs()
     try:
@@ -37,7 +37,7 @@ def data_config(name: str, out: str, overrides: list[str]) -> dict[str, Any]:
 
 def parse(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(data config, generator settings)`` from ``key=value`` arguments."""
-    from equissl.datasets.base import DATASETS
+    from equissl.registries import DATASETS
 
     bad = [a for a in argv if "=" not in a]
     if bad:

@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
         for p in problems:
             print(f"  - {p}")
         return 1 if problems else 0
-    from equissl.datasets.validate import validate_iebench
+    from equissl.datasets.validate_tree import validate_iebench
 
     report = validate_iebench(
         root,

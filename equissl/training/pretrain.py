@@ -19,12 +19,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from equissl.atomic import remove_stale_tmp
-from equissl.callbacks import ViewGridLogger
 from equissl.checkpointing import AtomicCheckpointIO
-from equissl.datasets.base import DATASETS, generate_dataset
-from equissl.datasets.builders import PretrainDataModule
-from equissl.ssl import build_method
+from equissl.datasets.base import generate_dataset
+from equissl.registries import DATASETS
+from equissl.ssl.loading import build_method
+from equissl.training.callbacks import ViewGridLogger
 from equissl.training.checkpoints import RunCheckpoint, StepLossLog
+from equissl.training.datamodule import PretrainDataModule
 from equissl.training.sampler import check_rank_share
 from equissl.training.signals import StopSignals, TrainingStopped
 
@@ -204,7 +205,6 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-        method.resume_source = ckpt_path  # named by the format/schema check on load
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
