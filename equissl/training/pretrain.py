@@ -1,6 +1,6 @@
 """The pretraining stage: config -> datamodule, method, Lightning Trainer -> checkpoints.
 
-Fault tolerance (DESIGN §10, :mod:`equissl.training`): ``last.ckpt`` at step boundaries
+Fault tolerance (:mod:`equissl.training`): ``last.ckpt`` at step boundaries
 (every ``checkpoint.every_n_steps``, epoch ends, the final step, SIGTERM/SIGUSR1), exact
 resume with the same command, stale temporary files removed at start-up.
 """
@@ -23,6 +23,7 @@ from equissl.checkpointing import AtomicCheckpointIO
 from equissl.datasets.base import generate_dataset
 from equissl.registries import DATASETS
 from equissl.ssl.loading import build_method
+from equissl.training import run_lock
 from equissl.training.callbacks import ViewGridLogger
 from equissl.training.checkpoints import RunCheckpoint, StepLossLog
 from equissl.training.datamodule import PretrainDataModule
@@ -143,10 +144,17 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
     Raises:
         TrainingStopped: a signal stopped training (``SystemExit``; its ``code`` is the exit
             code of :mod:`equissl.training.signals`).
+        RunDirLocked: another live process trains in ``run_dir``
+            (:mod:`equissl.training.run_lock`).
         ValueError: a rank's share of the training set is smaller than one batch.
     """
-    with StopSignals() as signals:
-        return _pretrain(config, Path(run_dir), signals)
+    lock = run_lock.acquire(run_dir) if rank_zero_only.rank == 0 else None
+    try:
+        with StopSignals() as signals:
+            return _pretrain(config, Path(run_dir), signals)
+    finally:
+        if lock is not None:
+            run_lock.release(lock)
 
 
 def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Path:
