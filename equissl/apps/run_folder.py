@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 # Overrides that change how long, how safely or how fast a run trains, not what it is: they
 # stay out of the run-directory hash so that the same command with a larger budget resumes.
-UNHASHED_KEYS = ("trainer.max_steps", "trainer.max_epochs", "resume")
+UNHASHED_KEYS = ("trainer.max_steps", "trainer.max_epochs", "resume", "resume_allow")
 UNHASHED_PREFIXES = ("checkpoint.", "speed.")
 
 

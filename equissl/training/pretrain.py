@@ -7,6 +7,8 @@ resume with the same command, stale temporary files removed at start-up.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from equissl.atomic import remove_stale_tmp
 from equissl.checkpointing import AtomicCheckpointIO
+from equissl.config import TrainerConfig
 from equissl.datasets.base import generate_dataset
 from equissl.registries import DATASETS
 from equissl.ssl.loading import build_method
@@ -27,27 +30,36 @@ from equissl.training import run_lock
 from equissl.training.callbacks import ViewGridLogger
 from equissl.training.checkpoints import RunCheckpoint, StepLossLog
 from equissl.training.datamodule import PretrainDataModule
+from equissl.training.resume import ResumeGuard
 from equissl.training.sampler import check_rank_share
 from equissl.training.signals import StopSignals, TrainingStopped
 
 log = logging.getLogger(__name__)
 
-TRAINER_KEYS = (
-    "accelerator",
-    "devices",
-    "num_nodes",
-    "strategy",
-    "max_epochs",
-    "max_steps",
-    "precision",
-    "log_every_n_steps",
-    "sync_batchnorm",
-    "gradient_clip_val",
-    "accumulate_grad_batches",
-    "limit_train_batches",
-    "enable_progress_bar",
-    "deterministic",
-)
+#: what Lightning does when a Trainer argument is left at ``None`` (its signature default)
+_LIGHTNING_NONE_MEANS = {
+    "precision": "32-true",
+    "log_every_n_steps": 50,
+    "limit_train_batches": 1.0,
+    "enable_progress_bar": True,
+    "deterministic": False,
+}
+
+
+def trainer_arguments(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` section (:class:`equissl.config.TrainerConfig`, same names as
+    ``lightning.pytorch.Trainer``) as Trainer arguments, leaving out every value that is
+    Lightning's own default: passing a default explicitly makes Lightning print notes such
+    as "limit_train_batches=1.0 was configured so 100% of the batches will be used"."""
+    defaults = inspect.signature(pl.Trainer.__init__).parameters
+    out = {}
+    for f in dataclasses.fields(TrainerConfig):
+        value = trainer[f.name]
+        default = defaults[f.name].default
+        if value == default or (default is None and _LIGHTNING_NONE_MEANS.get(f.name) == value):
+            continue
+        out[f.name] = value
+    return out
 
 
 def prepare_data(data: dict[str, Any]) -> None:
@@ -173,7 +185,7 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         signals=signals,
         requeue=bool(ccfg.get("requeue", True)),
     )
-    callbacks: list[pl.Callback] = [checkpoint]
+    callbacks: list[pl.Callback] = [checkpoint, ResumeGuard(run_dir)]
     if config["logger"].get("step_losses"):
         callbacks.append(StepLossLog(run_dir / "step_losses.jsonl"))
     if config["trainer"]["enable_progress_bar"]:
@@ -188,7 +200,7 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         # equissl requeues (equissl.training.signals); Lightning's would save mid-step.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(
-        **{k: config["trainer"][k] for k in TRAINER_KEYS},
+        **trainer_arguments(config["trainer"]),
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=callbacks,
