@@ -39,8 +39,8 @@ class OptimConfig:
     warmup_steps: int = 0
     warmup_start_lr: float = 0.0  # lr the warm-up starts from (seq-JEPA: 1e-5)
     min_lr: float = 0.0  # where warmup_cosine ends
-    # Explicit learning-rate scaling (DESIGN §7): "linear" multiplies lr by
-    # global_batch / base_batch_size; "none" uses lr as given.
+    # Learning-rate scaling is explicit, never implied by devices x nodes: "linear"
+    # multiplies lr by global_batch / base_batch_size; "none" uses lr as given.
     lr_scaling: str = "none"
     base_batch_size: int = 1024
 
@@ -95,7 +95,7 @@ class DataConfig:
 
     name: str = MISSING  # the config option's name, reported in results.json
     impl: str = MISSING  # registry key of the dataset (filled by registration)
-    root: str = MISSING
+    root: str | None = None  # a folder of files; None for generated or in-memory data
     batch_size: int = 128  # per device; 8 GPUs x 128 = the SIE global batch of 1024
     # Batch over all ranks. When set, data.batch_size is derived from it at start:
     # global_batch_size / (devices x nodes), which must divide
@@ -176,7 +176,7 @@ class EvalRunConfig:
 
 @dataclass
 class CheckpointConfig:
-    """When ``<run>/checkpoints/last.ckpt`` is written (DESIGN §10; equissl.training).
+    """When ``<run>/checkpoints/last.ckpt`` is written, for exact resume (equissl.training).
 
     It is also written after the final step and on SIGTERM / SIGUSR1. Default 500 steps:
     at the SIE scale (8 GPUs x 128, ResNet-18 at 256 px, roughly 0.3-0.5 s per step) that is
@@ -227,6 +227,9 @@ class PretrainConfig:
     # Start from this checkpoint when the run directory has none of its own (a new run
     # continuing another's state, e.g. with a larger budget in a fresh directory).
     resume_from: str | None = None
+    # Result-changing settings that may differ from the resumed checkpoint's (dotted keys,
+    # e.g. [method.optim.lr]); any other difference stops the resume (training/resume.py).
+    resume_allow: list[str] = field(default_factory=list)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     evaluate_after: bool = False  # run the evaluation stage on the final checkpoint
@@ -242,3 +245,39 @@ class EvaluateConfig:
     train_split: str | None = None  # probe training split (default: the data config's)
     val_split: str | None = None
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
+
+
+# Settings that change how long, how fast, how safely, where or how visibly a run trains,
+# never what it computes: a resume may change them freely (equissl.training.resume), while
+# every other difference from the resumed checkpoint's config is refused unless named in
+# ``resume_allow``. Dotted keys; a key ending in "." covers a whole section.
+NOT_RESULT_KEYS = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "data.num_workers",
+    "data.global_batch_size",  # its result, the per-device data.batch_size, is compared
+    "data.on_error",
+    "data.generate",
+    "data.format",
+    "resume",
+    "resume_from",
+    "resume_allow",
+    "evaluate_after",
+    "checkpoint.",
+    "speed.",
+    "logger.",
+    "eval.",
+)
+
+
+def is_result_key(key: str) -> bool:
+    """Whether the dotted config ``key`` can change what a run computes."""
+    return not any(
+        key == k or key.startswith(k if k.endswith(".") else k + ".") for k in NOT_RESULT_KEYS
+    )
