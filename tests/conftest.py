@@ -100,3 +100,12 @@ TOY = [
     "logger.name=none",
     "trainer.enable_progress_bar=false",
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _configs_registered() -> None:
+    """The schemas, parts and resolvers the Hydra commands register at start-up (the
+    console scripts call ``setup()`` after their fast pre-Hydra checks)."""
+    from equissl.apps.cli import setup
+
+    setup()

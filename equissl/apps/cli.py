@@ -1,4 +1,6 @@
-"""Console entry points: equissl-pretrain, -evaluate, -generate, -validate (DESIGN §6), -pack."""
+"""Console entry points: equissl-pretrain, -evaluate (Hydra), -generate, -validate, -pack,
+-list (README.md). Help, path and option checks run before Hydra and before torch is
+imported (:mod:`equissl.apps.command_line`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from equissl.apps.command_line import (
+    check_checkpoint_paths,
+    check_choices,
+    check_trainer_device,
+    command_help,
+    short_errors,
+)
 from equissl.apps.run_folder import register_resolvers
 from equissl.plugins import register_configs
 
@@ -31,10 +40,13 @@ def eval_dir(checkpoint: str) -> str:
     return str(p.parent.parent if p.parent.name == "checkpoints" else p.parent)
 
 
-register_configs()
-register_resolvers()
-if not OmegaConf.has_resolver("eval_dir"):
-    OmegaConf.register_new_resolver("eval_dir", eval_dir)
+def setup() -> None:
+    """Register the schemas, parts and resolvers the Hydra commands need (idempotent). Not
+    done at import, so that ``--help`` answers without importing torch and Lightning."""
+    register_configs()
+    register_resolvers()
+    if not OmegaConf.has_resolver("eval_dir"):
+        OmegaConf.register_new_resolver("eval_dir", eval_dir)
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -50,6 +62,23 @@ def _one_log_stream() -> None:
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
         logger.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_drop_noise)
+
+
+#: Lightning lines that say nothing about this run (an advert, hints for setups we handle)
+_NOISE = (
+    "💡 Tip",
+    "litlogger",
+    "The `srun` command is available",
+    "TPU available",
+    "HPU available",
+)
+
+
+def _drop_noise(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(n in message for n in _NOISE)
 
 
 def print_results(results: dict, out_dir: Path) -> None:
@@ -63,6 +92,11 @@ def print_results(results: dict, out_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="pretrain")
 def _pretrain(cfg: DictConfig) -> None:
+    with short_errors("equissl-pretrain"):
+        _pretrain_job(cfg)
+
+
+def _pretrain_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.training.pretrain import pretrain
 
@@ -82,6 +116,11 @@ def _pretrain(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="evaluate")
 def _evaluate(cfg: DictConfig) -> None:
+    with short_errors("equissl-evaluate"):
+        _evaluate_job(cfg)
+
+
+def _evaluate_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
 
     _one_log_stream()
@@ -149,15 +188,37 @@ def list_parts(argv: list[str] | None = None) -> None:
 
 
 def pretrain() -> None:
+    """``equissl-pretrain``."""
+    argv = sys.argv[1:]
+    if {"--help", "-h"} & set(argv):
+        print(command_help("pretrain"))
+        return
+    _exit_on_usage_error("equissl-pretrain", check_choices, argv)
+    _exit_on_usage_error("equissl-pretrain", check_trainer_device, argv)
+    setup()
     _pretrain()
 
 
 def evaluate() -> None:
+    """``equissl-evaluate``."""
+    argv = sys.argv[1:]
+    if {"--help", "-h"} & set(argv):
+        print(command_help("evaluate"))
+        return
+    _exit_on_usage_error("equissl-evaluate", check_choices, argv)
     try:
-        sys.argv[1:] = expand_checkpoint_glob(sys.argv[1:])
+        sys.argv[1:] = expand_checkpoint_glob(argv)
     except ValueError as err:
         sys.exit(f"equissl-evaluate: {err}")
+    _exit_on_usage_error("equissl-evaluate", check_checkpoint_paths, sys.argv[1:])
+    setup()
     _evaluate()
+
+
+def _exit_on_usage_error(command: str, check: Any, argv: list[str]) -> None:
+    problem = check(argv)
+    if problem:
+        sys.exit(f"{command}: {problem}")
 
 
 def expand_checkpoint_glob(argv: list[str]) -> list[str]:
