@@ -14,8 +14,9 @@ and the same fixed validation pairs (10 per object). Same data: the quickstart r
 ``configs/experiment/quickstart.yaml`` when absent). Same model: ``--checkpoint`` (default
 the method table's SIE run under ``runs/method_table`` if present, else an untrained SIE of
 the quickstart config: the speed ratio does not depend on training). The backbone is in
-``eval()`` mode on both sides (the SIE script leaves it in ``train()``; DESIGN §5.1), so the
-two sides see the same features and their R² agree up to float rounding of the batching.
+``eval()`` mode on both sides (the SIE script leaves it in ``train()``, where probe data shift
+the BatchNorm statistics), so the two sides see the same features and their R² agree up to
+float rounding of the batching.
 
 * **reference**: each epoch decodes and encodes the two images of every train pair, then
   steps the head; validation encodes each fixed pair's two images once, at the end (the SIE

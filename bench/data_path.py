@@ -6,8 +6,8 @@ loader worker (issue 13 item 3).
 
 Three readers of the same split, each through the training loader of the SSL stage
 (``equissl.training.sampler.build_train_loader``: seeded order, batch contract of
-DESIGN §2.1, ``num_views=2`` views resized to the stored size and normalised, as the
-quickstart trains):
+:mod:`equissl.datasets.contract`, ``num_views=2`` views resized to the stored size and
+normalised, as the quickstart trains):
 
 * **loose**: ``image_{v}.jpg`` + ``latent_{v}.npy`` per view (the published format);
 * **packed jpeg**: the same JPEG bytes in one memory-mapped blob per split + offsets, latents

@@ -1,5 +1,5 @@
 """faiss (``equissl.eval.neighbours``) against brute-force torch for the evaluation stage's
-neighbour searches (DESIGN §5.2, issue 12 item 8).
+neighbour searches (docs/retrieval.md, "Speed"; issue 12 item 8).
 
     python bench/faiss_knn.py [--bank 100000] [--queries 20000] [--dim 256] [--k 20]
                               [--views 50] [--classes 100] [--data clustered|uniform]

@@ -283,8 +283,10 @@ def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
     probes' data: the latents and labels of the evaluation stage's feature cache and the
     rotation probe's fixed val pairs.
 
-    The constant is the mean relative quaternion over every ordered pair of distinct views
-    of every train object (the distribution the rotation probe trains on). Its R² is
+    The constant is the mean target of the rotation probe (``eval.probes.rotation.target``,
+    whatever its kind: the mean relative quaternion on 3DIEBench; only vector maths here) over
+    every ordered pair of distinct views of every train object (the distribution the
+    rotation probe trains on). Its R² is
     computed in closed form (:func:`constant_r2`) and checked against
     :mod:`equissl.eval.metrics`.
     """
@@ -295,6 +297,7 @@ def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
     train = cached_split(eval_dir, train_ds.split_name)
     val = cached_split(eval_dir, val_ds.split_name)
     rcfg = config["eval"]["probes"]["rotation"]
+    target = str(rcfg["target"])  # the action-space target the probe regresses
 
     views = train["latents"].shape[1]
     a, b = (
@@ -302,9 +305,7 @@ def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
         for ix in torch.meshgrid(torch.arange(views), torch.arange(views), indexing="ij")
     )
     keep = a != b
-    train_targets = space.target(
-        "rotation", train["latents"][:, a[keep]], train["latents"][:, b[keep]]
-    )
+    train_targets = space.target(target, train["latents"][:, a[keep]], train["latents"][:, b[keep]])
     constant = train_targets.double().reshape(-1, train_targets.shape[-1]).mean(0)
 
     pairs = fixed_pairs(
@@ -314,7 +315,7 @@ def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
         int(rcfg["seed"]) + 1,
     )
     o, va, vb = pairs.unbind(1)
-    val_targets = space.target("rotation", val["latents"][o, va], val["latents"][o, vb]).double()
+    val_targets = space.target(target, val["latents"][o, va], val["latents"][o, vb]).double()
     closed = constant_r2(constant.numpy(), val_targets.numpy())
     pred = constant.expand_as(val_targets)
     library = {

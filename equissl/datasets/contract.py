@@ -1,4 +1,4 @@
-"""The batch contract shared by every dataset and method (DESIGN §2.1).
+"""The batch contract shared by every dataset and method, so every method runs on every dataset.
 
 One item is one *object* (a 3D model, a PDE trajectory) seen in V views:
 
@@ -32,6 +32,28 @@ from torch import Tensor
 from equissl.registries import ACTION_SPACES
 
 KEYS = ("views", "latents", "label", "coeffs", "index")
+
+#: What the values of an action-space target are (:attr:`ActionSpace.target_kinds`); the
+#: evaluation chooses its maths by kind, never by a target's name:
+#:
+#: * ``quaternion`` — a relative rotation as a unit quaternion ``(x, y, z, w)``, width 4:
+#:   rotation angles, geodesic errors and angle plots apply (sign-blind: ``q ≡ −q``);
+#: * ``angle`` — relative angles in radians, one per component, periodic in ``2π`` (plots
+#:   and angle sums wrap them onto ``(−π, π]``);
+#: * ``hue`` — differences of hues in ``[0, 1)`` (periodic in 1, differences as the action
+#:   space computes them);
+#: * ``matrix`` — a (rotation, rigid) matrix flattened row-major;
+#: * ``scalar`` — one real number (width 1);
+#: * ``vector`` — any real vector (the default: only the generic regression maths apply).
+TARGET_KINDS = ("quaternion", "angle", "hue", "matrix", "scalar", "vector")
+#: the kind of a target its action space does not declare (third-party action spaces)
+DEFAULT_TARGET_KIND = "vector"
+
+
+def wrap_angle(angle: Tensor) -> Tensor:
+    """Angles in radians wrapped onto ``(−π, π]`` (targets of kind ``angle``)."""
+    wrapped = torch.remainder(angle + torch.pi, 2 * torch.pi) - torch.pi
+    return torch.where(wrapped == -torch.pi, torch.full_like(wrapped, torch.pi), wrapped)
 
 
 class Item(TypedDict):
@@ -113,12 +135,18 @@ class ActionSpace(ABC):
     otherwise) and :attr:`latent_dim`, implement :meth:`target`, and describe themselves
     by :meth:`spec` (a plain dict that :func:`build_action_space` turns back into an equal
     object, stored in checkpoints).
+
+    :attr:`target_kinds` declares what each target's values are (target name -> one of
+    :data:`TARGET_KINDS`, e.g. ``{"rotation": "quaternion"}``); a target it leaves out is
+    a ``vector`` (:meth:`target_kind`). Kinds belong to the class, not to :meth:`spec`, so
+    the specs stored in checkpoints are unchanged.
     """
 
     kind: str  # registry name, set by ACTION_SPACES.register
     latent_dim: int
     targets: dict[str, int]
     default_action: tuple[str, ...]
+    target_kinds: dict[str, str] = {}  # target name -> kind; missing: DEFAULT_TARGET_KIND
 
     @abstractmethod
     def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
@@ -139,6 +167,40 @@ class ActionSpace(ABC):
         return KeyError(
             f"{type(self).__name__} has no target {name!r}; it offers {sorted(self.targets)}"
         )
+
+    def target_kind(self, name: str) -> str:
+        """The kind (:data:`TARGET_KINDS`) of target ``name``: the declared one, else
+        ``vector``. Raises ``KeyError`` for a target not offered and ``ValueError`` for an
+        unknown kind or a quaternion target whose width is not 4."""
+        if name not in self.targets:
+            raise self.unknown_target(name)
+        kind = self.target_kinds.get(name, DEFAULT_TARGET_KIND)
+        if kind not in TARGET_KINDS:
+            raise ValueError(
+                f"{type(self).__name__} declares target {name!r} of kind {kind!r}; "
+                f"target kinds are {list(TARGET_KINDS)}"
+            )
+        if kind == "quaternion" and self.targets[name] != 4:
+            raise ValueError(
+                f"{type(self).__name__} target {name!r} is a quaternion of width "
+                f"{self.targets[name]}, not 4"
+            )
+        if kind == "scalar" and self.targets[name] != 1:
+            raise ValueError(
+                f"{type(self).__name__} target {name!r} is a scalar of width "
+                f"{self.targets[name]}, not 1"
+            )
+        return kind
+
+    def kinds(self) -> dict[str, str]:
+        """``{target: kind}`` of every target offered (:meth:`target_kind`)."""
+        return {name: self.target_kind(name) for name in self.targets}
+
+    def targets_of_kind(self, kind: str) -> list[str]:
+        """The targets of ``kind``, those of :attr:`default_action` first, then in
+        :attr:`targets` order."""
+        names = [*self.default_action, *(n for n in self.targets if n not in self.default_action)]
+        return [n for n in names if n in self.targets and self.target_kind(n) == kind]
 
     def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
         """The default action between views a and b: ``[..., dim]``."""
@@ -171,6 +233,11 @@ class Action:
     @property
     def dim(self) -> int:
         return sum(self.space.targets[c] for c in self.components)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kind of each component (:meth:`ActionSpace.target_kind`)."""
+        return tuple(self.space.target_kind(c) for c in self.components)
 
     def relative(self, latents_a: Tensor, latents_b: Tensor) -> Tensor:
         parts = [self.space.target(c, latents_a, latents_b) for c in self.components]

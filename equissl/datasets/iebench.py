@@ -1,5 +1,5 @@
-"""3DIEBench / 3DIEBench-T reader on the batch contract (DESIGN §2.1–2.2), registered as
-the ``iebench`` dataset (``data=3diebench``, ``data=3diebench_t``)."""
+"""3DIEBench / 3DIEBench-T reader on the batch contract (:mod:`equissl.datasets.contract`),
+registered as the ``iebench`` dataset (``data=3diebench``, ``data=3diebench_t``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Action space of 3DIEBench(-T) latents (DESIGN §2.2).
+"""Action space of 3DIEBench(-T) latents: the relative transformation from view a to view b.
 
 Latent layout of one view (float64 on disk, float32 here):
 
@@ -66,9 +66,22 @@ class IEBenchActionSpace(ActionSpace):
         ``M = T(t)·R`` (EquiCaps' 4×4 ρ(g) without ``--base-frame``, "object frame").
         ``transform_base`` (16, 3DIEBench-T): ``M_a⁻¹ M_b`` with ``M = R·T(t)`` (EquiCaps'
         4×4 ρ(g) with ``--base-frame``).
+
+    Kinds (:attr:`target_kinds`): ``rotation`` a quaternion, ``color`` hue differences, the
+    matrices ``matrix``, the translations ``vector``.
     """
 
     default_action = ("rotation",)
+    target_kinds = {
+        "rotation": "quaternion",
+        "rotation_matrix": "matrix",
+        "color": "hue",
+        "translation": "vector",
+        "translation_base": "vector",
+        "translation_object": "vector",
+        "transform_object": "matrix",
+        "transform_base": "matrix",
+    }
 
     def __init__(self, latent_dim: int = 7, canonical_sign: bool = False) -> None:
         if latent_dim not in LATENT_DIMS:

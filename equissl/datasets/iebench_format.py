@@ -1,4 +1,4 @@
-"""On-disk format of 3DIEBench / 3DIEBench-T, read as published (DESIGN §2.2).
+"""On-disk format of 3DIEBench / 3DIEBench-T, read as published (no conversion step).
 
 ``<root>/<synset>/<obj_id>/image_{i}.jpg`` + ``latent_{i}.npy`` (float64, 7 or 10 values);
 split files ``{split}_images.npy`` (unicode object paths such as ``/02691156/dc8d…/``)

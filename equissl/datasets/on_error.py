@@ -1,4 +1,4 @@
-"""What a damaged view met *during training* does: the ``data.on_error`` policy (DESIGN §10).
+"""What a damaged view met *during training* does: the ``data.on_error`` policy, never silent.
 
 Start-up checks (:func:`~equissl.datasets.validate.check_split`) and ``equissl-validate``
 catch what can be seen up front; a file can still stop decoding or vanish mid-run (a

@@ -1,4 +1,4 @@
-"""Packed 3DIEBench shards: one byte blob + offsets + latents per split chunk (DESIGN §2.2).
+"""Packed 3DIEBench shards: a byte blob + offsets + latents per split chunk (docs/packed_shards.md).
 
 A loose 3DIEBench tree is 2.6 M small files (a JPEG and a ``.npy`` per view); every training
 pair opens four of them. ``equissl-pack ROOT OUT`` writes the same data as a few large files
@@ -328,6 +328,17 @@ def _earlier_pack_of(out: Path, root: Path, sdir: Path) -> bool:
     return True
 
 
+def _plain_name(name: object) -> bool:
+    """Whether an index's shard name is a file name inside the shard folder."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and Path(name).name == name
+        and name not in (".", "..")
+        and "\\" not in name
+    )
+
+
 def _shard_problems(shards: Path, record: dict[str, Any]) -> list[str]:
     """Files of one shard that are missing or whose size disagrees with its record."""
     name = record["shard"]
@@ -457,6 +468,12 @@ class PackedStore:
                 "packed split files"
             )
         self.shards = root / SHARDS_DIR
+        outside = [s.get("shard") for s in info["shards"] if not _plain_name(s.get("shard"))]
+        if outside:
+            raise DatasetFormatError(
+                f"packed index {index_file} names shard(s) {outside} that are not plain file "
+                f"names inside {self.shards}; an index may only name its own shards"
+            )
         problems = [p for s in info["shards"] for p in _shard_problems(self.shards, s)]
         if problems:
             listing = "\n  - ".join(problems)
@@ -514,9 +531,17 @@ class PackedStore:
         return decode_image(blob[a:b], source)
 
     def latents(self, index: int, views: Sequence[int]) -> np.ndarray:
-        """``[len(views), P]`` float64 latents."""
+        """``[len(views), P]`` float64 latents, checked finite like loose latent files."""
         shard, local = self._locate(index)
-        return np.array(self._open(shard)[2][local, list(views)])
+        lat = np.array(self._open(shard)[2][local, list(views)])
+        if not np.isfinite(lat).all():
+            bad = [v for v, row in zip(views, lat, strict=True) if not np.isfinite(row).all()]
+            raise DatasetFormatError(
+                f"latents of {self.split.entries[index]} view(s) {bad} in shard file "
+                f"{self.shards / self.names[shard]}.latents.npy (object row {local}) contain "
+                "non-finite values; repack that object or remove it from the split"
+            )
+        return lat
 
     def manifest(self) -> Iterable[str]:
         index_file = self.root / INDEX_FILE
@@ -562,7 +587,13 @@ def check_packed(
                 f"{base}.latents.npy is {lat.dtype} {lat.shape}; expected float {(m, views, dim)}"
             )
         elif not np.isfinite(lat).all():
-            problems.append(f"{base}.latents.npy contains non-finite values")
+            rows, cols = np.nonzero(~np.isfinite(lat).all(axis=2))
+            named = ", ".join(
+                f"{store.split.entries[info['start'] + r]} view {c}"
+                for r, c in zip(rows[:5].tolist(), cols[:5].tolist(), strict=True)
+            )
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            problems.append(f"{base}.latents.npy contains non-finite values: {named}{more}")
     if problems:
         return n, 0, problems  # payload offsets cannot be trusted
 

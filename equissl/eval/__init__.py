@@ -1,4 +1,4 @@
-"""The evaluation stage: frozen-backbone probes, metrics and reports (DESIGN §5)."""
+"""The evaluation stage: frozen-backbone probes, metrics and reports (docs/evaluation.md)."""
 
 from equissl.eval.openblas import load_faiss
 

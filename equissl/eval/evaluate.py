@@ -1,4 +1,4 @@
-"""The evaluation stage: checkpoint -> frozen features -> probes -> report (DESIGN §5).
+"""The evaluation stage: checkpoint -> frozen features -> probes -> report (docs/evaluation.md).
 
 The model is rebuilt from the checkpoint alone (its self-description); the data are only
 read for the probes, and must match the model's view shape and action space.
@@ -99,10 +99,16 @@ def split_features(
 
 
 def run_probes(
-    probes: dict[str, Probe], ctx: EvalContext, parts: list[str]
+    probes: dict[str, Probe],
+    ctx: EvalContext,
+    parts: list[str],
+    floors: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
     """Every probe on its parts: ``(metrics {"<part>/<probe>/<metric>": value},
-    skipped {probe: reason}, plots {name: file})``."""
+    skipped {probe: reason}, plots {name: file})``. ``floors``, when given, receives the
+    floors the probes declared (``ProbeResult.floors``) as ``results.json["floors"]``
+    holds them: ``{"<probe>/<metric>": {"of": "<probe>/<metric>", "row": row}}``."""
+    floors = {} if floors is None else floors
     metrics: dict[str, float] = {}
     skipped: dict[str, str] = {}
     plots: dict[str, str] = {}
@@ -116,6 +122,8 @@ def run_probes(
         for part in probe.parts(ctx, parts):
             res = by_part[part] = probe.run(ctx, part)
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
+            for k, floor in res.declared_floors().items():
+                floors[f"{name}/{k}"] = {"of": f"{name}/{floor.of}", "row": floor.row}
             plots.update(res.plots)
             log.info("%s/%s: %s", part, name, res.metrics)
         plots.update(probe.summarise(ctx, by_part))
@@ -222,7 +230,8 @@ def evaluate_checkpoint(
     unknown = sorted(set(wanted or ()) - set(meta["parts"]))
     if unknown:
         raise ValueError(f"eval.parts names {unknown}; the model's parts are {list(meta['parts'])}")
-    metrics, skipped, plots = run_probes(probes, ctx, parts)
+    floors: dict[str, dict[str, str]] = {}
+    metrics, skipped, plots = run_probes(probes, ctx, parts, floors)
     baselines = {}
     for name, build in builders.items():
         model = build(method, meta)
@@ -238,7 +247,7 @@ def evaluate_checkpoint(
             out_dir=out_dir / "baselines" / name,
         )
         base_ctx.out_dir.mkdir(parents=True, exist_ok=True)
-        baselines[name] = run_probes(probes, base_ctx, parts)[0]
+        baselines[name] = run_probes(probes, base_ctx, parts, floors)[0]
     results = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha1": digest,
@@ -248,6 +257,7 @@ def evaluate_checkpoint(
         "metrics": metrics,
         "skipped": skipped,
         "plots": plots,
+        "floors": floors,  # which metrics are floors (declared by the probes)
     }
     if builders:  # the key only when asked for: results without it keep their exact shape
         results["baselines"] = baselines

@@ -1,4 +1,4 @@
-"""Feature cache of the evaluation stage (DESIGN §5.1).
+"""Feature cache of the evaluation stage (docs/evaluation.md, "The feature cache").
 
 The frozen model runs once, in ``eval()`` mode (BatchNorm uses its running statistics;
 the reference probes leave it in train mode, letting probe data shift them), over the

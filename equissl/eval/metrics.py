@@ -1,4 +1,4 @@
-"""Metrics of the evaluation stage, in the conventions of the papers (DESIGN §5.3).
+"""Metrics of the evaluation stage, in each paper's convention, so numbers compare directly.
 
 * ``r2_global`` — SIE/EquiCaps code: one scalar mean over every output component,
   ``1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean of *all* entries of y. A constant predictor
@@ -6,8 +6,9 @@
 * ``r2_sklearn`` — seq-JEPA / scikit-learn ``r2_score(multioutput="uniform_average")``:
   R² of each output column against its own mean, averaged over columns.
 
-Floors (DESIGN §5.4), the scores of predictors that ignore the representation, computed on
-the same validation targets as the probe's metric they sit beside:
+Floors (docs/evaluation.md), the scores of predictors that ignore the representation, so a
+reader sees whether anything was learned; computed on the same validation targets as the
+probe's metric they sit beside:
 
 * ``constant_*`` — regression: the training-set mean target for every validation item
   (:func:`constant_floor`);

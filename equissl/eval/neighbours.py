@@ -1,4 +1,4 @@
-"""Neighbour search for the evaluation stage (DESIGN §5.2), with faiss.
+"""Neighbour search for the evaluation stage (docs/retrieval.md), with faiss.
 
 Every neighbour search of the probes (k-NN classification, the predictor's MRR, Hit@k and
 PRE) goes through this module: faiss on the GPU when the tensors live on a CUDA device and

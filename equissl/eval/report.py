@@ -1,18 +1,23 @@
 """Reports of the evaluation stage: results.json, a Markdown table, PNG plots, TensorBoard.
 
-``results.json`` schema (DESIGN §5, a contract)::
+``results.json`` schema (a contract: new probes add keys, existing keys keep their names)::
 
     {"checkpoint": str, "method": str, "data": str, "config": {...},
      "metrics": {"<part>/<probe>/<metric>": float},
      "skipped": {"<probe>": "reason"},
      "plots": {"<name>": "<file in the evaluation directory>"},
+     "floors": {"<probe>/<metric>": {"of": "<probe>/<metric>", "row": str}},
      "baselines": {"<baseline>": {"<part>/<probe>/<metric>": float}}}
 
 Floors sit among the metrics under their own names: ``constant_*`` (regression: the
 training-set mean target), ``chance_top1``, ``majority_*`` (classification), ``mean_*``
 (coefficients), e.g. ``equi/rotation/constant_r2_global`` beside ``equi/rotation/r2_global``;
-the Markdown table moves them into floor rows. ``baselines`` holds the metrics of the same
-probes on other models (``eval.baselines``, e.g. ``untrained``).
+the Markdown table moves them into floor rows. Which metrics are floors is what the probes
+declare (``ProbeResult.floors``), recorded in ``floors``: each floor metric (without the
+part), the metric it bounds (``of``, its column) and its row. Results written before
+``floors`` existed lack the key; for them the metric-name prefixes of :data:`FLOOR_ROWS`
+decide. ``baselines`` holds the metrics of the same probes on other models
+(``eval.baselines``, e.g. ``untrained``).
 
 Sequence parts are named ``"<part>@M<m>"`` (the part's sequence representation of ``m``
 views), so ``inv@M5/classification/top1`` is the top-1 of the aggregate of 5 views and
@@ -37,8 +42,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
+from equissl.datasets.contract import wrap_angle  # noqa: E402
 from equissl.eval.plots import HEADLINE, PART_ORDER, add_images, plot_runs  # noqa: E402
-from equissl.eval.probes.base import sequence_length  # noqa: E402
+from equissl.eval.probes.base import FLOOR_ROW_ORDER, sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,8 @@ log = logging.getLogger(__name__)
 
 #: Metric-name prefixes of floors (scores of predictors that ignore the representation) and
 #: the table row showing them, under the column of the metric they bound
-#: (``rotation/constant_r2_global`` under ``rotation/r2_global``).
+#: (``rotation/constant_r2_global`` under ``rotation/r2_global``) — only for results.json
+#: files without ``floors`` (written before probes declared their floors).
 FLOOR_ROWS = {
     "constant_": "constant / majority",
     "majority_": "constant / majority",
@@ -59,9 +66,19 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
 
 
-def floor_column(probe_metric: str) -> tuple[str, str] | None:
+#: ``results.json["floors"]``: ``{"<probe>/<metric>": {"of": "<probe>/<metric>", "row": …}}``
+Floors = dict[str, dict[str, str]]
+
+
+def floor_column(probe_metric: str, floors: Floors | None = None) -> tuple[str, str] | None:
     """``"rotation/constant_r2_global" -> ("constant / majority", "rotation/r2_global")``:
-    the floor row and the column of a floor key; ``None`` for any other metric."""
+    the floor row and the column of a floor key; ``None`` for any other metric.
+
+    ``floors``: the run's declared floors (``results.json["floors"]``), which alone decide;
+    ``None`` (results without the key): the metric-name prefixes of :data:`FLOOR_ROWS`."""
+    if floors is not None:
+        floor = floors.get(probe_metric)
+        return (floor["row"], floor["of"]) if floor else None
     probe, _, metric = probe_metric.partition("/")
     for prefix, row in FLOOR_ROWS.items():
         if metric.startswith(prefix):
@@ -91,15 +108,18 @@ def _floor_cell(values: list[float], where: str) -> str:
     return f"{_fmt(lo)} … {_fmt(hi)}"
 
 
-def floor_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, dict[str, str]]]:
+def floor_rows(
+    by_part: dict[str, dict[str, float]], floors: Floors | None = None
+) -> list[tuple[str, dict[str, str]]]:
     """``[(row name, {column: cell})]``: the floors of one run, taken from any part. Sequence
     parts ``<part>@M<m>`` have their own rows (``floor @M3: …``) holding only the floors that
-    differ from the single-view ones (e.g. path integration, whose target grows with M)."""
+    differ from the single-view ones (e.g. path integration, whose target grows with M).
+    ``floors``: as for :func:`floor_column`."""
     values: dict[tuple[int, str], dict[str, list[float]]] = {}
     for part, metrics in by_part.items():
         length = (sequence_length(part) or (part, 0))[1]
         for probe_metric, value in metrics.items():
-            floor = floor_column(probe_metric)
+            floor = floor_column(probe_metric, floors)
             if floor:
                 row, column = floor
                 values.setdefault((length, row), {}).setdefault(column, []).append(value)
@@ -107,7 +127,7 @@ def floor_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, dict[str
         (length, row): {c: _floor_cell(v, f"{row} {c}") for c, v in columns.items()}
         for (length, row), columns in values.items()
     }
-    rows_order = list(dict.fromkeys(FLOOR_ROWS.values()))
+    rows_order = [*FLOOR_ROW_ORDER, *sorted({r for _, r in cells} - set(FLOOR_ROW_ORDER))]
     out = []
     for length, row in sorted(cells, key=lambda k: (k[0], rows_order.index(k[1]))):
         single = cells.get((0, row), {}) if length else {}
@@ -120,7 +140,8 @@ def floor_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, dict[str
 def markdown_table(results: Iterable[dict[str, Any]], only: Sequence[str] | None = None) -> str:
     """One row per (run, part), one column per ``probe/metric``; after a run's parts, one
     row per part of each baseline model (``untrained (baseline): full``) and the floor rows
-    (:func:`floor_rows`), whose keys are left out of the metric columns. ``only``: just
+    (:func:`floor_rows`, from the run's ``floors``, else by name prefix), whose keys are
+    left out of the metric columns. ``only``: just
     these columns, in this order (e.g. :data:`~equissl.eval.plots.HEADLINE`; all of them
     when none is present)."""
     rows: list[tuple[str, str, dict[str, str]]] = []
@@ -135,12 +156,15 @@ def markdown_table(results: Iterable[dict[str, Any]], only: Sequence[str] | None
         runs = {"": res["metrics"]} | {
             f"{name} (baseline): ": m for name, m in (res.get("baselines") or {}).items()
         }
+        floors = res.get("floors")
         for prefix, metrics in runs.items():
             by_part = _by_part(metrics)
             for part in _part_order(by_part):
-                cells = {c: _fmt(v) for c, v in by_part[part].items() if floor_column(c) is None}
+                cells = {
+                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c, floors) is None
+                }
                 add(label, prefix + part, cells)
-        for name, cells in floor_rows(_by_part(res["metrics"])):
+        for name, cells in floor_rows(_by_part(res["metrics"]), floors):
             add(label, name, cells)
     columns.sort()
     if only is not None:
@@ -261,6 +285,28 @@ def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_angle(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
+    """Predicted vs true relative angle (degrees, wrapped onto (−180, 180]) of regressions
+    of a target of kind ``angle``, every component in one scatter."""
+    true_deg = wrap_angle(target.double()).rad2deg().flatten()
+    pred_deg = wrap_angle(pred.double()).rad2deg().flatten()
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    ax.scatter(true_deg, pred_deg, s=4, alpha=0.4)
+    ax.plot([-180, 180], [-180, 180], color="black", lw=0.7)
+    ax.set_xlabel("true angle (deg)")
+    ax.set_ylabel("predicted angle (deg, wrapped)")
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-180, 180)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+#: the predicted-vs-true plot of a pair regression, by target kind (none for other kinds)
+TARGET_PLOTS = {"quaternion": plot_rotation, "angle": plot_angle}
+
+
 def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = True) -> str:
     """Write ``results.json``, ``results.md``, ``metrics.png`` (+ TensorBoard scalars and
     the PNG plots as images)."""
@@ -305,6 +351,7 @@ def combine(result_files: Iterable[Path], out_dir: Path) -> str:
             [
                 {k: r[k] for k in ("checkpoint", "method", "data", "metrics")}
                 | {"baselines": r.get("baselines") or {}}
+                | ({"floors": r["floors"]} if "floors" in r else {})
                 for r in results
             ],
             indent=2,

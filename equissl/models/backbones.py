@@ -1,5 +1,5 @@
-"""The backbone extension point (DESIGN §4): a registry of encoders built for the view
-shape the dataset declares.
+"""The backbone extension point (docs/extending.md, "A backbone"): a registry of encoders
+built for the view shape the dataset declares.
 
 Every backbone is a :class:`Backbone`: ``forward(views [B, *view_shape]) -> [B, D]`` pooled
 features, ``feature_map(views) -> [B, D, h, w]`` for heads that need the map (``[B, 512, 8, 8]``

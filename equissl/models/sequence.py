@@ -1,4 +1,4 @@
-"""Heads of sequence methods (seq-JEPA, DESIGN §3.2): the action embedding, the observation
+"""Heads of sequence methods (seq-JEPA, docs/seq_jepa.md): the action embedding, the observation
 tokens ``[zᵢ ‖ emb(aᵢ)]`` and the transformer that aggregates them.
 
 Layout of the reference (github.com/hafezgh/seq-jepa, ``src/models.py``,

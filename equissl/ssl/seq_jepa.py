@@ -1,4 +1,4 @@
-"""seq-JEPA (Ghaemi, Muller, Bakhtiari, NeurIPS 2025; DESIGN §3.2).
+"""seq-JEPA (Ghaemi, Muller, Bakhtiari, NeurIPS 2025; docs/seq_jepa.md).
 
 Each object comes as ``M + 1`` views: ``M`` observed, then one target. The encoder (the
 ``backbone`` group, ResNet-18: 512-d) encodes the observed views into ``z₁ … z_M``; the

@@ -1,4 +1,4 @@
-"""Training-side fault tolerance (DESIGN §10).
+"""Training-side fault tolerance: a killed or requeued run resumes exactly with the same command.
 
 * :mod:`equissl.datasets.keys` — per-sample random generators from sampler keys.
 * :mod:`equissl.training.sampler` — the resumable, seeded, rank-sharded training loader.

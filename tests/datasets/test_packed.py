@@ -161,3 +161,33 @@ def test_index_records_the_format(packed):
     assert index["splits"]["train"]["objects"] == 9
     with Image.open(io.BytesIO((packed / "packed" / "val-00000-of-00001.bin").read_bytes())):
         pass  # the blob starts with the first view's JPEG file, byte for byte
+
+
+def test_a_nan_latent_is_named_with_its_object_view_and_shard(packed):
+    from equissl.datasets.packed import PackedStore, check_packed
+
+    shard = next((packed / "packed").glob("train-*.latents.npy"))
+    lat = np.load(shard)
+    lat[1, 2, 0] = np.nan
+    np.save(shard, lat)
+    store = PackedStore(packed, "train")
+    store.latents(0, [0, 1])  # a good object still reads
+    with pytest.raises(DatasetFormatError) as err:
+        store.latents(1, [0, 2])
+    message = str(err.value)
+    assert store.split.entries[1] in message and "[2]" in message and shard.name in message
+    problems = check_packed(packed, "train")[2]
+    assert any(store.split.entries[1] in p and "view 2" in p for p in problems)
+
+
+@pytest.mark.parametrize("name", ["../../outside", "/etc/passwd", "..", ""])
+def test_an_index_may_only_name_its_own_shards(packed, name):
+    import json
+
+    from equissl.datasets.packed import PackedStore
+
+    index = json.loads((packed / "packed.json").read_text())
+    index["splits"]["train"]["shards"][0]["shard"] = name
+    (packed / "packed.json").write_text(json.dumps(index))
+    with pytest.raises(DatasetFormatError, match="not plain file names"):
+        PackedStore(packed, "train")

@@ -1,4 +1,4 @@
-"""Bad input data (DESIGN §10): every bad input is named, the loader and ``equissl-validate``
+"""Bad input data: every bad input is named, the loader and ``equissl-validate``
 agree (both reject or both accept), and nothing already written is changed.
 
 "The loader rejects" means: building the train and val datasets, or reading every view of

@@ -22,7 +22,7 @@ from equissl.datasets.base import ViewDataset
 from equissl.datasets.packed import PackSettings, pack_chunk
 from equissl.training.pretrain import views_per_object
 from tests.conftest import compose_pretrain
-from tests.training.test_speed import SIE_SMALL, toy_run
+from tests.test_speed import SIE_SMALL, toy_run
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""PDE trajectories: batched spectral solvers, Lie point symmetries, HDF5 datasets (DESIGN §2.4)."""
+"""PDE trajectories: batched spectral solvers, Lie point symmetries, HDF5 datasets (docs/pde.md)."""
 
 from equissl.datasets.pde.dataset import PDEActionSpace, PDEWindowDataset
 from equissl.datasets.pde.equations import EQUATIONS

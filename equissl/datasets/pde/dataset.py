@@ -1,5 +1,5 @@
 """Views of PDE trajectories on the batch contract: random time windows under sampled
-Lie point symmetries (DESIGN §2.1, §2.4).
+Lie point symmetries (docs/pde.md).
 
 Each item is one trajectory seen in V views. A view is a window of ``window`` consecutive
 stored frames starting at a random frame, transformed by a group element
@@ -65,6 +65,8 @@ class PDEActionSpace(ActionSpace):
     conditioned on a subgroup sets ``method.action=[x_shift]`` (or ``[x_shift, boost]``).
     ``composition`` is how the views' elements were built from their strengths (the
     dataset's), so the relative element is that of the views actually seen.
+
+    Kinds (:attr:`target_kinds`): ``lie`` a ``vector``, each generator's target a ``scalar``.
     """
 
     default_action = ("lie",)
@@ -75,6 +77,7 @@ class PDEActionSpace(ActionSpace):
         self.group = SymmetryGroup.for_equation(equation)
         self.latent_dim = self.group.dim + 1
         self.targets = {"lie": self.group.dim, **{n: 1 for n in self.group.names}}
+        self.target_kinds = {"lie": "vector", **{n: "scalar" for n in self.group.names}}
 
     def params(self) -> dict[str, Any]:
         # composition only when not the default, so specs of earlier checkpoints still match

@@ -1,4 +1,4 @@
-"""HDF5 layout of PDE trajectories (DESIGN §2.4) and its validation.
+"""HDF5 layout of PDE trajectories (docs/pde.md, "File format") and its validation.
 
 One file per generation chunk, readable without our code:
 

@@ -13,7 +13,7 @@ projection on the generators — so the action space is exact, not a difference 
 The public code of Mialon et al. composes the generators by a second-order Lie–Trotter
 (Strang) splitting with 2 steps; ``composition="strang"`` reproduces that construction,
 ``composition="expm"`` (default) is the exact exponential. Both act pointwise on
-coordinate channels, so nothing is resampled (DESIGN §2.4, coordinate mode).
+coordinate channels, so nothing is resampled (the paper's coordinate mode; docs/pde.md).
 
 Generators (strength ε; ``u`` the field, one spatial dimension):
 

@@ -1,4 +1,4 @@
-"""``generate_iebench``: render a dataset in the exact 3DIEBench(-T) format (DESIGN §2.3)."""
+"""``generate_iebench``: render a dataset in the exact 3DIEBench(-T) format (docs/renders.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The probe extension point (DESIGN §5.2): a registry of probes trained on cached frozen
-features, and the pieces they share.
+"""The probe extension point (docs/extending.md, "A probe"): a registry of probes trained on
+cached frozen features, and the pieces they share.
 
 A probe is one module registering a :class:`Probe` subclass with its config schema
 (``@PROBES.register("classification", config=ClassificationProbeConfig)``) plus one YAML
@@ -30,16 +30,72 @@ from equissl.datasets.contract import ActionSpace
 from equissl.eval.features import FeatureSet
 from equissl.registries import PROBES as PROBES  # where plugins written for 0.1 import it
 
+#: Report rows of floors: the predictors that ignore the representation (a constant, the
+#: majority class) and chance.
+CONSTANT_ROW = "constant / majority"
+CHANCE_ROW = "chance"
+FLOOR_ROW_ORDER = (CONSTANT_ROW, CHANCE_ROW)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """Declares a metric a floor: the score of a predictor that ignores the representation.
+
+    Args:
+        of: the metric of the same probe it bounds (its column in ``results.md``), e.g.
+            ``"r2_global"`` for ``constant_r2_global``.
+        row: the report row it is shown in (:data:`CONSTANT_ROW` or :data:`CHANCE_ROW`;
+            any other name gets a row of its own).
+    """
+
+    of: str
+    row: str = CONSTANT_ROW
+
+
+#: the floors of :func:`equissl.eval.metrics.regression_metrics` (constant predictor)
+REGRESSION_FLOORS = {f"constant_{m}": Floor(m) for m in ("r2_global", "r2_sklearn", "mse")}
+#: the floors of :func:`equissl.eval.metrics.classification_floors`
+CLASSIFICATION_FLOORS = {
+    "chance_top1": Floor("top1", CHANCE_ROW),
+    "majority_top1": Floor("top1"),
+    "majority_balanced_top1": Floor("balanced_top1"),
+}
+
 
 @dataclass
 class ProbeResult:
-    """Metrics of one probe on one part, its validation predictions (for plots), and the
-    plots it wrote (``{name: file name in the evaluation directory}``)."""
+    """Metrics of one probe on one part, its validation predictions (for plots), the plots
+    it wrote (``{name: file name in the evaluation directory}``) and which of its metrics
+    are floors (``{metric: Floor}``, e.g. ``{"constant_r2_global": Floor("r2_global")}``).
+
+    Only the metrics declared in ``floors`` go to the report's floor rows, whatever their
+    names (a metric ``mean_norm`` not declared is an ordinary column); the evaluation stage
+    records the declaration in ``results.json["floors"]``. Every key of ``floors`` must be
+    a key of ``metrics``.
+    """
 
     metrics: dict[str, float]
     pred: Tensor
     target: Tensor
     plots: dict[str, str] = field(default_factory=dict)
+    floors: dict[str, Floor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.floors = {k: f if isinstance(f, Floor) else Floor(*f) for k, f in self.floors.items()}
+
+    def declared_floors(self) -> dict[str, Floor]:
+        """The declared floors present in :attr:`metrics` (``ValueError`` naming any other)."""
+        missing = sorted(set(self.floors) - set(self.metrics))
+        if missing:
+            raise ValueError(f"floors {missing} are not among the metrics {sorted(self.metrics)}")
+        return dict(self.floors)
+
+
+def floors_present(metrics: dict[str, float], *declared: dict[str, Floor]) -> dict[str, Floor]:
+    """The floors of the ``declared`` tables whose metric is in ``metrics`` (helpers such as
+    :func:`~equissl.eval.metrics.regression_metrics` return all of theirs; a probe that
+    drops one does not declare it)."""
+    return {k: f for table in declared for k, f in table.items() if k in metrics}
 
 
 @dataclass

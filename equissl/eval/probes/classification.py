@@ -14,7 +14,15 @@ from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
-from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.probes.base import (
+    CLASSIFICATION_FLOORS,
+    EvalContext,
+    Probe,
+    ProbeResult,
+    fit,
+    predict,
+    seeded,
+)
 from equissl.registries import PROBES
 
 
@@ -60,6 +68,7 @@ def classification_probe(
         },
         logits.argmax(-1),
         yval,
+        floors=dict(CLASSIFICATION_FLOORS),
     )
 
 

@@ -7,7 +7,7 @@ the MSE is taken in units of the head's range (:meth:`RangeSigmoidHead.loss`).
 
 Each epoch visits every trajectory once with one random evaluation view (a symmetry-
 transformed window; the label is the trajectory's, never transformed); validation scores
-every view. Metrics, as the paper reports them (DESIGN §5 keys ``<part>/coefficients/…``):
+every view. Metrics, as the paper reports them (``results.json`` keys ``<part>/coefficients/…``):
 
 * ``mse`` — mean squared error (the paper's Navier–Stokes figure);
 * ``nmse`` — mean over views of ``‖ŷ − y‖² / ‖y‖²`` over the coefficient vector (KdV/KS);
@@ -38,7 +38,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from equissl.config import ProbeConfig
-from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
+from equissl.eval.probes.base import (
+    EvalContext,
+    Floor,
+    Probe,
+    ProbeResult,
+    fit,
+    floors_present,
+    predict,
+    seeded,
+)
 from equissl.models.backbones import build_backbone
 from equissl.registries import PROBES
 
@@ -120,6 +129,11 @@ def labelled_subset(num: int, fraction: float, seed: int) -> Tensor:
     keep = min(num, max(2, round(fraction * num)))
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randperm(num, generator=gen)[:keep].sort().values
+
+
+#: the floors this probe declares: the probe-train mean's scores (``supervised_*`` is a
+#: trained model, an ordinary column)
+COEFFICIENT_FLOORS = {f"mean_{m}": Floor(m) for m in ("mse", "nmse", "rel_error")}
 
 
 def mean_baseline(train_y: Tensor, val_y: Tensor) -> dict[str, float]:
@@ -281,4 +295,5 @@ class CoefficientProbe(Probe):
             ctx.progress,
         )
         res.metrics.update(self.baselines(ctx))
+        res.floors = floors_present(res.metrics, COEFFICIENT_FLOORS)
         return res

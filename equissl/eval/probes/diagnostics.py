@@ -46,8 +46,9 @@ only (given the start view), ``λ = r · tr(XᵀX) / F`` for those ``F`` columns
 negative overfit.
 
 **PCA plot** (``pca_plot``): the validation views of the part on their first two principal
-axes (``torch.pca_lowrank``), coloured by class and by the view's absolute rotation angle
-(``pose_colour``), one PNG per part.
+axes (``torch.pca_lowrank``), coloured by class and by the view's absolute pose
+(``pose_colour``: the rotation angle of a ``quaternion`` target, the wrapped angle of an
+``angle`` target, chosen by the targets' kinds), one PNG per part.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from equissl.config import ProbeConfig
-from equissl.datasets.contract import Action, ActionSpace
+from equissl.datasets.contract import Action, ActionSpace, wrap_angle
 from equissl.eval.plots import plot_pca
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
 from equissl.eval.probes.pair_regression import fixed_pairs
@@ -276,14 +277,21 @@ def split_pairs(z: Tensor, lat: Tensor, action: Action, per_object: int, seed: i
 
 
 def pose_colour(space: ActionSpace, latents: Tensor) -> tuple[Tensor, str]:
-    """The value the PCA plot's second panel is coloured by, ``[...]``, and its label: the
-    absolute rotation angle of each view (degrees) when the data offer ``rotation`` (the
-    rotation from latents 0, the identity pose, to the view's), else the norm of the
-    default action from latents 0."""
+    """The value the PCA plot's second panel is coloured by, ``[...]``, and its label, from
+    the target from latents 0 (the identity pose) to each view's, chosen by kind: the
+    rotation angle (degrees) of the first target of kind ``quaternion``; else the absolute
+    wrapped angle (degrees, the norm over components) of the first of kind ``angle``; else
+    the norm of the default action."""
     zero = torch.zeros_like(latents)
-    if "rotation" in space.targets:
-        q = space.target("rotation", zero, latents)
-        return quaternion_angle(q.double()).rad2deg().float(), "absolute rotation angle (deg)"
+    quaternions = space.targets_of_kind("quaternion")
+    if quaternions:
+        q = space.target(quaternions[0], zero, latents)
+        label = f"absolute {quaternions[0]} angle (deg)"
+        return quaternion_angle(q.double()).rad2deg().float(), label
+    angles = space.targets_of_kind("angle")
+    if angles:
+        a = wrap_angle(space.target(angles[0], zero, latents).double()).rad2deg()
+        return a.norm(dim=-1).float(), f"absolute {angles[0]} angle (deg)"
     return space.relative(zero, latents).norm(dim=-1), "‖action from latents 0‖"
 
 
@@ -332,7 +340,7 @@ class DiagnosticsProbe(Probe):
             "equivariance": score,
         }
         o, a, b = val.pairs.unbind(1)
-        res = ProbeResult(metrics, val_z[o, b] - val_z[o, a], val.g)
+        res = ProbeResult(metrics, val_z[o, b] - val_z[o, a], val.g, floors={})  # none
         if cfg["pca_plot"]:
             res.plots[f"{self.name}/pca_{part}"] = self.plot_pca(ctx, part, val_z)
         return res

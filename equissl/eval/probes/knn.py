@@ -22,7 +22,7 @@ from torch import Tensor
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
 from equissl.eval.neighbours import EXACT, IndexSpec, build_index
-from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
+from equissl.eval.probes.base import CLASSIFICATION_FLOORS, EvalContext, Probe, ProbeResult
 from equissl.registries import PROBES
 
 
@@ -140,4 +140,5 @@ class KNNProbe(Probe):
             },
             scores.argmax(-1),
             labels,
+            floors=dict(CLASSIFICATION_FLOORS),
         )

@@ -2,14 +2,17 @@
 (SIE ``eval_angle_prediction.py`` / ``eval_color_prediction.py``): an MLP on [r_a ‖ r_b]
 regresses an action-space target — ``rotation`` (quaternion), ``color`` (two hue
 differences), ``translation`` / ``translation_base`` / ``translation_object`` (3DIEBench-T),
-``lie`` (PDE group element). Each epoch visits every object once with one random pair of
-distinct views; validation uses a fixed, seeded set of pairs per object. R² in both
-conventions, beside the constant predictor's on the same validation pairs
-(``constant_r2_global``, ``constant_r2_sklearn``, ``constant_mse``). Its constant is the
-mean target of a fixed, seeded sample of training pairs drawn as the validation pairs are
-(``val_pairs_per_object`` pairs of distinct views per training object, seed + 2): the
-training pairs themselves are redrawn every epoch, and all ``V (V − 1)`` ordered pairs per
-object would cost 2 450 target evaluations per 3DIEBench object for the same expectation.
+``lie`` (PDE group element). The regression is the same for every target; the
+predicted-vs-true plot follows the target's kind (``ActionSpace.target_kind``): the
+rotation angle for a ``quaternion``, the wrapped angle for an ``angle``, none otherwise.
+Each epoch visits every object once with one random pair of distinct views; validation
+uses a fixed, seeded set of pairs per object. R² in both conventions, beside the constant
+predictor's on the same validation pairs (``constant_r2_global``, ``constant_r2_sklearn``,
+``constant_mse``, declared floors). Its constant is the mean target of a fixed, seeded
+sample of training pairs drawn as the validation pairs are (``val_pairs_per_object`` pairs
+of distinct views per training object, seed + 2): the training pairs themselves are
+redrawn every epoch, and all ``V (V − 1)`` ordered pairs per object would cost 2 450 target
+evaluations per 3DIEBench object for the same expectation.
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import regression_metrics
-from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, fit, predict, seeded
-from equissl.eval.report import plot_rotation
+from equissl.eval.probes.base import (
+    REGRESSION_FLOORS,
+    EvalContext,
+    Probe,
+    ProbeResult,
+    fit,
+    predict,
+    seeded,
+)
+from equissl.eval.report import TARGET_PLOTS
 from equissl.registries import PROBES
 
 PairTarget = Callable[[Tensor, Tensor], Tensor]
@@ -109,7 +120,7 @@ def pair_regression_probe(
     per_object = int(cfg["val_pairs_per_object"])
     to, ta, tb = fixed_pairs(n, v, per_object, int(cfg["seed"]) + 2).unbind(1)
     metrics = regression_metrics(pred, yval, target(train_lat[to, ta], train_lat[to, tb]))
-    return ProbeResult(metrics, pred, yval)
+    return ProbeResult(metrics, pred, yval, floors=dict(REGRESSION_FLOORS))
 
 
 @PROBES.register("pair_regression", config=PairRegressionProbeConfig)
@@ -143,9 +154,10 @@ class PairRegressionProbe(Probe):
             f"probe {self.name} [{part}]",
             ctx.progress,
         )
-        if name == "rotation":
+        plot = TARGET_PLOTS.get(ctx.action_space.target_kind(name))
+        if plot is not None:
             file = f"{self.name}_{part}.png"
-            plot_rotation(
+            plot(
                 res.pred,
                 res.target,
                 f"{ctx.meta['config']['method']['name']} {part}",

@@ -11,7 +11,9 @@ target that is the group element relating two views (3DIEBench's quaternion of R
 hue differences, translations, which are the translation part of M₁⁻¹M_M) this *is* the
 composition of the ``M − 1`` step actions the model saw, so it works for any data with an
 action space. ``cumulative: angle_sum`` offers the other reading, the summed rotation angle
-of the steps (a scalar path length; quaternion targets only). ``M = 1`` has no path (the
+of the steps (a scalar path length; for one target of kind ``quaternion``, its rotation
+angle, or of kind ``angle``, the norm of its wrapped angles — chosen by the target's kind,
+``ActionSpace.target_kind``, not its name). ``M = 1`` has no path (the
 target is the identity for every object) and is not probed.
 
 Features: the sequence parts ``"<part>@M<m>"`` of the cache (the first ``m`` evaluation
@@ -37,10 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from equissl.config import ProbeConfig
-from equissl.datasets.contract import Action
+from equissl.datasets.contract import Action, wrap_angle
 from equissl.eval.metrics import regression_metrics
 from equissl.eval.probes.base import (
     PROBES,
+    REGRESSION_FLOORS,
     EvalContext,
     Probe,
     ProbeResult,
@@ -83,11 +86,20 @@ def composed(action: Action, latents: Tensor, length: int) -> Tensor:
     return action.relative(latents[:, 0], latents[:, length - 1])
 
 
+#: target kinds ``angle_sum`` can sum, with the angle (rad) of a step ``[..., K] -> [...]``
+STEP_ANGLES: dict[str, Callable[[Tensor], Tensor]] = {
+    "quaternion": quaternion_angle,
+    "angle": lambda steps: wrap_angle(steps).norm(dim=-1),
+}
+
+
 def angle_sum(action: Action, latents: Tensor, length: int) -> Tensor:
-    """``[N, 1]``: Σ over the ``length − 1`` steps of the step rotation's angle (rad);
-    ``action`` must be one quaternion target."""
-    steps = action.relative(latents[:, : length - 1], latents[:, 1:length])  # [N, M-1, 4]
-    return quaternion_angle(steps.double()).sum(1, keepdim=True).float()
+    """``[N, 1]``: Σ over the ``length − 1`` steps of the step's angle (rad); ``action``
+    must be one target of a kind in :data:`STEP_ANGLES` (a quaternion's rotation angle, the
+    norm of an angle target's wrapped angles)."""
+    (kind,) = action.kinds
+    steps = action.relative(latents[:, : length - 1], latents[:, 1:length])  # [N, M-1, K]
+    return STEP_ANGLES[kind](steps.double()).sum(1, keepdim=True).float()
 
 
 CUMULATIVE: dict[str, Cumulative] = {"composed": composed, "angle_sum": angle_sum}
@@ -114,7 +126,8 @@ def path_integration_probe(
         head = pair_mlp(train_x.shape[1], int(cfg["hidden_dim"]), train_y.shape[1])
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
     pred = predict(model, val_x, device)
-    return ProbeResult(regression_metrics(pred, val_y, train_y), pred, val_y)
+    metrics = regression_metrics(pred, val_y, train_y)
+    return ProbeResult(metrics, pred, val_y, floors=dict(REGRESSION_FLOORS))
 
 
 @PROBES.register("path_integration", config=PathIntegrationProbeConfig)
@@ -153,10 +166,13 @@ class PathIntegrationProbe(Probe):
             action = self.action(ctx)
         except ValueError as err:
             return str(err)
-        if self.cfg["cumulative"] == "angle_sum" and action.components != ("rotation",):
+        if self.cfg["cumulative"] == "angle_sum" and (
+            len(action.components) != 1 or action.kinds[0] not in STEP_ANGLES
+        ):
+            kinds = dict(zip(action.components, action.kinds, strict=True))
             return (
-                "cumulative=angle_sum sums quaternion step angles: it needs the target "
-                f"rotation, not {list(action.components)}"
+                "cumulative=angle_sum sums step angles: it needs one target of kind "
+                f"{' or '.join(STEP_ANGLES)}, not {kinds}"
             )
         if not self.available(ctx):
             return (

@@ -11,7 +11,8 @@ reference). Embeddings and predictions are L2-normalised (the reference's defaul
 * **MRR, Hit@k**: ``p_j`` ranked by similarity among the embeddings of the same object's
   views; ``rank`` = 1 + position of ``e_j``; MRR = mean 1/rank, Hit@k = fraction with
   rank ≤ k.
-* **PRE** (rotation data): the nearest neighbour ``n`` of ``p_j`` among every view's
+* **PRE** (data with a target of kind ``quaternion``, the first one, e.g. 3DIEBench's
+  ``rotation``): the nearest neighbour ``n`` of ``p_j`` among every view's
   embedding of the split (``pre_bank: all`` adds the training split, the reference's
   "val-all"); error ``1 − (q_j · q_n)²`` from the absolute orientation quaternions of view
   ``j`` and of ``n``, averaged.
@@ -145,14 +146,16 @@ class PredictorProbe(Probe):
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         method = ctx.method
         if part != method.predictor_part:
-            return ProbeResult({}, torch.empty(0), torch.empty(0))
+            return ProbeResult({}, torch.empty(0), torch.empty(0), floors={})
         cfg, bs = self.cfg, int(self.cfg["batch_size"])
         normalize = bool(cfg["normalize"])
         method.eval().to(ctx.device)
         emb = embed(method, ctx.val.parts[part], ctx.device, bs)
         pred = predictions(method, emb, ctx.val.latents, bs)
         metrics, ranks = predictor_metrics(pred, emb, list(cfg["hits"]), normalize)
-        if "rotation" in ctx.action_space.targets:
+        quaternions = ctx.action_space.targets_of_kind("quaternion")
+        if quaternions:
+            rotation = quaternions[0]
             bank, lats = self.pre_bank(ctx, part, emb, bs)
             e = emb.shape[-1]
             metrics["pre"] = pre_metric(
@@ -160,10 +163,10 @@ class PredictorProbe(Probe):
                 ctx.val.latents.reshape(-1, ctx.val.latents.shape[-1]),
                 bank,
                 lats,
-                lambda a, b: ctx.action_space.target("rotation", a, b),
+                lambda a, b: ctx.action_space.target(rotation, a, b),
                 normalize,
             )
-        return ProbeResult(metrics, ranks, torch.ones_like(ranks))
+        return ProbeResult(metrics, ranks, torch.ones_like(ranks), floors={})  # no floors
 
     def pre_bank(
         self, ctx: EvalContext, part: str, val_emb: Tensor, bs: int
