@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from equissl.config import SpeedConfig
+from equissl.lightning_compat import fused_optimizer_devices
 
 #: the plain path: what a config without a ``speed`` section does
 PLAIN: dict[str, Any] = dataclasses.asdict(SpeedConfig())
@@ -87,7 +87,7 @@ def optimizer_options(flag: Any, params: Iterable[Tensor]) -> dict[str, bool]:
     if flag == "foreach":
         return {"foreach": True}
     devices = {p.device.type for p in params}
-    fusable = devices <= set(_get_fused_kernels_supported_devices())
+    fusable = devices <= fused_optimizer_devices()
     if flag == "auto":
         return {"fused": True} if fusable else {"foreach": True}
     if not fusable:

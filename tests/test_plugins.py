@@ -28,6 +28,13 @@ defaults:
   - _self_
 width: 8
 """
+DATA_YAML = """\
+# The toy dataset of tests/toy_parts.py: made in memory, no data.root
+defaults:
+  - toy_shapes_schema
+  - _self_
+name: toy_shapes
+"""
 PROBE_YAML = """\
 # @package eval.probes.feature_norm
 defaults:
@@ -55,6 +62,7 @@ def plugin_dir(tmp: Path) -> tuple[Path, Path]:
         ("method/toy.yaml", METHOD_YAML),
         ("backbone/tiny_cnn.yaml", BACKBONE_YAML),
         ("probe/feature_norm.yaml", PROBE_YAML),
+        ("data/toy_shapes.yaml", DATA_YAML),
     ):
         (conf / rel).parent.mkdir(parents=True, exist_ok=True)
         (conf / rel).write_text(text)
@@ -74,11 +82,13 @@ def run(app: str, *args: str, cwd: Path, plugin: Path | None) -> subprocess.Comp
     )
 
 
-def test_toy_method_backbone_and_probe_from_outside(iebench_tree, tmp_path):
+def test_toy_method_backbone_probe_and_dataset_from_outside(tmp_path):
+    """A method, a backbone, a probe and a dataset whose angle target is named ``rotation``
+    (not a quaternion), all from one plugin module and its YAML options."""
     code, conf = plugin_dir(tmp_path)
     listing = run("list", cwd=tmp_path, plugin=code)
     assert listing.returncode == 0, listing.stderr[-3000:]
-    for name in ("toy", "toy_ema", "tiny_cnn", "feature_norm"):
+    for name in ("toy", "toy_ema", "tiny_cnn", "feature_norm", "toy_shapes", "planar_rotation"):
         assert f"  {name} " in listing.stdout
     assert "keys: name, impl, action, num_views" in listing.stdout  # the toy schema's keys
 
@@ -86,7 +96,7 @@ def test_toy_method_backbone_and_probe_from_outside(iebench_tree, tmp_path):
         "method=toy",
         "backbone=tiny_cnn",
         f"hydra.searchpath=[file://{conf}]",
-        f"data.root={iebench_tree}",
+        "data=toy_shapes",
         *FAST,
         "trainer.max_steps=2",
         "evaluate_after=true",
@@ -97,7 +107,7 @@ def test_toy_method_backbone_and_probe_from_outside(iebench_tree, tmp_path):
     res = run("pretrain", *args, cwd=tmp_path, plugin=code)
     assert res.returncode == 0, res.stderr[-3000:]
     (run_dir,) = (tmp_path / "outputs" / "pretrain").iterdir()
-    assert run_dir.name.startswith("toy_3diebench_")
+    assert run_dir.name.startswith("toy_toy_shapes_")
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     state = load_checkpoint(ckpt)
     assert state["global_step"] == 2
@@ -106,7 +116,8 @@ def test_toy_method_backbone_and_probe_from_outside(iebench_tree, tmp_path):
     assert meta["config"]["backbone"] == {"impl": "tiny_cnn", "width": 8}
     assert meta["parts"] == {"full": 8} and meta["action"] is None
     results = json.loads((run_dir / "eval" / "results.json").read_text())
-    assert results["method"] == "toy"
+    assert results["method"] == "toy" and results["data"] == "toy_shapes"
+    assert meta["spec"]["action_space"] == {"kind": "planar_rotation", "params": {}}
     for key in (
         "full/classification/top1",
         "full/rotation/r2_global",

@@ -26,6 +26,9 @@ import equissl
 
 log = logging.getLogger("equissl")
 
+#: error types equissl raises with a message written for the user (bad data, checkpoint,
+#: config, a locked run); a TypeError or AttributeError is a bug and keeps its traceback
+USER_FACING = (ValueError, KeyError, OSError, RuntimeError)
 #: config groups a command line picks options of (``method=sie``)
 CHOICE_GROUPS = ("method", "data", "backbone", "trainer", "logger", "experiment", "probe")
 #: trainer options that need a CUDA GPU
@@ -210,7 +213,12 @@ def short_errors(command: str) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not _raised_by_equissl(err):
+        if (
+            os.environ.get("HYDRA_FULL_ERROR") == "1"
+            or not isinstance(err, USER_FACING)
+            or isinstance(err, NotImplementedError)
+            or not _raised_by_equissl(err)
+        ):
             raise
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode

@@ -242,7 +242,14 @@ def extract_features(
     stored as ``dtype``."""
     method.eval().to(device)
     single = dataset.evaluation_views(views_per_object, seed)
-    n, v = len(dataset), single.views_per_object
+    n = len(dataset)
+    v = int(getattr(single, "views_per_object", 0) or (len(single) // max(n, 1)))
+    if v < 1 or len(single) != n * v:
+        raise ValueError(
+            f"{type(dataset).__name__}.evaluation_views() returned {len(single)} items for "
+            f"{n} objects; it must return views_per_object one-view items per object, "
+            "object-major (docs/extending.md, 'Evaluation views')"
+        )
     part_dtype = storage_dtype(dtype)
     store = ArrayStore(directory)
     loader = DataLoader(single, batch_size=batch_size, shuffle=False, num_workers=num_workers)

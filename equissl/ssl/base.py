@@ -1,5 +1,5 @@
-"""The method extension point (DESIGN §3): the base class every method subclasses and the
-registry it registers in.
+"""The method extension point (docs/extending.md, "A method"): the base class every method
+subclasses and the registry it registers in.
 
 A method is one module::
 
@@ -38,6 +38,7 @@ from equissl.checkpointing import (
 )
 from equissl.datasets.base import DataSpec
 from equissl.datasets.contract import check_batch
+from equissl.lightning_compat import attached_trainer, load_train_dataloader
 from equissl.models.backbones import build_backbone
 from equissl.models.ema import momentum_tau, update_targets
 from equissl.registries import METHODS as METHODS  # where plugins written for 0.1 import it
@@ -239,7 +240,8 @@ class SSLMethod(pl.LightningModule):
         """τ of the EMA update after optimizer step ``step`` (default: steps completed so
         far) of the run (``method.momentum``)."""
         m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
-        total = int(self.trainer.estimated_stepping_batches) if self._trainer else 1
+        trainer = attached_trainer(self)
+        total = int(trainer.estimated_stepping_batches) if trainer is not None else 1
         step = self.global_step if step is None else step
         return momentum_tau(step, total, float(m["base_tau"]), float(m["final_tau"]))
 
@@ -265,7 +267,8 @@ class SSLMethod(pl.LightningModule):
 
     def global_batch_size(self) -> int:
         per_device = int(self.config["data"]["batch_size"])
-        world = self.trainer.world_size if self._trainer is not None else 1
+        trainer = attached_trainer(self)
+        world = trainer.world_size if trainer is not None else 1
         return per_device * world
 
     def schedule_steps(self) -> tuple[int, int]:
@@ -279,7 +282,7 @@ class SSLMethod(pl.LightningModule):
         if not math.isfinite(batches) and self.trainer.train_dataloader is None:
             # max_epochs=-1: estimated_stepping_batches returned max_steps without loading
             # the data; load it (as it does otherwise) for the batches per epoch.
-            self.trainer.fit_loop.setup_data()
+            load_train_dataloader(self.trainer)
             batches = self.trainer.num_training_batches
         per_epoch = (
             max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))

@@ -37,6 +37,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from equissl.atomic import atomic_write_text
+from equissl.lightning_compat import apply_restored_loader_state
 from equissl.training.signals import (
     EXIT_OK,
     EXIT_RESUMABLE,
@@ -126,11 +127,11 @@ class RunCheckpoint(Checkpoint):
         if self._rng_to_restore is not None:
             set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
-        # Lightning applies the restored loader position in FitLoop.setup_data, which skips
-        # it when the loader was already built before the restore, as it is when
+        # Lightning applies the restored loader position only when it builds the loader,
+        # which it skips when the loader was already built before the restore, as it is when
         # configure_optimizers reads estimated_stepping_batches (a warm-up schedule): apply
         # it here (a no-op when already applied or not resuming).
-        trainer.fit_loop._load_combined_loader_states()
+        apply_restored_loader_state(trainer)
 
     def on_train_batch_end(
         self,
@@ -143,7 +144,7 @@ class RunCheckpoint(Checkpoint):
         step = trainer.global_step
         signum = self._agreed_signal(trainer)
         epoch_end = (
-            trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            trainer.is_last_batch
             and self.every_n_epochs > 0
             and (trainer.current_epoch + 1) % self.every_n_epochs == 0
         )

@@ -9,9 +9,10 @@ Order: epoch ``e`` visits ``randperm(N)`` drawn from ``derive_seed(seed, e)``; r
 Position: the loader counts the batches it has *handed to the training loop* in the current
 epoch. Lightning's fetcher does not prefetch from a loader with a length, so this is the
 number of batches trained on, whatever the workers prefetched. Lightning saves
-``state_dict()`` in the checkpoint (``loops.fit_loop.state_dict.combined_loader``) because the
-loader is stateful, and restores it before creating the iterator, so a resumed run continues
-with the next batch of the same permutation.
+``state_dict()`` in the checkpoint because the loader is stateful (where:
+:func:`equissl.lightning_compat.checkpoint_loader_states`), and restores it before creating
+the iterator (:func:`equissl.lightning_compat.apply_restored_loader_state` where Lightning
+would not), so a resumed run continues with the next batch of the same permutation.
 
 Loader workers are restarted every epoch (``persistent_workers=False``) and seeded from
 ``(seed, epoch, rank, worker)`` for any residual use of the global RNGs; this costs one

@@ -311,7 +311,7 @@ def test_checkpoint_predating_a_key_reads_its_default(toy_checkpoint, tmp_path, 
             "unknown key method.bogus",
         ),
         # keys without a default; keys with one are filled (next test)
-        ("missing", lambda s: s["equissl"]["config"]["data"].pop("root"), "missing key data.root"),
+        ("missing", lambda s: s["equissl"]["config"]["data"].pop("name"), "missing key data.name"),
         (
             "name",
             lambda s: s["equissl"]["config"]["method"].pop("name"),
