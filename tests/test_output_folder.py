@@ -146,9 +146,8 @@ def test_pde_generate_reruns_into_its_own_folder_and_refuses_other_settings(tmp_
 
 def test_pack_refuses_an_existing_dataset_as_out(iebench_tree, tmp_path):
     """``equissl-pack SRC OUT`` with OUT another dataset: its split files stay."""
-    from conftest import write_iebench_tree
-
     from equissl.apps.pack import main
+    from tests.conftest import write_iebench_tree
 
     other = write_iebench_tree(tmp_path / "other", seed=5)
     before = snapshot(other)

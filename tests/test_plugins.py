@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from equissl.checkpointing import load_checkpoint
 
 TOY_PARTS = Path(__file__).with_name("toy_parts.py")
@@ -82,6 +84,7 @@ def run(app: str, *args: str, cwd: Path, plugin: Path | None) -> subprocess.Comp
     )
 
 
+@pytest.mark.e2e
 def test_toy_method_backbone_probe_and_dataset_from_outside(tmp_path):
     """A method, a backbone, a probe and a dataset whose angle target is named ``rotation``
     (not a quaternion), all from one plugin module and its YAML options."""
@@ -157,6 +160,7 @@ def test_toy_method_backbone_probe_and_dataset_from_outside(tmp_path):
     assert str(ckpt) in missing.stderr
 
 
+@pytest.mark.e2e
 def test_unimportable_plugin_is_named(tmp_path):
     env = dict(os.environ, EQUISSL_PLUGINS="no_such_equissl_plugin")
     script = Path(sys.executable).parent / "equissl-list"

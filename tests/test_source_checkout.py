@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TOY = '''"""A toy method added in the package itself."""
@@ -37,6 +39,7 @@ class InTreeToy(SSLMethod):
 '''
 
 
+@pytest.mark.e2e
 def test_new_method_in_a_copy_of_the_checkout(tmp_path):
     copy = tmp_path / "checkout"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")

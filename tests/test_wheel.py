@@ -76,6 +76,7 @@ def clean_env() -> dict:
     return env
 
 
+@pytest.mark.e2e
 def test_wheel_installs_package_and_configs(wheel_venv, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()

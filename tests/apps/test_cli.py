@@ -61,6 +61,7 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
     assert set(results) == {
         "checkpoint", "checkpoint_sha1", "method", "data", "config", "metrics", "skipped", "plots",
+        "floors",
     }  # fmt: skip
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert "sequence representation" in results["skipped"]["path_integration"]
@@ -75,6 +76,20 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
         ):
             assert f"{part}/{key}" in results["metrics"]
     assert "| sie (3diebench) | equi |" in res.stdout
+
+
+@pytest.mark.e2e
+def test_evaluate_alone_in_a_sweep_and_after_extending(iebench_tree, tmp_path):
+    args = [
+        f"data.root={iebench_tree}",
+        *FAST,
+        "trainer.max_steps=2",
+        "eval.num_workers=0",
+    ]
+    res = run("pretrain", *args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dirs = list((tmp_path / "outputs" / "pretrain").iterdir())
+    ckpt = run_dirs[0] / "checkpoints" / "last.ckpt"
 
     # the evaluation stage on its own, from the checkpoint alone
     ev = run(
@@ -109,8 +124,12 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     # same command with a larger budget: same run directory, resumes from last.ckpt
     again = run("pretrain", *args, "trainer.max_steps=3", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert list((tmp_path / "outputs" / "pretrain").iterdir()) == run_dirs
+    assert load_checkpoint(ckpt)["global_step"] == 3
+    assert not (run_dirs[0] / "run.lock").exists()  # released at the end
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -145,6 +164,7 @@ def test_untrained_checkpoint_and_nan_guard(iebench_tree, tmp_path):
         method.training_step(batch, 0)
 
 
+@pytest.mark.e2e
 def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
     res = run(
         "pretrain",
@@ -167,6 +187,7 @@ def test_ddp_on_two_cpu_processes(iebench_tree, tmp_path):
     assert "data.global_batch_size=8, data.batch_size=4 per device" in res.stdout + res.stderr
 
 
+@pytest.mark.e2e
 def test_generate_and_validate_pde(tmp_path):
     out = tmp_path / "kdv"
     res = run(
@@ -194,6 +215,7 @@ def test_generate_and_validate_pde(tmp_path):
     assert typo.returncode != 0 and "num_trajectorys" in typo.stderr + typo.stdout
 
 
+@pytest.mark.e2e
 def test_sweep_over_budgets_keeps_runs_apart(iebench_tree, tmp_path):
     # the budget is not in a single run's hash (extension), but sweep jobs hash every override
     res = run("pretrain", "-m", f"data.root={iebench_tree}", *FAST, "trainer.max_steps=1,2",

@@ -8,7 +8,7 @@ import sys
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from equissl import cli
+from equissl.apps import cli
 from equissl.apps.cli import expand_checkpoint_glob, hydra_quoted
 
 

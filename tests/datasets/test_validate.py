@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from equissl.datasets.validate_tree import validate_iebench
 
@@ -36,6 +37,7 @@ def test_missing_split_entry(iebench_tree):
     assert any("doesnotexist" in p for p in report.problems)
 
 
+@pytest.mark.e2e
 def test_cli_exit_status(iebench_tree):
     cmd = [sys.executable, "-c", "from equissl.apps.cli import validate; validate()"]
     ok = subprocess.run([*cmd, str(iebench_tree)], capture_output=True, text=True)

@@ -48,6 +48,7 @@ def val_only_root(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.e2e
 def test_evaluate_after_the_training_data_are_gone(iebench_tree, tmp_path):
     train_root = shutil.copytree(iebench_tree, tmp_path / "copy")
     config = compose_pretrain([f"data.root={train_root}", *REAL_FAST])

@@ -526,6 +526,7 @@ def test_cli_usage_errors_name_the_key(args, words, iebench_tree, capsys):
         assert w in out
 
 
+@pytest.mark.e2e
 def test_cli_console_script_statuses(iebench_tree, tmp_path):
     script = Path(sys.executable).parent / "equissl-validate"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "equissl.apps.cli"]

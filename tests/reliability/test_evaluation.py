@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from hydra import compose, initialize_config_module
 
@@ -35,6 +36,7 @@ def trained(tree: Path, tmp_path: Path) -> tuple[Path, dict]:
     return pretrain(config, tmp_path / "run"), config
 
 
+@pytest.mark.e2e
 def test_two_identical_evaluations_agree(iebench_tree, tmp_path):
     ckpt, config = trained(iebench_tree, tmp_path)
     runs = []
@@ -58,6 +60,7 @@ def cache_entries(features: Path) -> list[str]:
     return sorted(p.name for p in features.iterdir() if not p.name.startswith("."))
 
 
+@pytest.mark.e2e
 def test_changed_data_under_the_same_root_is_re_extracted(iebench_tree, tmp_path):
     ckpt, config = trained(iebench_tree, tmp_path)
     features = tmp_path / "run" / "features"  # beside the checkpoint's run, not per evaluation

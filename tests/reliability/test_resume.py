@@ -34,6 +34,7 @@ def assert_matches_reference(reference, run):
     assert len(losses.splitlines()) == REFERENCE_STEPS
 
 
+@pytest.mark.e2e
 def test_kill9_at_a_random_step_then_same_command_is_bitwise_equal(ft_tree, reference, tmp_path):
     # The reference ran in-process, this one as the console script: same numbers expected.
     args = fast_args(ft_tree, REFERENCE_STEPS, "checkpoint.every_n_steps=1")

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 
+import pytest
 from ft_helpers import fast_args, run, run_dir, start, wait_for_steps
 
 from equissl.checkpointing import load_checkpoint
@@ -14,6 +15,7 @@ from equissl.training.signals import EXIT_OK, EXIT_RESUMABLE
 QUIET = ("checkpoint.every_n_steps=0", "checkpoint.every_n_epochs=0")
 
 
+@pytest.mark.e2e
 def test_sigterm_checkpoints_exits_75_and_the_same_command_continues(iebench_tree, tmp_path):
     args = fast_args(iebench_tree, 1000, *QUIET)
     proc = start(args, tmp_path)
@@ -35,6 +37,7 @@ def test_sigterm_checkpoints_exits_75_and_the_same_command_continues(iebench_tre
     assert logged == list(range(1, stopped + 3))
 
 
+@pytest.mark.e2e
 def test_sigusr1_requeues_through_scontrol(iebench_tree, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -14,6 +14,7 @@ def test_rank_share_check_names_the_numbers():
         ResumableSampler(9, batch_size=10, seed=0)
 
 
+@pytest.mark.e2e
 def test_three_devices_on_a_small_set_fail_before_training(iebench_tree, tmp_path):
     res = run(
         [

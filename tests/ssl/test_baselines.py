@@ -259,6 +259,7 @@ PER_RANK = {
 }
 
 
+@pytest.mark.e2e
 def test_two_gloo_ranks_match_one_process(methods, tmp_path):
     criteria = {n: m.criterion for n, m in methods.items() if hasattr(m, "criterion")}
     weights = {n: m.weights for n, m in methods.items()}

@@ -201,6 +201,7 @@ def gloo_worker(rank: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.e2e
 def test_two_gloo_ranks_match_one_process(tmp_path):
     mp.spawn(gloo_worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     full = [t.clone().requires_grad_() for t in inputs(p=4)[:4]]

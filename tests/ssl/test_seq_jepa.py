@@ -394,6 +394,7 @@ def single_process(saved: dict, train: bool, parts: int) -> tuple[torch.Tensor, 
     return loss.detach(), {n: p.grad for n, p in method.named_parameters() if p.requires_grad}
 
 
+@pytest.mark.e2e
 def test_two_gloo_ranks_match_one_process(tree, tmp_path):
     # Nothing is gathered: the loss is a batch mean of per-object terms, so DDP's averaged
     # gradient is the whole batch's wherever samples do not interact. The only interaction

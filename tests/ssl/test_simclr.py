@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -71,6 +72,7 @@ def worker(rank: int, tmp: str, criterion: torch.nn.Module) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.e2e
 def test_two_gloo_ranks_match_one_process(iebench_tree, tmp_path):
     criterion = simclr_criterion(iebench_tree)
     mp.spawn(worker, args=(str(tmp_path), criterion), nprocs=WORLD, join=True)
