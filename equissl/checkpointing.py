@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from equissl.atomic import atomic_open
-from equissl.config import PretrainConfig
+from equissl.config import PretrainConfig, range_problems
 from equissl.plugins import load_plugins
 from equissl.registries import BACKBONES, DATASETS, METHODS
 
@@ -203,3 +203,14 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             continue
         problems += schema_problems(config[section], schema, section)
     return problems
+
+
+def config_range_problems(config: dict[str, Any]) -> list[str]:
+    """Every value of a resolved pretraining config outside the range its schema field
+    declares (:func:`equissl.config.range_problems`): the shared sections and the
+    registered method, data and backbone schemas."""
+    problems = range_problems(config, PretrainConfig, "")
+    for section, schema in _section_schemas(config).items():
+        if schema is not None:
+            problems += range_problems(config[section], schema, section)
+    return sorted(set(problems))

@@ -12,10 +12,59 @@ names its source.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+
+def at_least(low: float, default: Any) -> Any:
+    """A schema field whose value must be ``>= low`` (``None`` allowed where the type is
+    optional); checked at start-up by :func:`range_problems`, naming the key."""
+    return field(default=default, metadata={"min": low})
+
+
+def above(low: float, default: Any) -> Any:
+    """A schema field whose value must be ``> low`` (see :func:`at_least`)."""
+    return field(default=default, metadata={"gt": low})
+
+
+def in_unit_interval(default: float) -> Any:
+    """A schema field whose value must lie in ``[0, 1]``."""
+    return field(default=default, metadata={"min": 0.0, "max": 1.0})
+
+
+def range_problems(values: Any, schema: type, prefix: str) -> list[str]:
+    """``"data.batch_size=0 must be >= 1"`` for every value of ``values`` (a plain dict)
+    outside the range its ``schema`` field declares, recursively into nested schemas."""
+    if not isinstance(values, dict) or not dataclasses.is_dataclass(schema):
+        return []
+    hints = typing.get_type_hints(schema)
+    problems = []
+    for f in dataclasses.fields(schema):
+        if f.name not in values:
+            continue
+        value, key = values[f.name], f"{prefix}.{f.name}" if prefix else f.name
+        nested = [
+            a
+            for a in (hints.get(f.name), *typing.get_args(hints.get(f.name)))
+            if dataclasses.is_dataclass(a)
+        ]
+        if nested and isinstance(value, dict):
+            problems += range_problems(value, nested[0], key)
+            continue
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        rules = f.metadata
+        if "min" in rules and value < rules["min"]:
+            problems.append(f"{key}={value} must be >= {rules['min']}")
+        if "gt" in rules and value <= rules["gt"]:
+            problems.append(f"{key}={value} must be > {rules['gt']}")
+        if "max" in rules and value > rules["max"]:
+            problems.append(f"{key}={value} must be <= {rules['max']}")
+    return problems
 
 
 @dataclass
@@ -30,19 +79,19 @@ class OptimConfig:
     """
 
     name: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    momentum: float = 0.9  # sgd only
+    lr: float = above(0.0, 1e-3)
+    weight_decay: float = at_least(0.0, 1e-6)
+    momentum: float = in_unit_interval(0.9)  # sgd only
     exclude_bias_norm: bool = False  # no weight decay on biases and norm parameters
     scheduler: str = "none"  # none | warmup_cosine | warmup_constant
-    warmup_epochs: float = 0.0
-    warmup_steps: int = 0
-    warmup_start_lr: float = 0.0  # lr the warm-up starts from (seq-JEPA: 1e-5)
-    min_lr: float = 0.0  # where warmup_cosine ends
+    warmup_epochs: float = at_least(0.0, 0.0)
+    warmup_steps: int = at_least(0, 0)
+    warmup_start_lr: float = at_least(0.0, 0.0)  # lr the warm-up starts from (seq-JEPA: 1e-5)
+    min_lr: float = at_least(0.0, 0.0)  # where warmup_cosine ends
     # Learning-rate scaling is explicit, never implied by devices x nodes: "linear"
     # multiplies lr by global_batch / base_batch_size; "none" uses lr as given.
     lr_scaling: str = "none"
-    base_batch_size: int = 1024
+    base_batch_size: int = at_least(1, 1024)
 
 
 @dataclass
@@ -50,8 +99,8 @@ class MomentumConfig:
     """EMA target of momentum methods: τ from ``base_tau`` to ``final_tau`` on a cosine
     over the run's optimizer steps (BYOL, seq-JEPA: 0.996 → 1)."""
 
-    base_tau: float = 0.996
-    final_tau: float = 1.0
+    base_tau: float = in_unit_interval(0.996)
+    final_tau: float = in_unit_interval(1.0)
 
 
 @dataclass
@@ -66,7 +115,9 @@ class MethodConfig:
     name: str = MISSING  # the config option's name, reported in results.json
     impl: str = MISSING  # registry key of the implementing class (filled by registration)
     action: list[str] | None = None
-    num_views: int = 2  # views per object the method consumes (the one owner of this number)
+    num_views: int = at_least(
+        1, 2
+    )  # views per object the method consumes (the one owner of this number)
     online_probe: bool = True  # linear classifier on detached representations, logged only
     weights: dict[str, float] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -96,18 +147,20 @@ class DataConfig:
     name: str = MISSING  # the config option's name, reported in results.json
     impl: str = MISSING  # registry key of the dataset (filled by registration)
     root: str | None = None  # a folder of files; None for generated or in-memory data
-    batch_size: int = 128  # per device; 8 GPUs x 128 = the SIE global batch of 1024
+    batch_size: int = at_least(1, 128)  # per device; 8 GPUs x 128 = the SIE global batch of 1024
     # Batch over all ranks. When set, data.batch_size is derived from it at start:
     # global_batch_size / (devices x nodes), which must divide
     # (equissl.training.pretrain.resolve_batch).
-    global_batch_size: int | None = None
+    global_batch_size: int | None = at_least(1, None)
     # The README's spelling of the method's views per object: when set, it sets
     # method.num_views (the method owns the number and checks it).
-    num_views: int | None = None
-    num_workers: int = 4
+    num_views: int | None = at_least(1, None)
+    num_workers: int = at_least(0, 4)
     train_split: str = "train"
     val_split: str = "val"
-    eval_views: int = 0  # views per object of the evaluation protocol (0: the dataset's)
+    eval_views: int = at_least(
+        0, 0
+    )  # views per object of the evaluation protocol (0: the dataset's)
     # A damaged view met during training: fail (stop, naming the file) | skip (next index,
     # counted and logged; items carry `skipped`). See equissl.datasets.on_error.
     on_error: str = "fail"
@@ -119,16 +172,16 @@ class TrainerConfig:
 
     accelerator: str = "auto"
     devices: Any = "auto"
-    num_nodes: int = 1
+    num_nodes: int = at_least(1, 1)
     strategy: str = "auto"
-    max_epochs: int = 2000
-    max_steps: int = -1
+    max_epochs: int = at_least(-1, 2000)
+    max_steps: int = at_least(-1, -1)
     precision: str = "32-true"
-    log_every_n_steps: int = 50
+    log_every_n_steps: int = at_least(1, 50)
     sync_batchnorm: bool = False
     gradient_clip_val: float | None = None
-    accumulate_grad_batches: int = 1
-    limit_train_batches: float = 1.0
+    accumulate_grad_batches: int = at_least(1, 1)
+    limit_train_batches: float = above(0.0, 1.0)
     enable_progress_bar: bool = True
     deterministic: bool = False  # torch.use_deterministic_algorithms (bit-exact GPU reruns)
 
@@ -136,7 +189,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     name: str = "tensorboard"  # tensorboard | csv | none
-    view_grid_every_n_steps: int = 500  # 0 disables the input-view grid
+    view_grid_every_n_steps: int = at_least(0, 500)  # 0 disables the input-view grid
     step_losses: bool = False  # append {"step", "loss"} per step to <run>/step_losses.jsonl
 
 
@@ -156,8 +209,8 @@ class EvalRunConfig:
     each at ``eval.probes.<name>``); ``eval/probes=[rotation]`` picks a subset.
     """
 
-    batch_size: int = 256  # feature extraction
-    num_workers: int = 4
+    batch_size: int = at_least(1, 256)  # feature extraction
+    num_workers: int = at_least(0, 4)
     cache_dir: str | None = None  # default <run dir>/features (shared by its evaluations)
     # storage of the cached parts: float16 halves disk and page cache; probes get float32
     cache_dtype: str = "float32"
@@ -186,8 +239,8 @@ class CheckpointConfig:
     larger datasets). Neither key enters the run-directory hash.
     """
 
-    every_n_steps: int = 500  # 0: no step-based checkpoints
-    every_n_epochs: int = 1  # 0: no end-of-epoch checkpoints
+    every_n_steps: int = at_least(0, 500)  # 0: no step-based checkpoints
+    every_n_epochs: int = at_least(0, 1)  # 0: no end-of-epoch checkpoints
     requeue: bool = True  # on SLURM's SIGUSR1: checkpoint, then `scontrol requeue` (we own it)
 
 
@@ -209,7 +262,9 @@ class SpeedConfig:
     # has a fused kernel for the parameters' device, else foreach)
     fused_optimizer: Any = False
     pin_memory: Any = "auto"  # auto: when CUDA is present (the plain path) | true | false
-    prefetch_factor: int | None = None  # batches per loader worker in flight (None: torch's 2)
+    prefetch_factor: int | None = at_least(
+        1, None
+    )  # batches per loader worker in flight (None: torch's 2)
     persistent_workers: bool = False  # keep loader workers across epochs (see sampler)
     # datasets that can (3DIEBench) serve uint8 views, normalised after the batch transfer
     normalize_on_device: bool = False

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
-from equissl.config import DataConfig, GenerateSettings
+from equissl.config import DataConfig, GenerateSettings, at_least
 from equissl.datasets.base import DataSpec, ViewDataset, num_classes_of
 from equissl.datasets.contract import Item, make_item
 from equissl.datasets.iebench_actions import IEBenchActionSpace
@@ -54,7 +54,7 @@ class IEBenchDataConfig(DataConfig):
     """3DIEBench(-T) in its published on-disk format (``data.root``), or our renders of it."""
 
     splits_dir: str | None = None  # default <root>/data
-    image_size: int = 256  # SIE trains at 256 px
+    image_size: int = at_least(8, 256)  # SIE trains at 256 px
     translation: bool = False  # 3DIEBench-T: latents carry a translation (10 values)
     canonical_sign: bool = False  # quaternion sign as the reference (not canonicalised)
     # loose (image_{v}.jpg + latent_{v}.npy files) | packed (equissl-pack shards) | auto:

@@ -21,7 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from equissl.atomic import remove_stale_tmp
-from equissl.checkpointing import AtomicCheckpointIO
+from equissl.checkpointing import AtomicCheckpointIO, config_range_problems
 from equissl.config import TrainerConfig
 from equissl.datasets.base import generate_dataset
 from equissl.registries import DATASETS
@@ -170,6 +170,9 @@ def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
 
 
 def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Path:
+    out_of_range = config_range_problems(config)
+    if out_of_range:
+        raise ValueError("settings out of range:\n  " + "\n  ".join(out_of_range))
     pl.seed_everything(int(config["seed"]), workers=True)
     ckpt_dir = run_dir / "checkpoints"
     if rank_zero_only.rank == 0:
