@@ -4,13 +4,17 @@ A job killed mid-write (SLURM pre-emption, Ctrl-C) must not leave a truncated ch
 image or results file that later counts as complete. We write to a temporary file in the
 target's directory, fsync it, and ``os.replace`` it onto the target. The file gets the
 permissions of an ordinary ``open`` under the process umask (``mkstemp`` alone would give
-0600). A temporary file left by a killed writer is named ``.<target name>.<random>.tmp``;
-:func:`remove_stale_tmp` deletes those at start-up.
+0600). A temporary file left by a killed writer is named
+``.<target name>.<host>-<pid>.<random>.tmp``; :func:`remove_stale_tmp` deletes those at
+start-up (all of them, or only those whose writer is dead where other writers may be
+active).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,10 +35,36 @@ def _umask() -> int:
     return mask
 
 
-def remove_stale_tmp(directory: str | Path) -> list[Path]:
+def owner_tag() -> str:
+    """``<host>-<pid>``: written into temporary names so that a later process can tell
+    whether their writer is still alive."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def written_by_dead_process(name: str) -> bool:
+    """Whether a temporary file or folder name carries the :func:`owner_tag` of a process of
+    this host that no longer runs (a writer on another host cannot be checked: False)."""
+    match = re.search(re.escape(socket.gethostname()) + r"-(\d+)\.", name)
+    if not match:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):
+        return False
+    return False
+
+
+def remove_stale_tmp(directory: str | Path, only_dead_writers: bool = False) -> list[Path]:
     """Delete the temporary files of interrupted :func:`atomic_open` writes in ``directory``.
 
-    Call only while no writer can be active in ``directory`` (start-up of its one owner).
+    Args:
+        directory: where to look (not recursively).
+        only_dead_writers: remove only temporaries whose writer, on this host, has died
+            (:func:`written_by_dead_process`); for folders that several processes write into
+            at once (packed shards of an array job). Without it, every temporary goes: call
+            that only while no other writer can be active (start-up of the one owner).
 
     Returns:
         The paths removed.
@@ -42,7 +72,11 @@ def remove_stale_tmp(directory: str | Path) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(".*.tmp") if p.is_file()]
+    stale = [
+        p
+        for p in directory.glob(".*.tmp")
+        if p.is_file() and (not only_dead_writers or written_by_dead_process(p.name))
+    ]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -53,7 +87,9 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Binary file handle whose content replaces ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())

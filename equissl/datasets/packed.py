@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from equissl.atomic import atomic_open, atomic_write_bytes, atomic_write_text
+from equissl.atomic import atomic_open, atomic_write_bytes, atomic_write_text, remove_stale_tmp
 from equissl.datasets.iebench_format import (
     DatasetFormatError,
     Split,
@@ -50,6 +51,8 @@ from equissl.datasets.iebench_format import (
 )
 from equissl.datasets.validate import check_split
 from equissl.output_folder import claim_output
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_FILE = "packed.json"
@@ -290,6 +293,8 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
         f"the packed shards of {root}",
         adopt=lambda folder: _earlier_pack_of(folder, root, sdir),
     )
+    for stale in remove_stale_tmp(out / SHARDS_DIR, only_dead_writers=True):
+        log.warning("removed %s, left by a killed packing task", stale)
     done: dict[str, list[str]] = {"packed": [], "skipped": []}
     for split_name in settings.splits:
         split = load_split(root, split_name, sdir)

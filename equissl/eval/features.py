@@ -45,7 +45,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from equissl.atomic import atomic_write_text
+from equissl.atomic import atomic_write_text, owner_tag, written_by_dead_process
 from equissl.datasets.base import ViewDataset
 from equissl.ssl.base import SSLMethod
 
@@ -366,6 +366,19 @@ def load_features(directory: str | Path) -> FeatureSet:
     return FeatureSet.from_arrays(arrays)
 
 
+def remove_dead_partials(cache_dir: Path) -> list[Path]:
+    """Delete the partial extraction folders in ``cache_dir`` whose extracting process, on
+    this host, was killed (``kill -9``, a node's OOM killer): at 3DIEBench scale each holds
+    gigabytes. Folders of live extractions, or of other hosts, are left alone."""
+    removed = []
+    for entry in cache_dir.glob(".*"):
+        if entry.is_dir() and written_by_dead_process(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.warning("removed %s, left by a killed feature extraction", entry)
+            removed.append(entry)
+    return removed
+
+
 def cached_features(
     method: SSLMethod, dataset: ViewDataset, directory: Path, **kwargs: Any
 ) -> FeatureSet:
@@ -379,7 +392,10 @@ def cached_features(
         except CacheError as err:  # a damaged or unfinished cache is re-extracted
             log.warning("feature cache not used, re-extracting: %s", err)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    remove_dead_partials(directory.parent)
+    partial = Path(
+        tempfile.mkdtemp(prefix=f".{directory.name}.{owner_tag()}.", dir=directory.parent)
+    )
     try:
         fs = extract_features(method, dataset, directory=partial, key=directory.name, **kwargs)
         del fs  # release the write mappings before the rename

@@ -14,6 +14,7 @@ name and renamed once complete; a complete file is skipped (resume).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from equissl.atomic import owner_tag, remove_stale_tmp
 from equissl.datasets.pde.equations import (
     EQUATIONS,
     Burgers,
@@ -34,6 +36,8 @@ from equissl.datasets.pde.equations import (
 from equissl.datasets.pde.ns2d import CHANNELS, NavierStokes2D
 from equissl.datasets.pde.storage import chunk_file, is_complete
 from equissl.output_folder import claim_output
+
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "2"  # 2: LPSDA time window by default (1: full)
 EQUATION_TEXT = {
@@ -168,7 +172,9 @@ def generate_pde(
     if is_complete(path):
         return {"file": str(path), "trajectories": hi - lo, "skipped": True, "seconds": 0.0}
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for stale in remove_stale_tmp(out, only_dead_writers=True):
+        log.warning("removed %s, left by a killed generator", stale)
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
     start = time.perf_counter()
     two_d = isinstance(eq, NavierStokes2D)
     with h5py.File(tmp, "w") as f:
