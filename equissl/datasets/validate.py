@@ -200,6 +200,31 @@ def check_overlap(splits: dict[str, Split]) -> list[str]:
     return problems
 
 
+def check_synset_labels(splits: dict[str, Split]) -> list[str]:
+    """Objects of one synset folder that carry different labels, within or across splits:
+    in the 3DIEBench layout the label is the synset's index, so a mixed synset means the
+    split files were edited or written against another tree."""
+    seen: dict[str, dict[int, tuple[str, str]]] = {}  # synset -> label -> (split, entry)
+    for name, split in splits.items():
+        for entry, label in zip(split.entries, split.labels.tolist(), strict=False):
+            parts = [p for p in str(entry).split("/") if p]
+            if len(parts) < 2 or label < 0:
+                continue
+            seen.setdefault(parts[0], {}).setdefault(int(label), (name, entry))
+    problems = []
+    for synset, labels in sorted(seen.items()):
+        if len(labels) > 1:
+            examples = "; ".join(
+                f"{entry} -> {label} ({split}_labels.npy)"
+                for label, (split, entry) in sorted(labels.items())[:_SHOWN]
+            )
+            problems.append(
+                f"objects of synset {synset} carry {len(labels)} different labels "
+                f"{sorted(labels)[:_SHOWN]} (e.g. {examples}); one synset is one class"
+            )
+    return problems
+
+
 def check_split_arrays(split: Split, name: str, root: Path) -> list[str]:
     """Label, entry and emptiness checks of one loaded split (names its files)."""
     if len(split) == 0:
@@ -380,7 +405,7 @@ def check_split(
                 others[other] = load_split(root, other, sdir)
             except DatasetFormatError:
                 pass  # not the split being loaded: equissl-validate reports it
-    problems += check_overlap(others)
+    problems += check_overlap(others) + check_synset_labels(others)
     views: dict[str, int] = {}
     lengths: dict[str, dict[int, list[int]]] = {}
     for i in sample_indices(len(loaded), sample):

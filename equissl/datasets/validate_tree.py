@@ -25,6 +25,7 @@ from equissl.datasets.validate import (
     check_object,
     check_overlap,
     check_split_arrays,
+    check_synset_labels,
     minority_problems,
     split_files,
     unseen_labels_warning,
@@ -118,7 +119,7 @@ def validate_iebench(
         )
         return report
     loaded = _load_splits(root, sdir, splits, report)
-    report.problems += check_overlap(loaded)
+    report.problems += check_overlap(loaded) + check_synset_labels(loaded)
     train = loaded.get(splits[0]) if splits else None
     for s in loaded.values():
         if train is not None and s is not train and len(s):

@@ -47,3 +47,23 @@ def test_cli_exit_status(iebench_tree):
     fail = subprocess.run([*cmd, str(iebench_tree)], capture_output=True, text=True)
     assert fail.returncode == 1
     assert str(bad) in fail.stdout
+
+
+def test_a_synset_with_two_labels_is_named_by_validate_and_at_start_up(iebench_tree):
+    import numpy as np
+    import pytest
+
+    from equissl.datasets.iebench_format import DatasetFormatError
+    from equissl.datasets.validate import check_split
+
+    labels_file = iebench_tree / "data" / "train_labels.npy"
+    labels = np.load(labels_file)
+    images = np.load(iebench_tree / "data" / "train_images.npy")
+    labels[1] = labels[0] + 1  # object 1 is of object 0's synset in the fixture
+    assert images[1].split("/")[1] == images[0].split("/")[1]
+    np.save(labels_file, labels)
+    report = validate_iebench(iebench_tree, progress=False)
+    synset = images[0].split("/")[1]
+    assert any(f"synset {synset}" in p and images[1].strip("/") in p for p in report.problems)
+    with pytest.raises(DatasetFormatError, match=f"synset {synset} carry 2 different labels"):
+        check_split(iebench_tree, "train")

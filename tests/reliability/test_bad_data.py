@@ -369,8 +369,13 @@ def test_missing_root(tmp_path, capsys):
 def test_val_labels_unseen_in_train_are_a_warning(tmp_path, capsys, caplog):
     root = tree(tmp_path)
     images, labels = split_arrays(root, "val")
-    labels[:2] = [30, 31]  # no train object has these classes
-    save_split(root, "val", labels=labels)
+    # two val objects of synsets no train object has (one synset is one class)
+    for i, (synset, label) in enumerate([("04000030", 30), ("04000031", 31)]):
+        old = root / images[i].strip("/")
+        (root / synset).mkdir()
+        old.rename(root / synset / old.name)
+        images[i], labels[i] = f"/{synset}/{old.name}/", label
+    save_split(root, "val", images=images, labels=labels)
     assert iebench_loader(root) is None  # valid data: both accept
     rc, out = run_validate(capsys, root)
     assert rc == 0, out
@@ -420,8 +425,11 @@ def test_evaluation_stage_checks_labels(tmp_path, caplog):
         config = _resolved(compose("pretrain", overrides=overrides))
     ckpt = pretrain(config, tmp_path / "run")
     images, labels = split_arrays(root, "val")
-    labels[0] = 40  # a class no training object has
-    save_split(root, "val", labels=labels)
+    old = root / images[0].strip("/")  # moved to a synset (class 40) no training object has
+    (root / "04000040").mkdir()
+    old.rename(root / "04000040" / old.name)
+    images[0], labels[0] = f"/04000040/{old.name}/", 40
+    save_split(root, "val", images=images, labels=labels)
     with caplog.at_level(logging.WARNING):
         evaluate_checkpoint(ckpt, config["eval"], tmp_path / "eval", progress=False)
     assert "1 object(s) of 1 class(es) absent" in caplog.text and "(40)" in caplog.text
