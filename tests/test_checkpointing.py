@@ -36,3 +36,27 @@ def test_checkpoints_refuse_arbitrary_objects(tmp_path):
     torch.save({"obj": Custom()}, path)
     with pytest.raises(RuntimeError, match="evil.ckpt"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("where", ["top", "method", "data"])
+def test_a_stored_config_is_never_instantiated(iebench_tree, tmp_path, where):
+    """A ``_target_`` planted in a checkpoint's config runs nothing: loading names the
+    unknown key, and the function it names was not called."""
+    from equissl.checkpointing import CheckpointError
+    from equissl.ssl.loading import load_method
+    from equissl.training.pretrain import pretrain
+    from tests.conftest import TOY, compose_pretrain
+
+    ckpt = pretrain(
+        compose_pretrain([f"data.root={iebench_tree}", *TOY, "trainer.max_steps=0"]),
+        tmp_path / "run",
+    )
+    state = torch.load(ckpt, weights_only=True)
+    marker = tmp_path / "ran.txt"
+    planted = {"_target_": "equissl.atomic.atomic_write_text", "path": str(marker), "text": "x"}
+    config = state["equissl"]["config"]
+    (config if where == "top" else config[where]).update(planted)
+    torch.save(state, tmp_path / "planted.ckpt")
+    with pytest.raises(CheckpointError, match="unknown key"):
+        load_method(tmp_path / "planted.ckpt")
+    assert not marker.exists()

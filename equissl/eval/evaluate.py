@@ -98,6 +98,11 @@ def split_features(
     return feats
 
 
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``r2_global=0.4213, constant_r2=-0.0012``: four significant digits, for log lines."""
+    return ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
 def run_probes(
     probes: dict[str, Probe],
     ctx: EvalContext,
@@ -125,7 +130,7 @@ def run_probes(
             for k, floor in res.declared_floors().items():
                 floors[f"{name}/{k}"] = {"of": f"{name}/{floor.of}", "row": floor.row}
             plots.update(res.plots)
-            log.info("%s/%s: %s", part, name, res.metrics)
+            log.info("%s/%s: %s", part, name, format_metrics(res.metrics))
         plots.update(probe.summarise(ctx, by_part))
     return metrics, skipped, plots
 

@@ -43,10 +43,10 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from equissl.atomic import atomic_write_text, owner_tag, written_by_dead_process
 from equissl.datasets.base import ViewDataset
+from equissl.progress import usable_workers
 from equissl.ssl.base import SSLMethod
 
 log = logging.getLogger(__name__)
@@ -252,9 +252,11 @@ def extract_features(
         )
     part_dtype = storage_dtype(dtype)
     store = ArrayStore(directory)
-    loader = DataLoader(single, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        single, batch_size=batch_size, shuffle=False, num_workers=usable_workers(num_workers)
+    )
     start = 0
-    for batch in tqdm(
+    for batch in progress(
         loader, desc=f"features {dataset.split_name}", unit="batch", disable=not progress
     ):
         x = batch["views"][:, 0]
@@ -301,7 +303,7 @@ def extract_sequences(
     lengths = sorted({min(int(m), v) for m in lengths if int(m) > 0})
     per_batch = max(1, batch_size // max(lengths, default=1))
     names: set[str] = set()
-    for start in tqdm(
+    for start in progress(
         range(0, n, per_batch),
         desc="sequence features",
         unit="batch",

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from equissl.datasets.base import DataSpec, ViewDataset, build_dataset
 from equissl.datasets.on_error import check_policy, wrap_on_error
+from equissl.progress import usable_workers
 from equissl.speed import PLAIN
 from equissl.training.sampler import build_train_loader
 
@@ -66,7 +67,7 @@ class PretrainDataModule(pl.LightningDataModule):
         return build_train_loader(
             self.train_set,
             batch_size=int(self.data_cfg["batch_size"]),
-            num_workers=int(self.data_cfg["num_workers"]),
+            num_workers=usable_workers(int(self.data_cfg["num_workers"])),
             seed=self.seed,
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,

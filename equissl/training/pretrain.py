@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -147,6 +148,21 @@ def resume_path(ckpt_dir: Path, run_dir: Path, resume_from: str | None = None) -
     return "hpc" if newest.name.startswith("hpc_ckpt_") else str(newest)
 
 
+def start_line(run_dir: Path, ckpt_path: str | None) -> str:
+    """The first line of a run: ``new run at <dir>`` or ``resuming from <ckpt> (step N)``."""
+    if not ckpt_path:
+        return f"new run at {run_dir}"
+    if ckpt_path == "hpc":
+        return f"resuming {run_dir} from Lightning's SLURM checkpoint"
+    try:  # memory-mapped and weights-only: reads the step, not the tensors
+        step = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True).get(
+            "global_step", "?"
+        )
+    except Exception:  # noqa: BLE001 (the resume itself reports an unreadable checkpoint)
+        step = "?"
+    return f"resuming from {ckpt_path} (step {step}) in {run_dir}"
+
+
 def pretrain(config: dict[str, Any], run_dir: str | Path) -> Path:
     """Run the pretraining stage described by the resolved ``config``.
 
@@ -173,8 +189,12 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     out_of_range = config_range_problems(config)
     if out_of_range:
         raise ValueError("settings out of range:\n  " + "\n  ".join(out_of_range))
-    pl.seed_everything(int(config["seed"]), workers=True)
     ckpt_dir = run_dir / "checkpoints"
+    resume_from = config.get("resume_from")
+    ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
+    if rank_zero_only.rank == 0:
+        log.info(start_line(run_dir, ckpt_path))
+    pl.seed_everything(int(config["seed"]), workers=True)
     if rank_zero_only.rank == 0:
         for stale in remove_stale_tmp(ckpt_dir) + remove_stale_tmp(run_dir):
             log.warning("removed %s, left by an interrupted write", stale)
@@ -224,10 +244,6 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     check_rank_share(
         len(datamodule.train_set), trainer.world_size, int(config["data"]["batch_size"])
     )
-    resume_from = config.get("resume_from")
-    ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:

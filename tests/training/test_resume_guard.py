@@ -76,3 +76,19 @@ def test_pretrain_refuses_then_applies_an_allowed_lr_change(iebench_tree, tmp_pa
     history = [json.loads(line) for line in (run / HISTORY_FILE).read_text().splitlines()]
     assert history[-1]["changes"] == {"method.optim.lr": [0.001, 0.5]}
     assert history[-1]["step"] == 2
+
+
+def test_the_first_line_says_new_run_or_resuming_with_the_step(iebench_tree, tmp_path, caplog):
+    import logging
+
+    base = [f"data.root={iebench_tree}", *TOY]
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="equissl.training.pretrain"):
+        pretrain(compose_pretrain([*base, "trainer.max_steps=1"]), run)
+    first = [r.getMessage() for r in caplog.records if r.name == "equissl.training.pretrain"]
+    assert first[0] == f"new run at {run}"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="equissl.training.pretrain"):
+        pretrain(compose_pretrain([*base, "trainer.max_steps=2"]), run)
+    first = [r.getMessage() for r in caplog.records if r.name == "equissl.training.pretrain"]
+    assert first[0] == f"resuming from {run / 'checkpoints' / 'last.ckpt'} (step 1) in {run}"

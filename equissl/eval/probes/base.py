@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.contract import ActionSpace
@@ -203,7 +202,7 @@ def fit(
         model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
     )
     bs = int(cfg["batch_size"])
-    for _ in tqdm(
+    for _ in progress(
         range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress, leave=False
     ):
         x, y = sample_epoch(gen)

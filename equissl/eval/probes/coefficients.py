@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from equissl.config import ProbeConfig
 from equissl.eval.probes.base import (
@@ -208,7 +207,7 @@ def supervised_baseline(
     n = len(objects)
     bs, workers = int(cfg["batch_size"]), int(cfg["num_workers"])
     model.train()
-    for _ in tqdm(range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress):
+    for _ in progress(range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress):
         pick = torch.randint(views_per_object, (n,), generator=gen)
         order = torch.randperm(n, generator=gen)
         items = (objects[order] * views_per_object + pick[order]).tolist()

@@ -40,7 +40,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from equissl.config import ProbeConfig
 from equissl.datasets.pde.dataset import PDEWindowDataset
@@ -250,7 +249,7 @@ def train_solver(
     lo, hi = max(0, window - history), frames - history - future
     reps, bs = int(cfg["samples_per_trajectory"]), int(cfg["batch_size"])
     offsets = torch.arange(history + future)
-    for _ in tqdm(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
+    for _ in progress(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
         traj = torch.arange(n).repeat(reps)
         traj = traj[torch.randperm(len(traj), generator=gen)]
         starts = torch.randint(lo, hi + 1, (len(traj),), generator=gen)
