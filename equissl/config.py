@@ -328,6 +328,7 @@ NOT_RESULT_KEYS = (
     "speed.",
     "logger.",
     "eval.",
+    "probe.",  # the config group that fills eval.probes
 )
 
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 FILE_REFRESH_S = 60.0
 
 
-def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
+def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     """``tqdm(iterable, **kwargs)``, redrawn at most every :data:`FILE_REFRESH_S` seconds
     when stderr is not a terminal."""
     if not sys.stderr.isatty():

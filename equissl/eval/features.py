@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader
 
 from equissl.atomic import atomic_write_text, owner_tag, written_by_dead_process
 from equissl.datasets.base import ViewDataset
-from equissl.progress import usable_workers
+from equissl.progress import progress_bar, usable_workers
 from equissl.ssl.base import SSLMethod
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def extract_features(
         single, batch_size=batch_size, shuffle=False, num_workers=usable_workers(num_workers)
     )
     start = 0
-    for batch in progress(
+    for batch in progress_bar(
         loader, desc=f"features {dataset.split_name}", unit="batch", disable=not progress
     ):
         x = batch["views"][:, 0]
@@ -303,7 +303,7 @@ def extract_sequences(
     lengths = sorted({min(int(m), v) for m in lengths if int(m) > 0})
     per_batch = max(1, batch_size // max(lengths, default=1))
     names: set[str] = set()
-    for start in progress(
+    for start in progress_bar(
         range(0, n, per_batch),
         desc="sequence features",
         unit="batch",

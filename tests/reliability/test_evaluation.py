@@ -76,9 +76,10 @@ def test_changed_data_under_the_same_root_is_re_extracted(iebench_tree, tmp_path
     evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval", progress=False)
     now = cache_entries(features)
     assert len(now) == 3 and set(first) < set(now)  # the val features were re-extracted
-    # a changed split file (labels) re-extracts too
-    labels = np.load(iebench_tree / "data" / "train_labels.npy")
-    np.save(iebench_tree / "data" / "train_labels.npy", labels[::-1].copy())
+    # a changed split file (the same objects and labels in another order) re-extracts too
+    for suffix in ("images", "labels"):
+        array = np.load(iebench_tree / "data" / f"train_{suffix}.npy")
+        np.save(iebench_tree / "data" / f"train_{suffix}.npy", array[::-1].copy())
     evaluate_checkpoint(ckpt, config["eval"], tmp_path / "run" / "eval", progress=False)
     assert len(cache_entries(features)) == 4
     # another storage dtype is another key

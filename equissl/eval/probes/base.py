@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.contract import ActionSpace
 from equissl.eval.features import FeatureSet
+from equissl.progress import progress_bar
 from equissl.registries import PROBES as PROBES  # where plugins written for 0.1 import it
 
 #: Report rows of floors: the predictors that ignore the representation (a constant, the
@@ -202,7 +203,7 @@ def fit(
         model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
     )
     bs = int(cfg["batch_size"])
-    for _ in progress(
+    for _ in progress_bar(
         range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress, leave=False
     ):
         x, y = sample_epoch(gen)

@@ -48,6 +48,7 @@ from equissl.eval.probes.base import (
     seeded,
 )
 from equissl.models.backbones import build_backbone
+from equissl.progress import progress_bar
 from equissl.registries import PROBES
 
 
@@ -207,7 +208,9 @@ def supervised_baseline(
     n = len(objects)
     bs, workers = int(cfg["batch_size"]), int(cfg["num_workers"])
     model.train()
-    for _ in progress(range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress):
+    for _ in progress_bar(
+        range(int(cfg["epochs"])), desc="supervised baseline", disable=not progress
+    ):
         pick = torch.randint(views_per_object, (n,), generator=gen)
         order = torch.randperm(n, generator=gen)
         items = (objects[order] * views_per_object + pick[order]).tolist()

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from equissl.config import ProbeConfig
 from equissl.datasets.pde.dataset import PDEWindowDataset
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
+from equissl.progress import progress_bar
 from equissl.registries import PROBES
 
 
@@ -249,7 +250,7 @@ def train_solver(
     lo, hi = max(0, window - history), frames - history - future
     reps, bs = int(cfg["samples_per_trajectory"]), int(cfg["batch_size"])
     offsets = torch.arange(history + future)
-    for _ in progress(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
+    for _ in progress_bar(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
         traj = torch.arange(n).repeat(reps)
         traj = traj[torch.randperm(len(traj), generator=gen)]
         starts = torch.randint(lo, hi + 1, (len(traj),), generator=gen)
