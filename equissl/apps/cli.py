@@ -8,6 +8,7 @@ import glob
 import logging
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def eval_dir(checkpoint: str) -> str:
 def setup() -> None:
     """Register the schemas, parts and resolvers the Hydra commands need (idempotent). Not
     done at import, so that ``--help`` answers without importing torch and Lightning."""
+    for message in _DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message)
     register_configs()
     register_resolvers()
     if not OmegaConf.has_resolver("eval_dir"):
@@ -64,6 +67,13 @@ def _one_log_stream() -> None:
         logger.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_noise)
+
+
+#: deprecation warnings of libraries about their own internals, which a user cannot act on
+_DEPRECATIONS = (
+    r".*isinstance\(treespec, LeafSpec\)",  # Lightning's use of torch's pytree
+    r"The image decoding and encoding capabilities of TorchVision are deprecated",
+)
 
 
 #: Lightning lines that say nothing about this run (an advert, hints for setups we handle)
