@@ -48,8 +48,8 @@ Examples:
   equissl-pretrain experiment=lie_vicreg_burgers evaluate_after=true
   equissl-pretrain -m method=sie,vicreg seed=0,1 data.root=/data/3DIEBench   # a sweep
 
-Settings are key=value overrides (--cfg job prints the composed config); equissl-list lists
-every part with its keys.""",
+Settings are key=value overrides (--cfg job prints the composed config, --cfg all --resolve
+also the run folder, hydra.run.dir); equissl-list lists every part with its keys.""",
     "evaluate": """\
 equissl-evaluate: probe the frozen encoder of a checkpoint (classification, k-NN, rotation,
 colour, translation, PDE coefficients, time-stepping, ...) and write results.json,
