@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from torch import Tensor
 
-from equissl.apps.cli import _resolved  # registers configs and plugins
+from equissl.apps.cli import _resolved, setup
 from equissl.datasets.base import build_dataset
 from equissl.eval.features import cached_features
 from equissl.eval.metrics import r2_global, r2_sklearn
@@ -70,6 +70,8 @@ from equissl.eval.probes.pair_regression import (
 )
 from equissl.ssl.loading import build_method, load_method
 from equissl.training.pretrain import prepare_data
+
+setup()  # the configs, parts and resolvers the commands register at start-up
 
 REPO = Path(__file__).resolve().parents[1]
 

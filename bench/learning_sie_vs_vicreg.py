@@ -30,10 +30,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from equissl.apps.cli import _resolved  # noqa: E402  (registers configs and resolvers)
+from equissl.apps.cli import _resolved, setup  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from equissl.eval.report import markdown_table  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402
+
+setup()  # the configs, parts and resolvers the commands register at start-up
 
 RUNS = {"sie": ["method=sie"], "vicreg": ["method=vicreg", "method.projector=[2048,2048,256]"]}
 ROTATION = "rotation/r2_global"

@@ -65,7 +65,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from learning_sie_vs_vicreg import ROTATION  # noqa: E402
 
-from equissl.apps.cli import _resolved  # noqa: E402  (registers configs and resolvers)
+from equissl.apps.cli import _resolved, setup  # noqa: E402
 from equissl.atomic import atomic_open, atomic_write_text  # noqa: E402
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
@@ -75,6 +75,8 @@ from equissl.eval.probes.pair_regression import fixed_pairs  # noqa: E402
 from equissl.registries import METHODS as METHOD_REGISTRY  # noqa: E402
 from equissl.ssl import SSLMethod  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402
+
+setup()  # the configs, parts and resolvers the commands register at start-up
 
 METHODS = (
     "vicreg",

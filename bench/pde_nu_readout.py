@@ -33,10 +33,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import equissl.apps.cli  # noqa: E402, F401  (registers the parts, as bench/pde_ssl.py)
+from equissl.apps.cli import setup  # noqa: E402
 from equissl.eval.evaluate import eval_datasets  # noqa: E402
 from equissl.eval.features import load_features  # noqa: E402
-from equissl.ssl.base import load_method  # noqa: E402
+from equissl.ssl.loading import load_method  # noqa: E402
+
+setup()  # the configs, parts and resolvers the commands register at start-up
 
 LAMBDAS = (1.0, 10.0, 100.0, 1e3, 1e4)
 

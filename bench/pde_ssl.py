@@ -43,9 +43,11 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from equissl.apps.cli import _resolved  # noqa: E402  (registers configs and resolvers)
+from equissl.apps.cli import _resolved, setup  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402
+
+setup()  # the configs, parts and resolvers the commands register at start-up
 
 # Mialon et al. 2023 Table 1 as recalled in /work/shared/references/pde_lie.md §4 ([P?]:
 # the paper's body could not be read; medium / low confidence).
