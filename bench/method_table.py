@@ -47,7 +47,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import math
 import os
 import platform
 import shutil
@@ -60,7 +59,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from learning_sie_vs_vicreg import ROTATION  # noqa: E402
@@ -69,9 +67,7 @@ from equissl.apps.cli import _resolved, setup  # noqa: E402
 from equissl.atomic import atomic_open, atomic_write_text  # noqa: E402
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402
-from equissl.eval.features import load_features  # noqa: E402
-from equissl.eval.metrics import r2_global, r2_sklearn  # noqa: E402
-from equissl.eval.probes.pair_regression import fixed_pairs  # noqa: E402
+from equissl.eval.plots import PART_ORDER  # noqa: E402
 from equissl.registries import METHODS as METHOD_REGISTRY  # noqa: E402
 from equissl.ssl import SSLMethod  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402
@@ -97,7 +93,6 @@ UNTRAINED = "untrained"  # the floor run: VICReg's recipe at step 0
 TOP1 = "classification/top1"
 INVARIANCE, EQUIVARIANCE = "diagnostics/invariance", "diagnostics/equivariance"
 COLUMNS = (TOP1, ROTATION, "rotation/r2_sklearn", INVARIANCE, EQUIVARIANCE)
-PART_ORDER = ("full", "inv", "equi")
 STEM = "method_table_cpu"
 
 
@@ -260,87 +255,21 @@ def run_one(
     }
 
 
-def constant_r2(constant: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    """R² of predicting ``constant [K]`` for every row of ``target [N, K]``, in closed form:
-    ``r2_global`` (one global mean of all entries) and ``r2_sklearn`` (per column, averaged)."""
-    target = target.astype(np.float64)
-    residual = (target - constant[None].astype(np.float64)) ** 2
-    ss_global = ((target - target.mean()) ** 2).sum()
-    ss_cols = ((target - target.mean(0)) ** 2).sum(0)
-    return {
-        "r2_global": float(1.0 - residual.sum() / ss_global),
-        "r2_sklearn": float(np.mean(1.0 - residual.sum(0) / ss_cols)),
-    }
-
-
-def cached_split(eval_dir: Path, split_name: str) -> dict[str, torch.Tensor]:
-    """The evaluation stage's feature cache of one split (latents, labels) of the run of
-    ``eval_dir`` (``<run>/features``)."""
-    (path,) = sorted(p for p in (eval_dir.parent / "features").glob(f"{split_name}_*"))
-    return load_features(path).to_dict()
-
-
-def floors(config: dict[str, Any], eval_dir: Path) -> dict[str, Any]:
-    """Constant-predictor rotation floor and chance / majority-class top-1, on exactly the
-    probes' data: the latents and labels of the evaluation stage's feature cache and the
-    rotation probe's fixed val pairs.
-
-    The constant is the mean target of the rotation probe (``eval.probes.rotation.target``,
-    whatever its kind: the mean relative quaternion on 3DIEBench; only vector maths here) over
-    every ordered pair of distinct views of every train object (the distribution the
-    rotation probe trains on). Its R² is
-    computed in closed form (:func:`constant_r2`) and checked against
-    :mod:`equissl.eval.metrics`.
-    """
+def floors(config: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The floors the evaluation stage reported for ``run`` (every run sees the same data and
+    probe settings, so any run's are everyone's): the rotation probe's constant predictor
+    (the train-set mean target, on its fixed val pairs) and chance / majority-class top-1,
+    as declared by the probes (``results.json["floors"]``), read from the full part."""
+    metrics = run["metrics"]
     data = config["data"]
-    train_ds = build_dataset(data, data["train_split"], 1)
-    val_ds = build_dataset(data, data["val_split"], 1)
-    space = train_ds.action_space
-    train = cached_split(eval_dir, train_ds.split_name)
-    val = cached_split(eval_dir, val_ds.split_name)
-    rcfg = config["eval"]["probes"]["rotation"]
-    target = str(rcfg["target"])  # the action-space target the probe regresses
-
-    views = train["latents"].shape[1]
-    a, b = (
-        ix.flatten()
-        for ix in torch.meshgrid(torch.arange(views), torch.arange(views), indexing="ij")
-    )
-    keep = a != b
-    train_targets = space.target(target, train["latents"][:, a[keep]], train["latents"][:, b[keep]])
-    constant = train_targets.double().reshape(-1, train_targets.shape[-1]).mean(0)
-
-    pairs = fixed_pairs(
-        len(val["latents"]),
-        val["latents"].shape[1],
-        int(rcfg["val_pairs_per_object"]),
-        int(rcfg["seed"]) + 1,
-    )
-    o, va, vb = pairs.unbind(1)
-    val_targets = space.target(target, val["latents"][o, va], val["latents"][o, vb]).double()
-    closed = constant_r2(constant.numpy(), val_targets.numpy())
-    pred = constant.expand_as(val_targets)
-    library = {
-        "r2_global": r2_global(pred, val_targets),
-        "r2_sklearn": r2_sklearn(pred, val_targets),
-    }
-    for key, value in closed.items():
-        if not math.isclose(value, library[key], rel_tol=1e-9, abs_tol=1e-12):
-            raise AssertionError(
-                f"constant floor {key}: closed form {value} != metrics {library[key]}"
-            )
-
-    train_labels, val_labels = train["labels"], val["labels"]
-    classes = torch.cat((train_labels, val_labels)).unique()
-    majority = int(torch.bincount(train_labels[train_labels >= 0]).argmax())
+    val_objects = len(build_dataset(data, data["val_split"], 1))
+    pairs = val_objects * int(config["eval"]["probes"]["rotation"]["val_pairs_per_object"])
     return {
-        "rotation_constant": constant.tolist(),
-        "rotation/r2_global": closed["r2_global"],
-        "rotation/r2_sklearn": closed["r2_sklearn"],
-        "rotation_val_pairs": len(pairs),
-        "top1_chance": 1.0 / len(classes[classes >= 0]),
-        "top1_majority": float((val_labels == majority).double().mean()),
-        "majority_class": majority,
+        "rotation/r2_global": metrics["full/rotation/constant_r2_global"],
+        "rotation/r2_sklearn": metrics["full/rotation/constant_r2_sklearn"],
+        "rotation_val_pairs": pairs,
+        "top1_chance": metrics["full/classification/chance_top1"],
+        "top1_majority": metrics["full/classification/majority_top1"],
     }
 
 
@@ -563,11 +492,7 @@ def main() -> None:
         w for w in wanted if args.finished_only and not finished(work, *w, extra, args.probe_epochs)
     ]
     runs = [run_one(work, *w, extra, args.probe_epochs) for w in wanted if w not in missing]
-    # Every run sees the same data: any run's streamed feature cache gives the floors' latents
-    # and labels (runs evaluated before the cache moved to <run>/features have none there).
-    cached = [r for r in runs if (Path(r["eval_dir"]).parent / "features").is_dir()]
-    first = (cached or runs)[0]
-    floor = floors(config_for(UNTRAINED, seeds[0], 0, extra), Path(first["eval_dir"]))
+    floor = floors(config_for(UNTRAINED, seeds[0], 0, extra), runs[0])
     wall = time.perf_counter() - start
 
     order = [*methods, UNTRAINED]

@@ -21,7 +21,7 @@ checkpoints that describe themselves (config, data spec, action, parts, versions
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -36,6 +36,7 @@ from equissl.checkpointing import (
     CheckpointError,
     read_description,
 )
+from equissl.config import MomentumConfig
 from equissl.datasets.base import DataSpec
 from equissl.datasets.contract import check_batch
 from equissl.lightning_compat import attached_trainer, load_train_dataloader
@@ -239,7 +240,7 @@ class SSLMethod(pl.LightningModule):
     def momentum(self, step: int | None = None) -> float:
         """τ of the EMA update after optimizer step ``step`` (default: steps completed so
         far) of the run (``method.momentum``)."""
-        m = self.mcfg.get("momentum") or {"base_tau": 0.996, "final_tau": 1.0}
+        m = self.mcfg.get("momentum") or asdict(MomentumConfig())
         trainer = attached_trainer(self)
         total = int(trainer.estimated_stepping_batches) if trainer is not None else 1
         step = self.global_step if step is None else step
