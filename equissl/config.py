@@ -152,7 +152,7 @@ class DataConfig:
     # global_batch_size / (devices x nodes), which must divide
     # (equissl.training.pretrain.resolve_batch).
     global_batch_size: int | None = at_least(1, None)
-    # The README's spelling of the method's views per object: when set, it sets
+    # docs/guide.md's spelling of the method's views per object: when set, it sets
     # method.num_views (the method owns the number and checks it).
     num_views: int | None = at_least(1, None)
     num_workers: int = at_least(0, 4)

@@ -1,5 +1,5 @@
 """Console entry points: equissl-pretrain, -evaluate (Hydra), -generate, -validate, -pack,
--list (README.md). Help, path and option checks run before Hydra and before torch is
+-list (docs/guide.md). Help, path and option checks run before Hydra and before torch is
 imported (:mod:`equissl.apps.command_line`)."""
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def prepare_data(data: dict[str, Any]) -> None:
 
 
 def views_per_object(config: dict[str, Any]) -> int:
-    """The method's views per object; ``data.num_views`` (the README's spelling) sets it."""
+    """The method's views per object; ``data.num_views`` (the spelling in docs/guide.md) sets it."""
     if config["data"].get("num_views") is not None:
         config["method"]["num_views"] = int(config["data"]["num_views"])
     return int(config["method"]["num_views"])
