@@ -83,8 +83,16 @@ def remove_stale_tmp(directory: str | Path, only_dead_writers: bool = False) -> 
 
 
 @contextmanager
-def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
-    """Binary file handle whose content replaces ``path`` only if the block succeeds."""
+def atomic_open(path: str | Path, exclusive: bool = False) -> Iterator[BinaryIO]:
+    """Binary file handle whose content replaces ``path`` only if the block succeeds.
+
+    Args:
+        path: the target.
+        exclusive: create ``path`` only if it does not exist yet: the finished file is
+            hard-linked into place, so of several processes creating it at once exactly one
+            succeeds and the others get ``FileExistsError``, and no reader ever sees it half
+            written (unlike ``O_EXCL``, which creates the name before the content).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -96,7 +104,11 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            Path(tmp).unlink()
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -109,3 +121,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def atomic_create_text(path: str | Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists (:func:`atomic_open` with
+    ``exclusive``); returns whether this call created it."""
+    try:
+        with atomic_open(path, exclusive=True) as f:
+            f.write(text.encode())
+    except FileExistsError:
+        return False
+    return True

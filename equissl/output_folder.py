@@ -5,7 +5,7 @@ chunk of the same job).
 ``equissl-generate``, ``data.generate`` and ``equissl-pack`` write into folders users name.
 Without this check, a typo in ``out=`` or ``data.root=`` replaced the split files of a
 published dataset, or rendered 400 objects into a PDE folder. The record is created
-exclusively (``os.link`` of a finished temporary file), so array tasks that start together
+exclusively (:func:`equissl.atomic.atomic_create_text`), so array tasks that start together
 agree on one record and a reader never sees half of one.
 """
 
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from equissl.atomic import atomic_create_text
 
 
 class FolderNotOurs(ValueError):
@@ -78,22 +79,7 @@ def _check_same(record: Path, settings: dict[str, Any], what: str) -> None:
 
 def _create_exclusive(record: Path, settings: dict[str, Any]) -> bool:
     """Write ``record`` unless it exists; returns whether this call created it."""
-    record.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", suffix=".tmp", dir=record.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        try:
-            os.link(tmp, record)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return atomic_create_text(record, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def claim_output(

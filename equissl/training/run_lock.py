@@ -3,8 +3,8 @@
 Two identical commands (a duplicate ``sbatch``, a requeue while the old job still runs)
 would otherwise both train in one run directory and both write ``last.ckpt``, and the
 second's start-up clean-up could remove the first's temporary checkpoint file. The lock is
-a file created exclusively (``O_CREAT | O_EXCL``, atomic on local and NFSv3+ file systems)
-holding ``{"host", "pid", "slurm_job_id", "started"}``. Another process finding it:
+a file created whole and exclusively (:func:`equissl.atomic.atomic_create_text`) holding
+``{"host", "pid", "slurm_job_id", "started"}``. Another process finding it:
 
 * takes it over when it belongs to the same SLURM job id (a requeued job is the same run;
   the old attempt is gone, as SLURM requeues only after the job's processes ended);
@@ -22,6 +22,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+from equissl.atomic import atomic_create_text, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,14 @@ def _read(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return {}  # half-written by a process killed while creating it
+        return {}  # damaged: it is created whole (atomic_create_text), never half-written
     return value if isinstance(value, dict) else {}
 
 
 def _takeover_reason(holder: dict[str, Any], me: dict[str, Any]) -> str | None:
     """Why ``me`` may take the lock of ``holder`` over, or ``None`` (it may not)."""
     if not holder:
-        return "the lock file was unreadable (its writer was killed while creating it)"
+        return "the lock file was unreadable (damaged)"
     if holder.get("slurm_job_id") and holder.get("slurm_job_id") == me["slurm_job_id"]:
         if holder.get("host") == me["host"] and holder.get("pid") == me["pid"]:
             return "this process holds it already"
@@ -99,42 +101,25 @@ def acquire(run_dir: str | Path) -> Path:
     me = holder_info()
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read(path)
-            if holder is None:
-                continue  # released meanwhile: try again
-            if not holder and time.time() - _mtime(path) < 5:
-                time.sleep(1)  # another process is writing it right now
-                continue
-            reason = _takeover_reason(holder, me)
-            if reason is None:
-                raise RunDirLocked(
-                    f"{path.parent} is in use by another run ({_describe(holder)}): two "
-                    "processes training in one run directory would overwrite each other's "
-                    f"checkpoints. Wait for it to end, or, if that process is gone, delete "
-                    f"{path} and start again"
-                ) from None
-            log.warning("taking over %s: %s", path, reason)
-            _write(path, me)
-            return path
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+            if atomic_create_text(path, json.dumps(me)):
+                return path
+        except FileNotFoundError:
+            continue  # the holder's start-up clean-up took our temporary file: try again
+        holder = _read(path)
+        if holder is None:
+            continue  # released meanwhile: try again
+        reason = _takeover_reason(holder, me)
+        if reason is None:
+            raise RunDirLocked(
+                f"{path.parent} is in use by another run ({_describe(holder)}): two "
+                "processes training in one run directory would overwrite each other's "
+                f"checkpoints. Wait for it to end, or, if that process is gone, delete "
+                f"{path} and start again"
+            )
+        log.warning("taking over %s: %s", path, reason)
+        atomic_write_text(path, json.dumps(me))
         return path
     raise RunDirLocked(f"could not take {path}: it keeps changing hands")
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _write(path: Path, holder: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(holder))
-    os.replace(tmp, path)
 
 
 def release(path: str | Path) -> None:

@@ -53,3 +53,13 @@ def test_startup_removes_stale_tmp_and_checkpoint_is_world_readable(iebench_tree
     assert not stale.exists()
     assert not list(run.rglob(".*.tmp"))
     assert mode(last) == 0o644
+
+
+def test_exclusive_creation_never_replaces_and_leaves_no_temporary(tmp_path):
+    from equissl.atomic import atomic_create_text
+
+    target = tmp_path / "record.json"
+    assert atomic_create_text(target, "first")
+    assert not atomic_create_text(target, "second")
+    assert target.read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
