@@ -38,8 +38,9 @@ HELP = {
     "pretrain": """\
 equissl-pretrain: pretrain an encoder with a self-supervised method (SIE, seq-JEPA, EquiCaps,
 Lie-symmetry PDE SSL, their baselines) and write <run>/checkpoints/last.ckpt. The run folder
-follows the command (outputs/pretrain/<method>_<data>_<hash>): the same command again, or a
-requeued job, resumes from its last checkpoint; a larger trainer.max_steps continues it.
+follows the command (outputs/pretrain/<method>_<data>_<overrides>_<hash>, named by the
+overrides that change results): the same command again, or a requeued job, resumes from its
+last checkpoint; a larger trainer.max_steps continues it.
 
 Examples:
   equissl-pretrain experiment=quickstart                       # 10 minutes on a CPU

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,19 @@ UNHASHED_KEYS = ("trainer.max_steps", "trainer.max_epochs", "resume", "resume_al
 UNHASHED_PREFIXES = ("checkpoint.", "speed.")
 
 
+def _key(override: str) -> str:
+    return str(override).lstrip("~+").split("=", 1)[0].strip()
+
+
+def _hash(overrides: Any, keep: Callable[[str], bool] = lambda o: True) -> str:
+    """Short stable hash of the overrides ``keep`` accepts (order-free)."""
+    items = sorted(str(o) for o in (overrides or []) if keep(str(o)))
+    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
+
+
 def hashed_override(override: str) -> bool:
     """False for the overrides :func:`run_hash` ignores (budget, checkpoint cadence, speed)."""
-    key = str(override).lstrip("~+").split("=", 1)[0].strip()
+    key = _key(override)
     return key not in UNHASHED_KEYS and not key.startswith(UNHASHED_PREFIXES)
 
 
@@ -40,18 +51,12 @@ def run_hash(overrides: Any) -> str:
     ``speed.*`` are left out (:data:`UNHASHED_KEYS`): re-running with a larger budget
     continues the same run.
     """
-    items = sorted(str(o) for o in (overrides or []) if hashed_override(str(o)))
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
+    return _hash(overrides, hashed_override)
 
 
 def run_hash_all(overrides: Any) -> str:
     """Hash of every override: multirun sweep jobs, which may differ only in budget."""
-    items = sorted(str(o) for o in (overrides or []))
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
-
-
-def _key(override: str) -> str:
-    return str(override).lstrip("~+").split("=", 1)[0].strip()
+    return _hash(overrides)
 
 
 def result_override(override: str) -> bool:
@@ -65,8 +70,7 @@ def result_override(override: str) -> bool:
 
 def result_hash(overrides: Any) -> str:
     """Short stable hash of the result-changing overrides."""
-    items = sorted(str(o) for o in (overrides or []) if result_override(str(o)))
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:8]
+    return _hash(overrides, result_override)
 
 
 #: override keys left out of the readable part of a name (paths; the name has method, data)
