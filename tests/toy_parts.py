@@ -157,6 +157,31 @@ class PlanarRotation(ActionSpace):
         return {}
 
 
+class PlanarShiftSpace(ActionSpace):
+    """A third-party 2-D action space, unregistered: latents (θ, x, y); ``rotation`` (an
+    angle difference) and ``shift``. Kinds are declared per instance (``None``: nothing
+    declared, as action spaces written before kinds)."""
+
+    kind = "planar_test"
+    latent_dim = 3
+    targets = {"rotation": 1, "shift": 2}
+    default_action = ("rotation",)
+
+    def __init__(self, kinds: dict[str, str] | None = None) -> None:
+        if kinds is not None:
+            self.target_kinds = kinds
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
+        if name == "rotation":
+            return wrap_angle(latents_b[..., :1] - latents_a[..., :1])
+        if name == "shift":
+            return latents_b[..., 1:] - latents_a[..., 1:]
+        raise self.unknown_target(name)
+
+
 @dataclass
 class ToyShapesConfig(DataConfig):
     """Rotated 2-D shapes generated in memory (no ``data.root``)."""

@@ -4,21 +4,19 @@ targets of third-party action spaces are vectors, and kinds leave the stored spe
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
 
 from equissl.datasets.contract import (
     DEFAULT_TARGET_KIND,
     TARGET_KINDS,
-    ActionSpace,
     build_action_space,
     wrap_angle,
 )
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.pde.dataset import DEFAULT_STRENGTHS, PDEActionSpace
+from tests.toy_parts import PlanarShiftSpace
 
 SHIPPED = [
     IEBenchActionSpace(latent_dim=7),
@@ -63,44 +61,21 @@ def test_kinds_do_not_enter_the_stored_spec():
     assert build_action_space(old).target_kind("rotation") == "quaternion"
 
 
-class PlanarSpace(ActionSpace):
-    """A third-party 2-D action space: latents (θ, x, y); ``rotation`` is an angle."""
-
-    kind = "planar_test"
-    latent_dim = 3
-    targets = {"rotation": 1, "shift": 2}
-    default_action = ("rotation",)
-
-    def __init__(self, kinds: dict[str, str] | None = None) -> None:
-        if kinds is not None:
-            self.target_kinds = kinds
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        if name == "rotation":
-            return wrap_angle(latents_b[..., :1] - latents_a[..., :1])
-        if name == "shift":
-            return latents_b[..., 1:] - latents_a[..., 1:]
-        raise self.unknown_target(name)
-
-
 def test_undeclared_targets_are_vectors_and_bad_declarations_fail():
-    space = PlanarSpace()  # declares nothing, as action spaces written before kinds
+    space = PlanarShiftSpace()  # declares nothing, as action spaces written before kinds
     assert space.kinds() == {"rotation": DEFAULT_TARGET_KIND, "shift": DEFAULT_TARGET_KIND}
     assert space.targets_of_kind("quaternion") == []
-    assert PlanarSpace({"rotation": "angle"}).targets_of_kind("angle") == ["rotation"]
-    assert PlanarSpace({"rotation": "angle"}).select(["shift", "rotation"]).kinds == (
+    assert PlanarShiftSpace({"rotation": "angle"}).targets_of_kind("angle") == ["rotation"]
+    assert PlanarShiftSpace({"rotation": "angle"}).select(["shift", "rotation"]).kinds == (
         "vector",
         "angle",
     )
     with pytest.raises(KeyError, match="colour"):
         space.target_kind("colour")
     with pytest.raises(ValueError, match="quaternion of width 1"):
-        PlanarSpace({"rotation": "quaternion"}).target_kind("rotation")
+        PlanarShiftSpace({"rotation": "quaternion"}).target_kind("rotation")
     with pytest.raises(ValueError, match="kind 'angel'"):
-        PlanarSpace({"rotation": "angel"}).target_kind("rotation")
+        PlanarShiftSpace({"rotation": "angel"}).target_kind("rotation")
 
 
 def test_wrap_angle_lands_in_the_half_open_interval():

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 import torch
-from torch import Tensor
 
 import equissl.eval.probes.diagnostics as diagnostics
 import equissl.eval.probes.pair_regression as pair_regression
 import equissl.eval.probes.path_integration as path_integration
 import equissl.eval.report as report
 import equissl.geometry as geometry
-from equissl.datasets.contract import ActionSpace, wrap_angle
+from equissl.datasets.contract import wrap_angle
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.eval.evaluate import run_probes
 from equissl.eval.features import FeatureSet
@@ -35,6 +34,7 @@ from equissl.eval.probes.coefficients import COEFFICIENT_FLOORS, mean_baseline
 from equissl.eval.probes.path_integration import angle_sum, path_integration_probe
 from equissl.eval.report import floor_column, markdown_table
 from equissl.registries import PROBES
+from tests.toy_parts import PlanarShiftSpace
 
 PAIR_CFG = {"impl": "pair_regression", "target": "rotation", "epochs": 2, "lr": 1e-2,
             "weight_decay": 0.0, "batch_size": 32, "hidden_dim": 16, "val_pairs_per_object": 3,
@@ -42,27 +42,6 @@ PAIR_CFG = {"impl": "pair_regression", "target": "rotation", "epochs": 2, "lr": 
 DIAG_CFG = {"impl": "diagnostics", "seed": 0, "pairs_per_object": 4, "components": ["rotation"],
             "degree": 2, "components_pca": 4, "ridges": [1e-2, 1.0], "pca_plot": True,
             "pca_points": 200}  # fmt: skip
-
-
-class PlanarSpace(ActionSpace):
-    """A newcomer's 2-D data: latents (θ, x, y); its ``rotation`` is an angle, not a
-    quaternion, and ``shift`` is left undeclared (a vector)."""
-
-    kind = "planar_test"
-    latent_dim = 3
-    targets = {"rotation": 1, "shift": 2}
-    target_kinds = {"rotation": "angle"}
-    default_action = ("rotation",)
-
-    def params(self) -> dict[str, Any]:
-        return {}
-
-    def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
-        if name == "rotation":
-            return wrap_angle(latents_b[..., :1] - latents_a[..., :1])
-        if name == "shift":
-            return latents_b[..., 1:] - latents_a[..., 1:]
-        raise self.unknown_target(name)
 
 
 @pytest.fixture
@@ -87,7 +66,7 @@ def planar_features(n: int, v: int, seed: int) -> FeatureSet:
 def planar_context(out: Path, **meta: Any) -> EvalContext:
     return EvalContext(
         train=planar_features(24, 4, 0), val=planar_features(12, 4, 1),
-        action_space=PlanarSpace(), num_classes=3, method=None,
+        action_space=PlanarShiftSpace({"rotation": "angle"}), num_classes=3, method=None,
         meta={"config": {"method": {"name": "toy"}}, **meta}, datasets={},
         device=torch.device("cpu"), out_dir=out, progress=False,
     )  # fmt: skip
@@ -157,7 +136,7 @@ def test_quaternion_pose_is_chosen_by_kind_not_by_name():
 
 
 def test_angle_sum_follows_the_kind(tmp_path, no_quaternions):
-    space = PlanarSpace()
+    space = PlanarShiftSpace({"rotation": "angle"})
     lat = planar_features(6, 4, 2).latents
     steps = wrap_angle(lat[:, 1:3, 0] - lat[:, :2, 0]).abs().sum(1, keepdim=True)
     torch.testing.assert_close(angle_sum(space.select(["rotation"]), lat, 3), steps)
