@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from equissl.atomic import atomic_open
-from equissl.config import PretrainConfig, range_problems
+from equissl.config import PretrainConfig, nested_schema, range_problems
 from equissl.plugins import load_plugins
 from equissl.registries import BACKBONES, DATASETS, METHODS
 
@@ -105,14 +105,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # --- stored configs against the schemas registered now ----------------------------------
 
 
-def _nested_schema(hint: Any) -> type | None:
-    """The dataclass a field's type hint names (``Foo`` or ``Foo | None``), else None."""
-    if dataclasses.is_dataclass(hint):
-        return hint
-    inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
-    return inner[0] if inner else None
-
-
 def _section_registries() -> dict[str, Any]:
     """The registry of each config section whose schema depends on its ``impl``."""
     load_plugins()
@@ -130,7 +122,7 @@ def schema_problems(values: Any, schema: type, prefix: str) -> list[str]:
     problems = [f"unknown key {prefix}.{k}" for k in sorted(set(values) - set(known))]
     problems += [f"missing key {prefix}.{k}" for k in sorted(set(known) - set(values))]
     for name in sorted(set(known) & set(values)):
-        sub = _nested_schema(hints.get(name))
+        sub = nested_schema(hints.get(name))
         if sub is not None and values[name] is not None:
             problems += schema_problems(values[name], sub, f"{prefix}.{name}")
     return problems
@@ -159,7 +151,7 @@ def fill_schema_defaults(values: Any, schema: type, prefix: str) -> list[str]:
                 continue
             filled.append(f"{prefix}.{f.name}")
             continue
-        sub = _nested_schema(hints.get(f.name))
+        sub = nested_schema(hints.get(f.name))
         if sub is not None and values[f.name] is not None:
             filled += fill_schema_defaults(values[f.name], sub, f"{prefix}.{f.name}")
     return filled

@@ -36,6 +36,14 @@ def in_unit_interval(default: float) -> Any:
     return field(default=default, metadata={"min": 0.0, "max": 1.0})
 
 
+def nested_schema(hint: Any) -> type | None:
+    """The dataclass a field's type hint names (``Foo`` or ``Foo | None``), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)]
+    return inner[0] if inner else None
+
+
 def range_problems(values: Any, schema: type, prefix: str) -> list[str]:
     """``"data.batch_size=0 must be >= 1"`` for every value of ``values`` (a plain dict)
     outside the range its ``schema`` field declares, recursively into nested schemas."""
@@ -47,13 +55,9 @@ def range_problems(values: Any, schema: type, prefix: str) -> list[str]:
         if f.name not in values:
             continue
         value, key = values[f.name], f"{prefix}.{f.name}" if prefix else f.name
-        nested = [
-            a
-            for a in (hints.get(f.name), *typing.get_args(hints.get(f.name)))
-            if dataclasses.is_dataclass(a)
-        ]
-        if nested and isinstance(value, dict):
-            problems += range_problems(value, nested[0], key)
+        nested = nested_schema(hints.get(f.name))
+        if nested is not None and isinstance(value, dict):
+            problems += range_problems(value, nested, key)
             continue
         if value is None or isinstance(value, bool) or not isinstance(value, int | float):
             continue
