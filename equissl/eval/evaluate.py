@@ -6,8 +6,10 @@ read for the probes, and must match the model's view shape and action space.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -148,9 +150,6 @@ def keep_earlier_results(out_dir: Path, digest: str) -> Path | None:
         The folder the earlier results went to, or ``None`` (nothing earlier, or results of
         this same checkpoint, which an evaluation with these settings reproduces).
     """
-    import json
-    import shutil
-
     results = out_dir / "results.json"
     if not results.is_file():
         return None

@@ -24,6 +24,7 @@ from ft_helpers import (  # noqa: F401
 )
 
 from equissl.checkpointing import load_checkpoint
+from equissl.lightning_compat import checkpoint_loader_states
 from equissl.training.pretrain import pretrain
 
 
@@ -71,7 +72,7 @@ def test_stop_and_resume_matches_uninterrupted(
 
     state = load_checkpoint(pretrain(cfg(stop), tmp_path))
     assert state["global_step"] == stop
-    loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    loader = checkpoint_loader_states(state)[0]
     assert (loader["epoch"], loader["consumed"]) == position
     pretrain(cfg(REFERENCE_STEPS), tmp_path)
     assert_matches_reference(reference, tmp_path)
