@@ -123,17 +123,19 @@ class ResumeGuard(pl.Callback):
             return
         lr = float(pl_module.effective_lr())
         wd = float(pl_module.mcfg["optim"]["weight_decay"])
-        for config in trainer.lr_scheduler_configs:
-            scheduler = config.scheduler
-            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-                scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
-        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs]
+        schedules = [
+            c.scheduler
+            for c in trainer.lr_scheduler_configs
+            if isinstance(c.scheduler, torch.optim.lr_scheduler.LambdaLR)
+        ]
+        for schedule in schedules:  # the restored base rates are the old lr
+            schedule.base_lrs = [lr] * len(schedule.base_lrs)
         for optimizer in trainer.optimizers:
             for i, group in enumerate(optimizer.param_groups):
                 factor = 1.0
-                for s in schedulers:
-                    if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
-                        factor = s.lr_lambdas[min(i, len(s.lr_lambdas) - 1)](s.last_epoch)
+                if schedules:  # where the schedule stands now, at the restored step
+                    s = schedules[-1]
+                    factor = s.lr_lambdas[min(i, len(s.lr_lambdas) - 1)](s.last_epoch)
                 group["lr"] = lr * factor
                 if "initial_lr" in group:
                     group["initial_lr"] = lr

@@ -92,3 +92,28 @@ def test_the_first_line_says_new_run_or_resuming_with_the_step(iebench_tree, tmp
         pretrain(compose_pretrain([*base, "trainer.max_steps=2"]), run)
     first = [r.getMessage() for r in caplog.records if r.name == "equissl.training.pretrain"]
     assert first[0] == f"resuming from {run / 'checkpoints' / 'last.ckpt'} (step 1) in {run}"
+
+
+def test_an_allowed_lr_change_reaches_the_schedule(iebench_tree, tmp_path):
+    """With a schedule, the new lr becomes its base rate and the rate now in force is the
+    new lr times the schedule's factor at the restored step."""
+    base = [
+        f"data.root={iebench_tree}",
+        *TOY,
+        "method.optim.scheduler=warmup_constant",
+        "method.optim.warmup_steps=10",
+    ]
+    run = tmp_path / "run"
+    pretrain(compose_pretrain([*base, "trainer.max_steps=2"]), run)
+    ckpt = load_checkpoint(
+        pretrain(
+            compose_pretrain(
+                [*base, "trainer.max_steps=4", "method.optim.lr=0.5", "resume_allow=[method.optim]"]
+            ),
+            run,
+        )
+    )
+    schedule = ckpt["lr_schedulers"][0]
+    assert schedule["base_lrs"] == [0.5]
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.5 * (schedule["last_epoch"] + 1) / 10)  # warm-up factor
