@@ -8,6 +8,7 @@ Reads use ``weights_only=True``: checkpoints never unpickle arbitrary objects.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import typing
@@ -18,7 +19,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from equissl.atomic import atomic_open
-from equissl.config import PretrainConfig, nested_schema, range_problems
+from equissl.config import PretrainConfig, is_result_key, nested_schema, range_problems
 from equissl.plugins import load_plugins
 from equissl.registries import BACKBONES, DATASETS, METHODS
 
@@ -77,13 +78,16 @@ def read_description(ckpt: dict, path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``, naming the file on failure."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict:
+    """Load a checkpoint with ``weights_only=True``, naming the file on failure
+    (``mmap=True``: tensors are mapped from the file, read only when touched)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         raise RuntimeError(f"checkpoint {path} cannot be loaded: {err}") from err
 
@@ -206,3 +210,63 @@ def config_range_problems(config: dict[str, Any]) -> list[str]:
         if schema is not None:
             problems += range_problems(config[section], schema, section)
     return sorted(set(problems))
+
+
+class ResumeMismatch(CheckpointError):
+    """The checkpoint being resumed was trained with other result-changing settings."""
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"method.optim.lr": 0.001, ...}`` of a nested dict (lists stay values)."""
+    if not isinstance(config, dict):
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted))
+        else:
+            out[dotted] = value
+    return out
+
+
+def result_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (stored value, new value)}`` of every result-changing setting that differs."""
+    old, now = copy.deepcopy(stored), copy.deepcopy(new)
+    fill_config_defaults(old)  # keys added since the checkpoint: their default is what ran
+    fill_config_defaults(now)
+    a, b = flatten(old), flatten(now)
+    missing = object()
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if is_result_key(k) and a.get(k, missing) != b.get(k, missing)
+    }
+
+
+def check_resume(
+    source: str | Path, stored: dict[str, Any], new: dict[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """The allowed changes between ``stored`` and ``new``.
+
+    Raises:
+        ResumeMismatch: a result-changing key differs and ``new["resume_allow"]`` does not
+            name it (every such key is listed, with old -> new).
+    """
+    changes = result_changes(stored, new)
+    allowed = set(new.get("resume_allow") or [])
+    refused = {k: v for k, v in changes.items() if not _allowed(k, allowed)}
+    if refused:
+        lines = "\n".join(f"  {k}: {old!r} -> {now!r}" for k, (old, now) in refused.items())
+        keys = ",".join(refused)
+        raise ResumeMismatch(
+            f"{source} was trained with other settings than this command gives:\n{lines}\n"
+            "Resuming would continue the old run under a config that does not describe it. "
+            "Use another run directory for a new run, or name the keys that may change: "
+            f"resume_allow=[{keys}]"
+        )
+    return changes
+
+
+def _allowed(key: str, allowed: set[str]) -> bool:
+    return any(key == a or key.startswith(a + ".") for a in allowed)

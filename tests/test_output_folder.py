@@ -230,3 +230,36 @@ def test_evaluating_an_extended_run_keeps_the_earlier_results(tmp_path):
     assert (dest / "results.json").read_text() == '{"checkpoint_sha1": "aaaaaaaa11"}'
     assert (dest / "rotation_equi.png").is_file() and (out / "evaluate.log").is_file()
     assert not (out / "results.json").exists()
+
+
+def test_data_generate_finishes_its_own_render_and_refuses_other_settings(tmp_path):
+    """A render killed after its split files were written is finished by the next run (not
+    trained on half-written); a render of other settings in the folder is refused; a
+    dataset from elsewhere (no render record) is used as it is."""
+    from equissl.datasets.iebench import IEBenchDataset
+    from equissl.training.pretrain import prepare_data
+    from tests.conftest import write_iebench_tree
+
+    settings = {"num_classes": 2, "objects_per_class": 1, "views": 2, "resolution": 16, "spp": 1}
+    data = {
+        "impl": "iebench",
+        "root": str(tmp_path / "qs"),
+        "splits_dir": None,
+        "train_split": "train",
+        "generate": settings,
+    }
+    prepare_data(data)
+    lost = next((tmp_path / "qs").glob("*/*/image_1.jpg"))
+    lost.unlink()  # the render was killed before this view
+    assert IEBenchDataset.needs_generation(data)
+    prepare_data(data)
+    assert lost.is_file()
+    before = snapshot(tmp_path / "qs")
+    with pytest.raises(FolderNotOurs, match="resolution: 16 -> 24"):
+        prepare_data({**data, "generate": {**settings, "resolution": 24}})
+    assert snapshot(tmp_path / "qs") == before
+    theirs = write_iebench_tree(tmp_path / "published")
+    published = snapshot(theirs)
+    assert not IEBenchDataset.needs_generation({**data, "root": str(theirs)})
+    prepare_data({**data, "root": str(theirs)})
+    assert snapshot(theirs) == published

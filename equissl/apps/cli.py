@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import re
 import sys
 import warnings
@@ -17,11 +18,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from equissl.apps import run_start
 from equissl.apps.command_line import (
     check_checkpoint_paths,
     check_choices,
     check_trainer_device,
     command_help,
+    is_user_error,
     short_errors,
 )
 from equissl.apps.run_folder import register_resolvers
@@ -67,12 +70,16 @@ def _one_log_stream() -> None:
         logger.propagate = True
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_noise)
+    logging.getLogger("lightning.pytorch.callbacks.model_summary").addFilter(without_zero_flops)
 
 
 #: deprecation warnings of libraries about their own internals, which a user cannot act on
 _DEPRECATIONS = (
     r".*isinstance\(treespec, LeafSpec\)",  # Lightning's use of torch's pytree
     r"The image decoding and encoding capabilities of TorchVision are deprecated",
+    # Lightning logs every log_every_n_steps optimizer steps across epochs, so epochs
+    # shorter than the interval lose nothing (the quickstart's 5-batch epochs log every 10)
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 
 
@@ -91,6 +98,21 @@ def _drop_noise(record: logging.LogRecord) -> bool:
     return not any(n in message for n in _NOISE)
 
 
+def without_zero_flops(record: logging.LogRecord) -> bool:
+    """Lightning's model summary without its FLOPs column and total when nothing measured
+    them (every entry 0: the model has no ``example_input_array``)."""
+    lines = record.getMessage().split("\n")
+    header = next((i for i, line in enumerate(lines) if "| FLOPs" in line), None)
+    if header is None or not any(line.strip() == "0         Total Flops" for line in lines):
+        return True
+    cut = lines[header].index("| FLOPs")
+    kept = [line[:cut].rstrip() if "|" in line else line for line in lines]
+    rule = len(kept[header])
+    kept = ["-" * rule if set(line) == {"-"} else line for line in kept]
+    record.msg, record.args = "\n".join(kept[:-1] if "Total Flops" in kept[-1] else kept), ()
+    return True
+
+
 def print_results(results: dict, out_dir: Path) -> None:
     """The headline metrics with their floor rows; every metric is in ``results.md``."""
     from equissl.eval.plots import HEADLINE
@@ -102,7 +124,7 @@ def print_results(results: dict, out_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="pretrain")
 def _pretrain(cfg: DictConfig) -> None:
-    with short_errors("equissl-pretrain"):
+    with run_start.taken_back_if_refused(_job_folder, _refused), short_errors("equissl-pretrain"):
         _pretrain_job(cfg)
 
 
@@ -126,7 +148,7 @@ def _pretrain_job(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://equissl.configs", config_name="evaluate")
 def _evaluate(cfg: DictConfig) -> None:
-    with short_errors("equissl-evaluate"):
+    with run_start.taken_back_if_refused(_job_folder, _refused), short_errors("equissl-evaluate"):
         _evaluate_job(cfg)
 
 
@@ -142,52 +164,38 @@ def _evaluate_job(cfg: DictConfig) -> None:
         "train_split": config["train_split"],
         "val_split": config["val_split"],
     }
-    try:
-        results = evaluate_checkpoint(config["checkpoint"], config["eval"], out_dir, overrides)
-    except BaseException:
-        _remove_if_empty(out_dir)
-        raise
+    results = evaluate_checkpoint(config["checkpoint"], config["eval"], out_dir, overrides)
     print_results(results, out_dir)
 
 
 class NoteNewRunDir(Callback):
-    """Hydra callback: remember which output folders this invocation creates, before Hydra
-    creates them, so that a failed command removes only a folder it made itself."""
+    """Hydra callback: note each output folder's state before Hydra writes into it, so that
+    a refused command can leave it as it was (:mod:`equissl.apps.run_start`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # run_job does the same next
-        _note_if_new(OmegaConf.select(config, "hydra.run.dir"))
+        subdir = OmegaConf.select(config, "hydra.output_subdir")
+        run_start.note(OmegaConf.select(config, "hydra.run.dir"), subdir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
-        _note_if_new(OmegaConf.select(config, "hydra.sweep.dir"))
+        run_start.note_sweep(
+            OmegaConf.select(config, "hydra.sweep.dir"),
+            OmegaConf.select(config, "hydra.output_subdir"),
+        )
 
 
-#: output folders (resolved) that did not exist when this process's Hydra run started
-_NEW_DIRS: set[Path] = set()
+def _job_folder() -> tuple[str, str | None]:
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir
 
 
-def _note_if_new(path: str | None) -> None:
-    if path and not Path(path).exists():
-        _NEW_DIRS.add(Path(path).resolve())
-
-
-def _made_by_us(path: Path) -> bool:
-    path = path.resolve()
-    return any(path == new or new in path.parents for new in _NEW_DIRS)
-
-
-def _remove_if_empty(path: Path) -> None:
-    """Drop a run directory that this very command created and left with nothing but
-    Hydra's own files (its ``.hydra`` folder and log file); anything that existed before the
-    command started is kept."""
-    import shutil
-
-    if not path.is_dir() or not _made_by_us(path):
-        return
-    hydra_files = {".hydra"} | {p.name for p in path.glob("*.log") if p.is_file()}
-    if all(p.name in hydra_files for p in path.iterdir()):
-        shutil.rmtree(path, ignore_errors=True)
+def _refused(err: BaseException) -> bool:
+    """A command that stopped at start on a user error: ``short_errors``' exit 1 (a single
+    run) or the user error it re-raises in a sweep job."""
+    if isinstance(err, SystemExit):
+        return err.code in (1, 2)
+    return is_user_error(err)
 
 
 def list_parts(argv: list[str] | None = None) -> None:
@@ -201,19 +209,22 @@ def pretrain() -> None:
     """``equissl-pretrain``."""
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv):
-        print(command_help("pretrain"))
+        say(command_help("pretrain"))
         return
     _exit_on_usage_error("equissl-pretrain", check_choices, argv)
     _exit_on_usage_error("equissl-pretrain", check_trainer_device, argv)
     setup()
+    _exit_on_usage_error("equissl-pretrain", _check_registered_choices, argv)
     _pretrain()
+    if shows_job_config(argv):
+        print(run_folder_line("pretrain", argv))
 
 
 def evaluate() -> None:
     """``equissl-evaluate``."""
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv):
-        print(command_help("evaluate"))
+        say(command_help("evaluate"))
         return
     _exit_on_usage_error("equissl-evaluate", check_choices, argv)
     try:
@@ -222,7 +233,53 @@ def evaluate() -> None:
         sys.exit(f"equissl-evaluate: {err}")
     _exit_on_usage_error("equissl-evaluate", check_checkpoint_paths, sys.argv[1:])
     setup()
+    _exit_on_usage_error("equissl-evaluate", _check_registered_choices, sys.argv[1:])
     _evaluate()
+    if shows_job_config(sys.argv[1:]):
+        print(run_folder_line("evaluate", sys.argv[1:]))
+
+
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name"}
+_VALUE_FLAGS |= {"-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
+def shows_job_config(argv: list[str]) -> bool:
+    """``--cfg job`` / ``--cfg all`` of one run (not a sweep): Hydra prints the config and
+    stops, so nothing else says where the run would write."""
+    if {"-m", "--multirun"} & set(argv):
+        return False
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(
+        (a in ("--cfg", "-c") and v in ("job", "all")) or a in ("--cfg=job", "--cfg=all")
+        for a, v in pairs
+    )
+
+
+def run_folder_line(config_name: str, argv: list[str]) -> str:
+    """``# run folder: <dir>`` (a YAML comment after Hydra's output) of the command line
+    ``argv``, resolved as Hydra will resolve ``hydra.run.dir``."""
+    from hydra import compose, initialize_config_module
+
+    overrides, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_FLAGS:
+            skip = True
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+    with initialize_config_module("equissl.configs", version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        folder = Path(str(cfg.hydra.run.dir))
+    state = "exists" if folder.is_dir() else "new"
+    return f"# run folder: {folder} ({state})"
+
+
+def _check_registered_choices(argv: list[str]) -> str | None:
+    """``check_choices`` again once ``EQUISSL_PLUGINS`` parts are registered (their options
+    were invisible before)."""
+    return check_choices(argv, registered=True) if os.environ.get("EQUISSL_PLUGINS") else None
 
 
 def _exit_on_usage_error(command: str, check: Any, argv: list[str]) -> None:
@@ -277,19 +334,36 @@ def hydra_quoted(value: str) -> str:
     return "'" + escaped.replace("'", "\\'") + "'"
 
 
-def generate(argv: list[str] | None = None) -> None:
-    from equissl.apps.generate import main
+def say(text: str) -> None:
+    """Print ``text``; a reader that left early (``--help | head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+
+def _tool(module: str, argv: list[str] | None) -> None:
+    """Run ``equissl.apps.<module>.main``; ``--help`` prints the module's usage (exit 0)."""
+    import importlib
+
+    tool = importlib.import_module(f"equissl.apps.{module}")
+    args = sys.argv[1:] if argv is None else argv
+    if {"--help", "-h"} & set(args):
+        say(str(tool.__doc__))
+        sys.exit(0)
+    sys.exit(tool.main(args))
+
+
+def generate(argv: list[str] | None = None) -> None:
+    """``equissl-generate``."""
+    _tool("generate", argv)
 
 
 def validate(argv: list[str] | None = None) -> None:
-    from equissl.apps.validate import main
-
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+    """``equissl-validate``."""
+    _tool("validate", argv)
 
 
 def pack(argv: list[str] | None = None) -> None:
-    from equissl.apps.pack import main
-
-    sys.exit(main(sys.argv[1:] if argv is None else argv))
+    """``equissl-pack``."""
+    _tool("pack", argv)

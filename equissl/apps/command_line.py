@@ -105,11 +105,25 @@ def _values(value: str) -> list[str]:
     return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
 
 
-def check_choices(argv: list[str]) -> str | None:
+def stored_options(group: str) -> list[str]:
+    """The options of ``group`` in Hydra's ConfigStore (schemas, parts of plugins)."""
+    from hydra.core.config_store import ConfigStore
+
+    try:
+        names = ConfigStore.instance().list(group)
+    except OSError:  # no such group
+        return []
+    return [n.removesuffix(".yaml") for n in names]
+
+
+def check_choices(argv: list[str], registered: bool = False) -> str | None:
     """A message naming the first unknown config option in ``argv`` (with "did you mean"),
-    or ``None``. Options of a ``hydra.searchpath`` or of ``EQUISSL_PLUGINS`` cannot be seen
-    here: then Hydra checks them."""
-    if os.environ.get("EQUISSL_PLUGINS") or any(a.startswith("hydra.searchpath") for a in argv):
+    or ``None``. Before the parts are registered (``registered=False``, nothing heavy
+    imported), ``EQUISSL_PLUGINS`` options cannot be seen, so the check waits for the second
+    call, made after registration; options of a ``hydra.searchpath`` are left to Hydra."""
+    if any(a.startswith("hydra.searchpath") for a in argv):
+        return None
+    if os.environ.get("EQUISSL_PLUGINS") and not registered:
         return None
     for arg in argv:
         key, sep, value = arg.partition("=")
@@ -117,8 +131,10 @@ def check_choices(argv: list[str]) -> str | None:
         if not sep or group not in CHOICE_GROUPS or "(" in value or "$" in value:
             continue
         known = group_options(group)
+        stored = set(stored_options(group)) if registered else set()
+        known = sorted(set(known) | {n for n in stored if not n.endswith("_schema")})
         for name in _values(value):
-            if name in known or name in ("null", "") or name.endswith("_schema"):
+            if name in known or name in stored or name in ("null", "") or name.endswith("_schema"):
                 continue
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
@@ -206,6 +222,16 @@ def _raised_by_equissl(err: BaseException) -> bool:
     return True
 
 
+def is_user_error(err: BaseException) -> bool:
+    """An error equissl raised with a message for the user (data, checkpoint, config,
+    environment), not a bug or a library's failure."""
+    return (
+        isinstance(err, USER_FACING)
+        and not isinstance(err, NotImplementedError)
+        and _raised_by_equissl(err)
+    )
+
+
 @contextmanager
 def short_errors(command: str) -> Iterator[None]:
     """Print equissl's own errors as ``<command>: error: <message>`` and exit 1 (a single
@@ -214,12 +240,7 @@ def short_errors(command: str) -> Iterator[None]:
     try:
         yield
     except Exception as err:
-        if (
-            os.environ.get("HYDRA_FULL_ERROR") == "1"
-            or not isinstance(err, USER_FACING)
-            or isinstance(err, NotImplementedError)
-            or not _raised_by_equissl(err)
-        ):
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or not is_user_error(err):
             raise
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode

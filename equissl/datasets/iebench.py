@@ -27,6 +27,8 @@ from equissl.datasets.iebench_format import (
 )
 from equissl.datasets.keys import SampleKey, split_key
 from equissl.datasets.packed import open_store
+from equissl.datasets.render.layout import CONFIG_FILE as RENDER_RECORD
+from equissl.datasets.render.layout import SPLITS_DIR
 from equissl.registries import DATASETS
 
 
@@ -223,7 +225,13 @@ class IEBenchDataset(ViewDataset):
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:
+        """True without split files, and for a folder a render made (its record
+        ``data/render_config.json``): the render then finishes missing views (a killed render
+        writes its split files first) or refuses other settings. A dataset from elsewhere
+        is used as it is."""
         root = Path(cfg["root"])
+        if (root / SPLITS_DIR / RENDER_RECORD).is_file():
+            return True
         splits_dir = Path(cfg.get("splits_dir") or default_splits_dir(root))
         return not (splits_dir / f"{cfg['train_split']}_images.npy").is_file()
 

@@ -281,6 +281,8 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
     if out.resolve() == root.resolve():
         raise ValueError(f"OUT must differ from ROOT ({root})")
     sdir = Path(settings.splits_dir) if settings.splits_dir else default_splits_dir(root)
+    # every source split read (a missing root or file named) before OUT is touched
+    splits = {name: load_split(root, name, sdir) for name in settings.splits}
     claim_output(
         out,
         default_splits_dir(out) / PACK_RECORD,
@@ -297,7 +299,7 @@ def pack_chunk(root: str | Path, out: str | Path, settings: PackSettings) -> dic
         log.warning("removed %s, left by a killed packing task", stale)
     done: dict[str, list[str]] = {"packed": [], "skipped": []}
     for split_name in settings.splits:
-        split = load_split(root, split_name, sdir)
+        split = splits[split_name]
         _copy_split_files(sdir, out, split_name)
         name = shard_name(split_name, settings.chunk, settings.num_chunks)
         start, stop = chunk_range(len(split), settings.chunk, settings.num_chunks)

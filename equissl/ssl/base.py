@@ -34,6 +34,7 @@ from equissl.checkpointing import (
     CHECKPOINT_KEY,
     CHECKPOINT_VERSION,
     CheckpointError,
+    check_resume,
     read_description,
 )
 from equissl.config import MomentumConfig
@@ -334,13 +335,56 @@ class SSLMethod(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = self.describe()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Resuming checks the checkpoint as evaluation does: format version, config schema,
-        and the data it was trained on (view shape, action space)."""
+        self.check_resumable(checkpoint, str(self.trainer.ckpt_path or "the checkpoint"))
 
-        source = self.trainer.ckpt_path or "the checkpoint being resumed"
+    def check_resumable(self, checkpoint: dict[str, Any], source: str) -> None:
+        """Whether this model may resume ``checkpoint`` (read from ``source``): format
+        version and config schema (as evaluation checks them), the data it was trained on
+        (view shape, action space), the result-changing settings (``resume_allow``), and
+        weights that fit this model. Raises :class:`CheckpointError` naming what differs.
+
+        The pretraining stage calls it before the Trainer starts (nothing written yet);
+        Lightning's resume calls it again before it loads the weights."""
         meta = read_description(checkpoint, source)
         problems = DataSpec.from_dict(meta["spec"]).mismatch(self.spec)
         if problems:
             raise CheckpointError(
                 f"{source} was trained on other data: this run's data have " + "; ".join(problems)
             )
+        # Before Lightning loads the weights (callbacks see the checkpoint only afterwards):
+        # a changed recipe is named key by key, not met as a raw load_state_dict error.
+        check_resume(source, meta["config"], self.config)
+        self._check_weights_fit(checkpoint.get("state_dict") or {}, source, meta["config"])
+
+    def _check_weights_fit(
+        self, stored: dict[str, Any], source: str, stored_config: dict[str, Any]
+    ) -> None:
+        """Raise :class:`CheckpointError` when the stored weights do not fit this model
+        (another method or backbone, allowed through ``resume_allow`` or not)."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in stored]
+        unexpected = [k for k in stored if k not in own]
+        reshaped = [
+            f"{k} {tuple(stored[k].shape)} -> {tuple(v.shape)}"
+            for k, v in own.items()
+            if k in stored and hasattr(stored[k], "shape") and stored[k].shape != v.shape
+        ]
+        if not (missing or unexpected or reshaped):
+            return
+
+        def names(cfg: dict[str, Any]) -> str:
+            method = (cfg.get("method") or {}).get("name", "?")
+            return f"method={method} backbone={(cfg.get('backbone') or {}).get('name', '?')}"
+
+        found = [
+            f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
+            f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
+            f"{len(reshaped)} reshaped ({', '.join(reshaped[:3])})" if reshaped else "",
+        ]
+        raise CheckpointError(
+            f"{source} holds a {names(stored_config)} model; this command builds "
+            f"{names(self.config)}, whose weights do not fit it: "
+            + "; ".join(f for f in found if f)
+            + ". Resume with the checkpoint's method and backbone, or start the new model in "
+            "another run directory."
+        )

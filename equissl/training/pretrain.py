@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from equissl.atomic import remove_stale_tmp
-from equissl.checkpointing import AtomicCheckpointIO, config_range_problems
+from equissl.checkpointing import AtomicCheckpointIO, config_range_problems, load_checkpoint
 from equissl.config import TrainerConfig
 from equissl.datasets.base import generate_dataset
 from equissl.registries import DATASETS
@@ -66,9 +66,17 @@ def trainer_arguments(trainer: dict[str, Any]) -> dict[str, Any]:
 def prepare_data(data: dict[str, Any]) -> None:
     """Generate the dataset into ``data.root`` first when ``data.generate`` asks for it."""
     cls = DATASETS.get(data["impl"])
-    if data.get("generate") and cls.needs_generation(data):
+    if not data.get("generate"):
+        return
+    if cls.needs_generation(data):
         log.info("data.root %s: generating the dataset (%s)", data["root"], data["generate"])
         generate_dataset(data)
+    else:
+        log.info(
+            "data.root %s already holds a dataset: training on it as it is (data.generate "
+            "writes only into a new or empty folder, or finishes its own render)",
+            data["root"],
+        )
 
 
 def views_per_object(config: dict[str, Any]) -> int:
@@ -244,6 +252,8 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     check_rank_share(
         len(datamodule.train_set), trainer.world_size, int(config["data"]["batch_size"])
     )
+    if ckpt_path and ckpt_path != "hpc":  # refused before the logger writes anything
+        method.check_resumable(load_checkpoint(ckpt_path, mmap=True), ckpt_path)
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:

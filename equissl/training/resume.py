@@ -11,7 +11,6 @@ kept the checkpoint's ``1e-3``.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
@@ -21,72 +20,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from equissl.checkpointing import CHECKPOINT_KEY, CheckpointError, fill_config_defaults
-from equissl.config import is_result_key
+from equissl.checkpointing import CHECKPOINT_KEY, ResumeMismatch, check_resume, result_changes
+
+__all__ = ["HISTORY_FILE", "ResumeGuard", "ResumeMismatch", "check_resume", "result_changes"]
 
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "resume_history.jsonl"
-
-
-class ResumeMismatch(CheckpointError):
-    """The checkpoint being resumed was trained with other result-changing settings."""
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"method.optim.lr": 0.001, ...}`` of a nested dict (lists stay values)."""
-    if not isinstance(config, dict):
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, dotted))
-        else:
-            out[dotted] = value
-    return out
-
-
-def result_changes(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{key: (stored value, new value)}`` of every result-changing setting that differs."""
-    old, now = copy.deepcopy(stored), copy.deepcopy(new)
-    fill_config_defaults(old)  # keys added since the checkpoint: their default is what ran
-    fill_config_defaults(now)
-    a, b = flatten(old), flatten(now)
-    missing = object()
-    return {
-        k: (a.get(k), b.get(k))
-        for k in sorted(set(a) | set(b))
-        if is_result_key(k) and a.get(k, missing) != b.get(k, missing)
-    }
-
-
-def check_resume(
-    source: str | Path, stored: dict[str, Any], new: dict[str, Any]
-) -> dict[str, tuple[Any, Any]]:
-    """The allowed changes between ``stored`` and ``new``.
-
-    Raises:
-        ResumeMismatch: a result-changing key differs and ``new["resume_allow"]`` does not
-            name it (every such key is listed, with old -> new).
-    """
-    changes = result_changes(stored, new)
-    allowed = set(new.get("resume_allow") or [])
-    refused = {k: v for k, v in changes.items() if not _allowed(k, allowed)}
-    if refused:
-        lines = "\n".join(f"  {k}: {old!r} -> {now!r}" for k, (old, now) in refused.items())
-        keys = ",".join(refused)
-        raise ResumeMismatch(
-            f"{source} was trained with other settings than this command gives:\n{lines}\n"
-            "Resuming would continue the old run under a config that does not describe it. "
-            "Use another run directory for a new run, or name the keys that may change: "
-            f"resume_allow=[{keys}]"
-        )
-    return changes
-
-
-def _allowed(key: str, allowed: set[str]) -> bool:
-    return any(key == a or key.startswith(a + ".") for a in allowed)
 
 
 class ResumeGuard(pl.Callback):

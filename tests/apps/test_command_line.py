@@ -94,3 +94,27 @@ def test_equissl_errors_print_one_line_and_others_keep_the_traceback(capsys, mon
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ValueError), short_errors("equissl-x"):
         claim_output(afile, afile / "rec.json", {}, "a dataset")
+
+
+def test_cfg_job_ends_with_the_run_folder_it_would_use(tmp_path):
+    """``--cfg job`` prints the config and stops; its last line names the run folder, the
+    same folder the run then uses (a YAML comment, so the output still parses)."""
+    import yaml
+
+    argv = ["--cfg", "job", "method=vicreg", "method.optim.lr=0.1", "trainer.max_steps=3"]
+    code = "from equissl.apps.cli import pretrain\npretrain()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last == "# run folder: outputs/pretrain/vicreg_3diebench_lr-0.1_1947e84d (new)"
+    assert yaml.safe_load(res.stdout)["method"]["optim"]["lr"] == 0.1
+    (tmp_path / "outputs/pretrain/vicreg_3diebench_lr-0.1_1947e84d").mkdir(parents=True)
+    res = subprocess.run(
+        [sys.executable, "-c", code, "-c", "job", *argv[2:]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.stdout.strip().endswith("lr-0.1_1947e84d (exists)"), res.stderr

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from equissl.checkpointing import load_checkpoint
+from equissl.checkpointing import CheckpointError, load_checkpoint
 from equissl.config import is_result_key
 from equissl.training.pretrain import pretrain
 from equissl.training.resume import HISTORY_FILE, ResumeMismatch, check_resume, result_changes
@@ -117,3 +117,21 @@ def test_an_allowed_lr_change_reaches_the_schedule(iebench_tree, tmp_path):
     assert schedule["base_lrs"] == [0.5]
     lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(0.5 * (schedule["last_epoch"] + 1) / 10)  # warm-up factor
+
+
+def test_resuming_with_another_method_names_it_before_loading_weights(iebench_tree, tmp_path):
+    """SIE's checkpoint resumed as VICReg: the method change is named (not a raw
+    load_state_dict error); allowed anyway, the weights that do not fit are named."""
+    toy = [o for o in TOY if not o.startswith("method")]
+    base = [f"data.root={iebench_tree}", *toy, "method.projector=[16,16]"]
+    run = tmp_path / "run"
+    last = pretrain(
+        compose_pretrain([*base, "method=sie", "method.inv_dim=8", "trainer.max_steps=1"]), run
+    )
+    before = sha(last)
+    vicreg = [*base, "method=vicreg", "trainer.max_steps=2"]
+    with pytest.raises(ResumeMismatch, match=r"method.name: 'sie' -> 'vicreg'"):
+        pretrain(compose_pretrain(vicreg), run)
+    with pytest.raises(CheckpointError, match=r"holds a method=sie .*builds method=vicreg"):
+        pretrain(compose_pretrain([*vicreg, "resume_allow=[method]"]), run)
+    assert sha(last) == before
