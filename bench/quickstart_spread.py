@@ -60,14 +60,20 @@ def run(work: Path, seed: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def collect(work: Path) -> list[tuple[str, dict[str, float]]]:
-    rows = []
+def collect(work: Path) -> tuple[list[tuple[str, dict[str, float]]], str]:
+    """The runs' headline metrics, and the recipe they share in words (from their configs)."""
+    rows, recipes = [], set()
     for folder in sorted((work / "outputs").glob("seed*_t*")):
         results = folder / "eval" / "results.json"
         if results.is_file():
-            metrics = json.loads(results.read_text())["metrics"]
+            saved = json.loads(results.read_text())
+            metrics, config = saved["metrics"], saved["config"]
             rows.append((folder.name, {f"{p}/{m}": metrics[f"{p}/{m}"] for p, m in METRICS}))
-    return rows
+            recipes.add(
+                f"{config['trainer']['max_steps']} steps at {config['data']['image_size']} px, "
+                f"{config['backbone']['name']}"
+            )
+    return rows, " / ".join(sorted(recipes))
 
 
 def table(rows: list[tuple[str, dict[str, float]]]) -> str:
@@ -110,9 +116,9 @@ def main() -> None:
         run(args.work, jobs[0][0], jobs[0][1])  # renders the data once
         with ThreadPoolExecutor(args.parallel) as pool:
             list(pool.map(lambda j: run(args.work, *j), jobs[1:]))
-    rows = collect(args.work)
+    rows, recipe = collect(args.work)
     text = (
-        "# Quickstart spread (`experiment=quickstart`, SIE, 600 steps)\n\n"
+        f"# Quickstart spread (`experiment=quickstart`, SIE, {recipe})\n\n"
         f"{len(rows)} runs from `{args.work}`; each row one run (seed, threads). The floor "
         "is the rotation probe's constant predictor (train-set mean relative quaternion).\n\n"
         + table(rows)

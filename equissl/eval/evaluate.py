@@ -110,12 +110,15 @@ def run_probes(
     ctx: EvalContext,
     parts: list[str],
     floors: dict[str, dict[str, str]] | None = None,
+    protocols: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
     """Every probe on its parts: ``(metrics {"<part>/<probe>/<metric>": value},
     skipped {probe: reason}, plots {name: file})``. ``floors``, when given, receives the
     floors the probes declared (``ProbeResult.floors``) as ``results.json["floors"]``
-    holds them: ``{"<probe>/<metric>": {"of": "<probe>/<metric>", "row": row}}``."""
+    holds them: ``{"<probe>/<metric>": {"of": "<probe>/<metric>", "row": row}}``;
+    ``protocols`` receives each probe's protocol card (``Probe.card``)."""
     floors = {} if floors is None else floors
+    protocols = {} if protocols is None else protocols
     metrics: dict[str, float] = {}
     skipped: dict[str, str] = {}
     plots: dict[str, str] = {}
@@ -125,6 +128,7 @@ def run_probes(
             skipped[name] = reason
             log.info("probe %s skipped: %s", name, reason)
             continue
+        protocols[name] = probe.card(ctx)
         by_part = {}
         for part in probe.parts(ctx, parts):
             res = by_part[part] = probe.run(ctx, part)
@@ -235,7 +239,8 @@ def evaluate_checkpoint(
     if unknown:
         raise ValueError(f"eval.parts names {unknown}; the model's parts are {list(meta['parts'])}")
     floors: dict[str, dict[str, str]] = {}
-    metrics, skipped, plots = run_probes(probes, ctx, parts, floors)
+    protocols: dict[str, dict[str, Any]] = {}
+    metrics, skipped, plots = run_probes(probes, ctx, parts, floors, protocols)
     baselines = {}
     for name, build in builders.items():
         model = build(method, meta)
@@ -262,6 +267,7 @@ def evaluate_checkpoint(
         "skipped": skipped,
         "plots": plots,
         "floors": floors,  # which metrics are floors (declared by the probes)
+        "protocols": protocols,  # what each probe ran, against the paper it follows
     }
     if builders:  # the key only when asked for: results without it keep their exact shape
         results["baselines"] = baselines

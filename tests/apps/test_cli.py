@@ -61,7 +61,7 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
     assert set(results) == {
         "checkpoint", "checkpoint_sha1", "method", "data", "config", "metrics", "skipped", "plots",
-        "floors",
+        "floors", "protocols",
     }  # fmt: skip
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert "sequence representation" in results["skipped"]["path_integration"]

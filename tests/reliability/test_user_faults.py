@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_iebench_tree
+from tests.conftest import TOY, write_iebench_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = [
     "method=vicreg",
     "method.projector=[16,16]",
-    "backbone=tiny_cnn_schema",
-    "trainer=cpu",
-    "data.batch_size=4",
-    "data.image_size=32",
-    "data.num_workers=0",
-    "logger=csv",
+    *(o for o in TOY if not o.startswith(("method", "logger.name"))),  # csv logger kept
 ]
 #: Lightning and library lines a run must not print (issue: quiet logs)
 NOISE = ("💡 Tip", "srun", "Total Flops", "limit_train_batches", "LeafSpec", "logging interval")

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.contract import ActionSpace
 from equissl.eval.features import FeatureSet
+from equissl.eval.probes.protocol import FROZEN_EVAL_MODE, Reference, protocol_card
 from equissl.progress import progress_bar
 from equissl.registries import PROBES as PROBES  # where plugins written for 0.1 import it
 
@@ -153,10 +154,41 @@ class Probe:
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         raise NotImplementedError
 
+    def reference(self) -> Reference | None:
+        """The published protocol this probe's defaults follow (``None``: a measurement of
+        equissl's own, which no paper reports)."""
+        return None
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        """What this probe ran, as protocol-card fields (``head``, ``optimizer``, ``lr``,
+        ``epochs``, ``batch_size``, ``samples``, ...; see :mod:`.protocol`)."""
+        return {}
+
+    def run_deviations(self, ctx: EvalContext) -> tuple[str, ...]:
+        """Deviations from :meth:`reference` that depend on this checkpoint or data."""
+        return ()
+
+    def card(self, ctx: EvalContext) -> dict[str, Any]:
+        """``results.json["protocols"][name]``: :meth:`card_fields`, the backbone mode and
+        the splits, against :meth:`reference`."""
+        ran = {
+            **self.card_fields(ctx),
+            "backbone": FROZEN_EVAL_MODE,
+            "train_split": _split_name(ctx, "train"),
+            "train_objects": ctx.train.num_objects,
+            "test_split": _split_name(ctx, "val"),
+            "test_objects": ctx.val.num_objects,
+        }
+        return protocol_card(self.reference(), ran, self.run_deviations(ctx))
+
     def summarise(self, ctx: EvalContext, results: dict[str, ProbeResult]) -> dict[str, str]:
         """Called once after :meth:`run` on every part (``results`` by part); returns the
         plots written across parts, ``{name: file name in ctx.out_dir}``."""
         return {}
+
+
+def _split_name(ctx: EvalContext, key: str) -> str:
+    return str(getattr(ctx.datasets.get(key), "split_name", key))
 
 
 def sequence_length(part: str) -> tuple[str, int] | None:

@@ -23,6 +23,7 @@ from equissl.eval.probes.base import (
     predict,
     seeded,
 )
+from equissl.eval.probes.protocol import SIE_TRAIN_MODE, Reference, trained_head_fields
 from equissl.registries import PROBES
 
 
@@ -72,11 +73,51 @@ def classification_probe(
     )
 
 
+def labelled(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The objects of ``x [N, V, D]`` with a known label (``>= 0``). When every label is
+    known (3DIEBench), ``x`` itself: the cached part stays memory-mapped and each epoch
+    reads one view per object, instead of a copy of all ``N × V`` rows in RAM."""
+    known = labels >= 0
+    if bool(known.all()):
+        return x, labels
+    rows = known.nonzero().squeeze(1)
+    return x[rows], labels[rows]
+
+
 @PROBES.register("classification", config=ClassificationProbeConfig)
 class ClassificationProbe(Probe):
     """Linear probe on the class label (top-1 and class-balanced top-1)."""
 
     on_sequences = True  # e.g. seq-JEPA's aggregate over M views
+
+    def reference(self) -> Reference:
+        return Reference(
+            "SIE (Garrido, Najman, LeCun, ICML 2023), github.com/facebookresearch/SIE "
+            "eval_classification.py",
+            {"head": "linear", "optimizer": "Adam", "lr": 1e-3, "weight_decay": 0.0,
+             "epochs": 300, "batch_size": 256},
+            (
+                SIE_TRAIN_MODE,
+                "test: every cached view of each test object is scored; SIE scores one random "
+                "view per object per epoch (unseeded), a noisier estimate of the same mean",
+            ),
+        )  # fmt: skip
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            **trained_head_fields(self.cfg, "linear"),
+            "samples": "one random view per training object per epoch; parts of sequence "
+            "methods also as aggregates of M views",
+        }
+
+    def run_deviations(self, ctx: EvalContext) -> tuple[str, ...]:
+        if not ctx.train.sequences:
+            return ()
+        return (
+            "aggregate parts (<part>@M<m>): one fixed sequence per object, probed offline; "
+            "seq-JEPA's published aggregate top-1 comes from its online linear probe, trained "
+            "during pretraining on fresh random sequences every step",
+        )
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         if ctx.num_classes <= 1 or not bool((ctx.train.labels >= 0).any()):
@@ -84,12 +125,9 @@ class ClassificationProbe(Probe):
         return None
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
-        tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
         return classification_probe(
-            ctx.train.part(part)[tr],
-            ctx.train.labels[tr],
-            ctx.val.part(part)[va],
-            ctx.val.labels[va],
+            *labelled(ctx.train.part(part), ctx.train.labels),
+            *labelled(ctx.val.part(part), ctx.val.labels),
             ctx.num_classes,
             self.cfg,
             ctx.device,

@@ -47,6 +47,7 @@ from equissl.eval.probes.base import (
     predict,
     seeded,
 )
+from equissl.eval.probes.protocol import Reference, trained_head_fields
 from equissl.models.backbones import build_backbone
 from equissl.progress import progress_bar
 from equissl.registries import PROBES
@@ -236,6 +237,31 @@ class CoefficientProbe(Probe):
     """Invariant coefficient regression with its predict-the-mean and supervised baselines."""
 
     on_sequences = True  # an aggregate over several windows sees the same trajectory
+
+    def reference(self) -> Reference:
+        return Reference(
+            "Mialon et al., Self-supervised learning with Lie symmetries for PDEs (NeurIPS "
+            "2023), github.com/facebookresearch/SSLForPDEs navier_stokes.py eval_coeff",
+            {"head": "linear without bias + sigmoid to the target range", "optimizer": "Adam",
+             "lr": 7e-4, "weight_decay": 0.0, "epochs": 30, "batch_size": 64},
+            (
+                "labels: the head and the supervised baseline train on the pretraining split "
+                "(labelled_fraction of its trajectories); the reference trains them on a "
+                "disjoint valid split (1,664 Navier-Stokes trajectories) and tests on the test "
+                "split, so our supervised row is much stronger than the paper's",
+                "views: evaluation windows are symmetry-transformed; the reference evaluates "
+                "untransformed crops (steps=0)",
+                "no random-initialised encoder row (the reference's epoch 0 gives one)",
+            ),
+        )  # fmt: skip
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            **trained_head_fields(self.cfg, "linear without bias + sigmoid to the target range"),
+            "labelled_fraction": float(self.cfg["labelled_fraction"]),
+            "samples": "one random evaluation window per training trajectory per epoch; "
+            "every cached window of each test trajectory",
+        }
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)

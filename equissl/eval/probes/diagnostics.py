@@ -299,6 +299,13 @@ def pose_colour(space: ActionSpace, latents: Tensor) -> tuple[Tensor, str]:
 class DiagnosticsProbe(Probe):
     """Invariance (distances, variance shares) and equivariance (partial R²) per part."""
 
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            "head": f"ridge regression (degree {int(self.cfg['degree'])} in the action), "
+            "ridge chosen on held-out objects",
+            "samples": f"{int(self.cfg['pairs_per_object'])} seeded view pairs per object",
+        }
+
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)
         if int(cfg["degree"]) not in (1, 2):

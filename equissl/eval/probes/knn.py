@@ -23,6 +23,7 @@ from equissl.config import ProbeConfig
 from equissl.eval.metrics import balanced_top1, classification_floors, top1
 from equissl.eval.neighbours import EXACT, IndexSpec, build_index
 from equissl.eval.probes.base import CLASSIFICATION_FLOORS, EvalContext, Probe, ProbeResult
+from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
 
 
@@ -104,6 +105,23 @@ class KNNProbe(Probe):
     """Weighted k-NN (cosine, ``exp(s/T)`` votes): top-1 and class-balanced top-1."""
 
     on_sequences = True
+
+    def reference(self) -> Reference:
+        return Reference(
+            "solo-learn WeightedKNNClassifier (k = 20, T = 0.07, cosine; DINO eval_knn.py)",
+            {"k": 20, "temperature": 0.07},
+        )
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            "head": "weighted k-NN vote (cosine, exp(s/T)), no training",
+            "k": int(self.cfg["k"]),
+            "temperature": float(self.cfg["temperature"]),
+            "index": str(self.cfg["index"]),
+            "samples": f"bank: {int(self.cfg['bank_views']) or 'every cached'} view(s) per "
+            f"training object; queries: {int(self.cfg['query_views']) or 'every cached'} "
+            "view(s) per test object",
+        }
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)

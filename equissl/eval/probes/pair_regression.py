@@ -37,6 +37,7 @@ from equissl.eval.probes.base import (
     predict,
     seeded,
 )
+from equissl.eval.probes.protocol import SIE_TRAIN_MODE, Reference, trained_head_fields
 from equissl.eval.report import TARGET_PLOTS
 from equissl.registries import PROBES
 
@@ -45,9 +46,11 @@ PairTarget = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class PairRegressionProbeConfig(ProbeConfig):
-    """SIE protocol: MLP 2d -> 1024 -> 1024 -> out, Adam 1e-3, batch 256, 300 epochs."""
+    """SIE protocol: MLP 2d -> 1024 -> 1024 -> out, Adam 1e-3, batch 256, 300 epochs
+    (``head: linear`` is SIE's colour protocol, set in ``configs/probe/color.yaml``)."""
 
     target: str = MISSING  # action-space target regressed (rotation, color, ...)
+    head: str = "mlp"  # mlp (2d -> hidden -> hidden -> out, SIE --deep-end) | linear
     epochs: int = 300
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -65,6 +68,56 @@ def pair_mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Module:
         nn.ReLU(),
         nn.Linear(hidden, out_dim),
     )
+
+
+PAIR_HEADS = ("mlp", "linear")
+
+
+def pair_head(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Module:
+    """``mlp`` (:func:`pair_mlp`) or ``linear`` (one Linear layer, SIE's default head)."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp":
+        return pair_mlp(in_dim, hidden, out_dim)
+    raise ValueError(f"head={kind!r}: choose one of {PAIR_HEADS}")
+
+
+def head_description(cfg: dict[str, Any]) -> str:
+    """The card's name of the configured head (``mlp 2d-1024-1024-out``, ``linear``)."""
+    if cfg.get("head", "mlp") == "linear":
+        return "linear"
+    return f"mlp 2d-{int(cfg['hidden_dim'])}-{int(cfg['hidden_dim'])}-out"
+
+
+_SIE = "SIE (Garrido, Najman, LeCun, ICML 2023), github.com/facebookresearch/SIE "
+_EQUICAPS = "EquiCaps (Konstantinou et al., ICCV 2025), github.com/AberdeenML/EquiCaps "
+_SIE_PAIRS = "test: seeded pairs per test object (val_pairs_per_object); SIE draws one "
+_SIE_PAIRS += "random pair per object and epoch (unseeded)"
+_ADAM = {"optimizer": "Adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 256}
+#: the published protocol of each target (targets not listed are equissl's own)
+PAIR_REFERENCES = {
+    "rotation": Reference(
+        _SIE + "eval_angle_prediction.py --deep-end",
+        {"head": "mlp 2d-1024-1024-out", **_ADAM, "epochs": 300},
+        (SIE_TRAIN_MODE, _SIE_PAIRS),
+    ),
+    # the script's defaults: a linear head (no --deep-end), 50 epochs; the README's colour
+    # command passes an argument the script does not define
+    "color": Reference(
+        _SIE + "eval_color_prediction.py",
+        {"head": "linear", **_ADAM, "epochs": 50},
+        (SIE_TRAIN_MODE, _SIE_PAIRS),
+    ),
+    # object frame t2 - t1 (EquiCaps' translation scripts; its README passes 300 epochs)
+    "translation": Reference(
+        _EQUICAPS + "eval_translation_prediction_object_frame.py, README command",
+        {"head": "mlp 2d-1024-1024-out", **_ADAM, "epochs": 300},
+    ),
+    "translation_base": Reference(
+        _EQUICAPS + "eval_translation_prediction_final_frame.py, README command",
+        {"head": "mlp 2d-1024-1024-out", **_ADAM, "epochs": 300},
+    ),
+}
 
 
 def distinct_views(count: int, num_views: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -108,7 +161,7 @@ def pair_regression_probe(
         return x, target(train_lat[rows, a], train_lat[rows, b])
 
     with seeded(int(cfg["seed"])):
-        head = pair_mlp(2 * d, int(cfg["hidden_dim"]), out_dim)
+        head = pair_head(str(cfg.get("head", "mlp")), 2 * d, int(cfg["hidden_dim"]), out_dim)
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
     pairs = fixed_pairs(
         len(val_x), val_x.shape[1], int(cfg["val_pairs_per_object"]), int(cfg["seed"]) + 1
@@ -126,6 +179,23 @@ def pair_regression_probe(
 @PROBES.register("pair_regression", config=PairRegressionProbeConfig)
 class PairRegressionProbe(Probe):
     """Regress an action-space target between two views (``target``: rotation, color, …)."""
+
+    def __init__(self, name: str, cfg: dict[str, Any]) -> None:
+        super().__init__(name, cfg)
+        if cfg.get("head", "mlp") not in PAIR_HEADS:
+            raise ValueError(
+                f"eval.probes.{name}.head={cfg['head']!r}: choose one of {', '.join(PAIR_HEADS)}"
+            )
+
+    def reference(self) -> Reference | None:
+        return PAIR_REFERENCES.get(self.cfg["target"])
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            **trained_head_fields(self.cfg, head_description(self.cfg)),
+            "samples": "one random pair of distinct views per training object per epoch; "
+            f"{int(self.cfg['val_pairs_per_object'])} seeded pairs per test object",
+        }
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         target = self.cfg["target"]

@@ -54,6 +54,7 @@ from equissl.eval.probes.base import (
     sequence_parts,
 )
 from equissl.eval.probes.pair_regression import pair_mlp
+from equissl.eval.probes.protocol import trained_head_fields
 from equissl.eval.report import plot_path_integration
 from equissl.geometry import quaternion_angle
 
@@ -133,6 +134,13 @@ def path_integration_probe(
 @PROBES.register("path_integration", config=PathIntegrationProbeConfig)
 class PathIntegrationProbe(Probe):
     """Regress the cumulative action of M views from their aggregate, per length M."""
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        width = int(self.cfg["hidden_dim"])
+        return {
+            **trained_head_fields(self.cfg, f"mlp D-{width}-{width}-out"),
+            "samples": f"random sequences of M = {list(self.cfg['lengths'])} views per object",
+        }
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)

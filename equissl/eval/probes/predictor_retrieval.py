@@ -34,6 +34,7 @@ from equissl.config import ProbeConfig
 from equissl.eval.features import FeatureSet
 from equissl.eval.neighbours import rank_of, search
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
+from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
 
 #: index of the scalar part in the action spaces' (x, y, z, w) quaternions
@@ -125,6 +126,22 @@ def pre_metric(
 @PROBES.register("predictor", config=PredictorProbeConfig)
 class PredictorProbe(Probe):
     """MRR, Hit@k and PRE of the method's action-conditioned predictor."""
+
+    def reference(self) -> Reference:
+        return Reference(
+            "SIE (Garrido, Najman, LeCun, ICML 2023), github.com/facebookresearch/SIE "
+            "eval_MRR_Hk.py, eval_prediction_errors.py",
+            {"normalize": True},
+        )
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        return {
+            "head": "the method's own predictor (no training)",
+            "normalize": bool(self.cfg["normalize"]),
+            "pre_bank": str(self.cfg["pre_bank"]),
+            "samples": "view 0 of each object predicted towards each of its views (view 0 "
+            "included), ranked among that object's views; PRE: nearest neighbour in the bank",
+        }
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from equissl.config import ProbeConfig
 from equissl.datasets.pde.dataset import PDEWindowDataset
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
+from equissl.eval.probes.protocol import Reference, trained_head_fields
 from equissl.progress import progress_bar
 from equissl.registries import PROBES
 
@@ -316,6 +317,39 @@ class TimeSteppingProbe(Probe):
         super().__init__(name, cfg)
         self._fixed: dict[str, float] | None = None
         self._reps: dict[str, dict[str, Tensor]] | None = None
+
+    def reference(self) -> Reference:
+        return Reference(
+            "LPSDA (Brandstetter, Welling, Worrall, ICML 2022), "
+            "github.com/brandstetter-johannes/LPSDA experiments/train.py",
+            {"optimizer": "AdamW", "lr": 1e-4, "weight_decay": 0.01, "epochs": 20,
+             "batch_size": 16},
+            (
+                "budget: one pass over the trajectories per epoch; LPSDA runs t_res * 2 passes "
+                "per epoch (280 in 1-D), about 280 times more steps",
+                "learning rate: MultiStepLR from lr; LPSDA's milestone 0 decays once at "
+                "construction, so its rates are 4e-5, 1.6e-5, 6.4e-6, 2.6e-6",
+                "model selection: the last model; LPSDA selects on the validation split",
+                "NMSE: mean over the rollout's frames; LPSDA sums over frames",
+            ),
+        )  # fmt: skip
+
+    def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        ds = ctx.datasets["train"]
+        two_d = bool(getattr(ds, "two_d", False))
+        head = (
+            f"U-Net (base width {int(self.cfg['width_2d'])})"
+            if two_d
+            else f"LPSDA CNN (width {int(self.cfg['width'])})"
+        )
+        history, future = self.horizon(ds) if isinstance(ds, PDEWindowDataset) else (0, 0)
+        return {
+            **trained_head_fields(self.cfg, head, "AdamW"),
+            "history": history,
+            "future": future,
+            "samples": f"{int(self.cfg['samples_per_trajectory'])} random start time(s) per "
+            "training trajectory per epoch",
+        }
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         ds = ctx.datasets.get("train")

@@ -148,3 +148,18 @@ def test_color_runs_by_default_where_the_action_space_offers_it():
     assert reason(IEBenchActionSpace(latent_dim=10)) is None  # 3DIEBench-T
     for equation in ("burgers", "kdv", "ns"):
         assert "not 'color'" in reason(PDEActionSpace(equation)), equation
+
+
+def test_classification_reads_the_cached_part_in_place_when_every_label_is_known(tmp_path):
+    """A memory-mapped ``[N, V, D]`` part is not copied into RAM for the probe; objects with
+    an unknown label (-1) are left out."""
+    from equissl.eval.probes.classification import labelled
+
+    path = tmp_path / "part.npy"
+    np.save(path, np.arange(24, dtype=np.float32).reshape(4, 3, 2))
+    part = torch.from_numpy(np.load(path, mmap_mode="r+"))
+    x, y = labelled(part, torch.tensor([0, 1, 1, 0]))
+    assert x.data_ptr() == part.data_ptr() and y.tolist() == [0, 1, 1, 0]
+    x, y = labelled(part, torch.tensor([0, -1, 1, 0]))
+    assert x.shape == (3, 3, 2) and y.tolist() == [0, 1, 0]
+    assert torch.equal(x[1], part[2])
