@@ -63,7 +63,16 @@ FLOOR_ROWS = {
 
 
 def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.4f}"
+    """Four decimals; a whole number without them (counts, hit@10 = 1); three significant
+    digits in exponent form for magnitudes that four decimals would hide or pad
+    (a ν MSE of 6.8e-06, not 0.0000)."""
+    if math.isnan(value):
+        return "nan"
+    if float(value).is_integer() and abs(value) < 1e9:
+        return str(int(value))
+    if abs(value) < 1e-3 or abs(value) >= 1e5:
+        return f"{value:.3g}"
+    return f"{value:.4f}"
 
 
 #: ``results.json["floors"]``: ``{"<probe>/<metric>": {"of": "<probe>/<metric>", "row": …}}``

@@ -163,3 +163,12 @@ def test_only_keeps_the_named_columns_in_order_with_their_floors():
     assert (
         parse(markdown_table([run()], only=("knn/top1",)))[0] == parse(markdown_table([run()]))[0]
     )
+
+
+def test_numbers_keep_their_magnitude_in_the_table():
+    from equissl.eval.report import _fmt
+
+    assert _fmt(6.8e-6) == "6.8e-06"  # a ν MSE, not 0.0000
+    assert _fmt(32.0) == "32" and _fmt(1.0) == "1" and _fmt(0.0) == "0"
+    assert _fmt(0.41234) == "0.4123" and _fmt(-0.25) == "-0.2500"
+    assert _fmt(123456.7) == "1.23e+05" and _fmt(float("nan")) == "nan"

@@ -97,10 +97,14 @@ def target_range(
     labels: Tensor, names: tuple[str, ...], margin: float, ranges: dict[str, Any]
 ) -> tuple[Tensor, Tensor]:
     """``(lo [K], hi [K])`` of the head: ``ranges[name]`` when given, else the labels'
-    ``[N, K]`` range widened by ``margin`` × its span on both sides."""
+    ``[N, K]`` range widened by ``margin`` × its span on both sides; a coefficient whose
+    labels are all non-negative (a viscosity, a buoyancy) is not widened below 0, so the
+    head cannot predict a negative one."""
     lo, hi = labels.min(0).values.double(), labels.max(0).values.double()
     span = (hi - lo).clamp_min(1e-6 * hi.abs().clamp_min(1.0))
+    nonnegative = lo >= 0
     lo, hi = lo - margin * span, hi + margin * span
+    lo = torch.where(nonnegative, lo.clamp_min(0.0), lo)
     for k, name in enumerate(names):
         if name in ranges:
             lo[k], hi[k] = (float(v) for v in ranges[name])

@@ -38,6 +38,17 @@ def test_range_reproduces_the_released_one_for_buoyancy():
     assert (float(lo), float(hi)) == (0.0, 1.0)
 
 
+def test_a_nonnegative_coefficient_gets_no_negative_range():
+    """Burgers ν in [1e-3, 1e-2] widened by a third of its span would reach below 0 (a
+    negative viscosity); signed coefficients keep their widened range."""
+    nu = torch.linspace(1e-3, 1e-2, 11)[:, None]
+    lo, hi = target_range(nu, ("nu",), 1.0 / 3.0, {})
+    assert float(lo) == 0.0 and float(hi) == pytest.approx(1.3e-2)
+    signed = torch.linspace(-1.0, 1.0, 11)[:, None]
+    lo, _ = target_range(signed, ("c",), 0.5, {})
+    assert float(lo) == pytest.approx(-2.0)
+
+
 def test_metrics_by_hand():
     pred = torch.tensor([[0.3], [0.5]], dtype=torch.float64)
     target = torch.tensor([[0.2], [0.4]], dtype=torch.float64)
