@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     report = validate_iebench(
         root,
         options.get("splits_dir"),
-        options.get("workers", 8),
+        options.get("workers"),
         splits=options.get("splits", ("train", "val")),
     )
     print(report.summary())

@@ -30,6 +30,7 @@ from equissl.datasets.validate import (
     split_files,
     unseen_labels_warning,
 )
+from equissl.progress import usable_workers
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _load_splits(
 def validate_iebench(
     root: str | Path,
     splits_dir: str | Path | None = None,
-    workers: int = 8,
+    workers: int | None = None,
     progress: bool = True,
     splits: Sequence[str] = ("train", "val"),
 ) -> ValidationReport:
@@ -101,12 +102,14 @@ def validate_iebench(
     Args:
         root: dataset root.
         splits_dir: folder of the split files (default ``<root>/data``).
-        workers: threads reading files.
+        workers: threads reading and decoding files (default: the CPUs this process may
+            use, at most 8: a SLURM allocation or cgroup may grant fewer than the machine has).
         progress: show a progress bar.
         splits: splits that must exist (every other split found in ``splits_dir`` is
             checked too); the first is the training split unseen val labels are compared to.
     """
     root = Path(root)
+    workers = usable_workers(8) if workers is None else workers
     report = ValidationReport(root=str(root))
     sdir = Path(splits_dir) if splits_dir else default_splits_dir(root)
     if not root.is_dir():
