@@ -367,3 +367,8 @@ def validate(argv: list[str] | None = None) -> None:
 def pack(argv: list[str] | None = None) -> None:
     """``equissl-pack``."""
     _tool("pack", argv)
+
+
+def report(argv: list[str] | None = None) -> None:
+    """``equissl-report``."""
+    _tool("report", argv)

@@ -9,7 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from equissl.eval.report import combine
+from equissl.eval.sweep import combine
 
 
 class CombineResults(Callback):

@@ -14,6 +14,8 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from equissl.eval.run_settings import differing_settings  # noqa: E402
+
 # headline metrics (the bars of metrics.png, the printed table), in order; those present show
 HEADLINE = (
     "classification/top1",
@@ -65,8 +67,13 @@ def plot_pca(
 
 
 def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:
-    """One label per run: the method (with ``(<data>)`` when the runs' data differ), and
-    the checkpoint's run directory where two runs would share a label."""
+    """One label per run: the settings that differ between the runs' configs
+    (``method.name=sie seed=1``, :func:`~equissl.eval.run_settings.differing_settings`)
+    when they tell every run apart; otherwise the method (with ``(<data>)`` when the runs'
+    data differ), and the checkpoint's run directory where two runs would share a label."""
+    settings = [" ".join(f"{k}={v}" for k, v in s.items()) for s in differing_settings(results)]
+    if all(settings) and len(set(settings)) == len(settings):
+        return settings
     mixed = len({r["data"] for r in results}) > 1
     base = [f"{r['method']} ({r['data']})" if mixed else r["method"] for r in results]
     labels = []
@@ -79,6 +86,16 @@ def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:
     if len(set(labels)) < len(labels):  # same run directory: number them
         labels = [f"{i + 1}: {label}" for i, label in enumerate(labels)]
     return labels
+
+
+#: lower is better for these metric names (every other metric: higher is better)
+LOWER_IS_BETTER = ("mse", "nmse", "rel_error", "nmse_rollout", "pre")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller ``probe/metric`` is better (errors, distances)."""
+    name = metric.rsplit("/", 1)[-1]
+    return any(name == m or name.startswith(m + "_") for m in LOWER_IS_BETTER)
 
 
 def plot_runs(
@@ -115,16 +132,47 @@ def plot_runs(
             ax.barh([c + offset * height for c in centre], vals, height, label=part)
         ax.set_yticks(centre, labels, fontsize=8)
         ax.axvline(0, color="black", lw=0.5)
-        ax.set_title(metric, fontsize=9)
+        floor = _floor_value(results, metric)
+        if floor is not None:
+            line = ax.axvline(floor[1], color="crimson", ls="--", lw=1.2)
+            ax.legend([line], [f"floor ({floor[0]}) {floor[1]:.3g}"], fontsize=6, loc="lower right")
+        ax.set_title(f"{metric} {'↓' if lower_is_better(metric) else '↑'}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     for ax in list(axes.flat)[len(shown) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    parts_only = [(h, n) for h, n in zip(handles, names, strict=True) if n in parts]
+    fig.legend(*zip(*parts_only, strict=True), fontsize=7, loc="upper right", title="part")
+    fig.suptitle(
+        "↑ higher is better, ↓ lower is better; dashed line: the floor (a predictor that "
+        "ignores the representation)",
+        fontsize=8,
+        x=0.01,
+        ha="left",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _floor_value(results: Sequence[dict[str, Any]], metric: str) -> tuple[str, float] | None:
+    """``(row name, mean value)`` of the declared floor of ``probe/metric`` over the runs
+    and parts (``results.json["floors"]``); ``None`` without one."""
+    values, row = [], ""
+    probe = metric.split("/", 1)[0]
+    for r in results:
+        for key, spec in (r.get("floors") or {}).items():
+            if spec.get("of") != metric:
+                continue
+            row = spec.get("row", "floor")
+            values += [
+                v
+                for k, v in r["metrics"].items()
+                if k.split("/", 1)[1] == key and k.split("/", 2)[1] == probe and v == v
+            ]
+    return (row, sum(values) / len(values)) if values else None
 
 
 def add_images(writer: Any, out_dir: Path, plots: dict[str, str], step: int = 0) -> None:

@@ -43,7 +43,7 @@ from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.datasets.contract import wrap_angle  # noqa: E402
-from equissl.eval.plots import HEADLINE, PART_ORDER, add_images, plot_runs  # noqa: E402
+from equissl.eval.plots import HEADLINE, PART_ORDER, add_images  # noqa: E402
 from equissl.eval.probes.base import FLOOR_ROW_ORDER, sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
@@ -146,11 +146,16 @@ def floor_rows(
     return out
 
 
-def markdown_table(results: Iterable[dict[str, Any]], only: Sequence[str] | None = None) -> str:
+def markdown_table(
+    results: Iterable[dict[str, Any]],
+    only: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+) -> str:
     """One row per (run, part), one column per ``probe/metric``; after a run's parts, one
     row per part of each baseline model (``untrained (baseline): full``) and the floor rows
     (:func:`floor_rows`, from the run's ``floors``, else by name prefix), whose keys are
-    left out of the metric columns. ``only``: just
+    left out of the metric columns. ``labels``: the runs' names (default
+    ``method (data)``). ``only``: just
     these columns, in this order (e.g. :data:`~equissl.eval.plots.HEADLINE`; all of them
     when none is present)."""
     rows: list[tuple[str, str, dict[str, str]]] = []
@@ -160,8 +165,8 @@ def markdown_table(results: Iterable[dict[str, Any]], only: Sequence[str] | None
         rows.append((label, name, cells))
         columns.extend(c for c in cells if c not in columns)
 
-    for res in results:
-        label = f"{res['method']} ({res['data']})"
+    for i, res in enumerate(results):
+        label = labels[i] if labels is not None else f"{res['method']} ({res['data']})"
         runs = {"": res["metrics"]} | {
             f"{name} (baseline): ": m for name, m in (res.get("baselines") or {}).items()
         }
@@ -341,29 +346,4 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
                 for key, value in metrics.items():
                     writer.add_scalar(f"baselines/{name}/{key}", value, 0)
             add_images(writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})})
-    return table
-
-
-def combine(result_files: Iterable[Path], out_dir: Path) -> str:
-    """One Markdown table (and ``combined.json``, and ``metrics.png``: bars of the headline
-    metrics per run and part) over several ``results.json`` files."""
-    results = [json.loads(Path(f).read_text()) for f in sorted(result_files)]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(results)
-    bars = (
-        "\n![metrics per run](metrics.png)\n" if plot_runs(results, out_dir / "metrics.png") else ""
-    )
-    atomic_write_text(out_dir / "results.md", table + bars)
-    atomic_write_text(
-        out_dir / "combined.json",
-        json.dumps(
-            [
-                {k: r[k] for k in ("checkpoint", "method", "data", "metrics")}
-                | {"baselines": r.get("baselines") or {}}
-                | ({"floors": r["floors"]} if "floors" in r else {})
-                for r in results
-            ],
-            indent=2,
-        ),
-    )
     return table
