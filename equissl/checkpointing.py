@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import typing
 from pathlib import Path
@@ -33,6 +34,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` so that readers see the old file or the whole new one."""
     with atomic_open(path) as f:
         torch.save(obj, f)
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-1 of a file's bytes."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 class CheckpointError(ValueError):

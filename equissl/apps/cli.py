@@ -372,3 +372,8 @@ def pack(argv: list[str] | None = None) -> None:
 def report(argv: list[str] | None = None) -> None:
     """``equissl-report``."""
     _tool("report", argv)
+
+
+def export(argv: list[str] | None = None) -> None:
+    """``equissl-export``."""
+    _tool("export", argv)

@@ -172,15 +172,6 @@ def array_file(name: str) -> str:
     return f"{flat}.npy"
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-1 of a file's bytes."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_key(checkpoint_digest: str, manifest: Iterable[str], settings: dict[str, Any]) -> str:
     """Key of one split's features: checkpoint content, data manifest, settings (and the
     cache layout's version)."""
