@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from equissl.checkpointing import file_digest
 from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_classes_of
 from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.baselines import BASELINES
-from equissl.eval.features import FeatureSet, cache_key, cached_features, file_digest
+from equissl.eval.features import FeatureSet, cache_key, cached_features
 from equissl.eval.probes.base import EvalContext, Probe
 from equissl.eval.report import write_report
 from equissl.registries import PROBES

@@ -4,8 +4,9 @@ import torch
 from hydra import compose, initialize_config_module
 
 from equissl.apps.cli import _resolved
+from equissl.checkpointing import file_digest
 from equissl.datasets.base import build_dataset
-from equissl.eval.features import cache_key, cached_features, extract_features, file_digest
+from equissl.eval.features import cache_key, cached_features, extract_features
 from equissl.ssl.loading import build_method
 from equissl.ssl.vicreg import VICReg
 
