@@ -23,6 +23,7 @@ from equissl.eval.baselines import BASELINES
 from equissl.eval.features import FeatureSet, cache_key, cached_features
 from equissl.eval.probes.base import EvalContext, Probe
 from equissl.eval.report import write_report
+from equissl.progress import progress_bar
 from equissl.registries import PROBES
 from equissl.ssl.base import SSLMethod
 from equissl.ssl.loading import load_method
@@ -131,8 +132,12 @@ def run_probes(
             continue
         protocols[name] = probe.card(ctx)
         by_part = {}
-        for part in probe.parts(ctx, parts):
-            res = by_part[part] = probe.run(ctx, part)
+        # one bar per probe, advancing per part (the heads' own per-epoch bars stay off)
+        quiet = replace(ctx, progress=False)
+        todo = probe.parts(ctx, parts)
+        bar = progress_bar(todo, desc=f"probe {name}", unit="part", disable=not ctx.progress)
+        for part in bar:
+            res = by_part[part] = probe.run(quiet, part)
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
             for k, floor in res.declared_floors().items():
                 floors[f"{name}/{k}"] = {"of": f"{name}/{floor.of}", "row": floor.row}

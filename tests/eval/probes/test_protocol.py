@@ -55,7 +55,7 @@ def test_shipped_colour_protocol_is_sies_linear_head():
     assert config["eval"]["probes"]["rotation"]["head"] == "mlp"
 
 
-def test_results_carry_a_card_for_every_probe_that_ran(iebench_tree, tmp_path):
+def test_results_carry_a_card_for_every_probe_that_ran(iebench_tree, tmp_path, capsys):
     config = compose_pretrain([*TOY, f"data.root={iebench_tree}", "trainer.max_steps=0"])
     ckpt = pretrain(config, tmp_path / "run")
     fast = {"epochs": 2, "batch_size": 16, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
@@ -73,7 +73,12 @@ def test_results_carry_a_card_for_every_probe_that_ran(iebench_tree, tmp_path):
     }
     eval_cfg = {**config["eval"], "num_workers": 0, "probes": probes}
     out = tmp_path / "eval"
-    results = evaluate_checkpoint(ckpt, eval_cfg, out, progress=False)
+    capsys.readouterr()
+    results = evaluate_checkpoint(ckpt, eval_cfg, out, progress=True)
+    bars = capsys.readouterr().err
+    # one progress bar per probe, counting its parts; none per part or per epoch
+    assert "probe rotation: 100%" in bars and "probe rotation [" not in bars
+    assert "/300 [" not in bars and "ep/s" not in bars
     cards = results["protocols"]
     assert set(cards) == {"classification", "rotation"}  # translation was skipped
     assert json.loads((out / "results.json").read_text())["protocols"] == cards
