@@ -232,6 +232,7 @@ def test_evaluating_an_extended_run_keeps_the_earlier_results(tmp_path):
     assert not (out / "results.json").exists()
 
 
+@pytest.mark.e2e
 def test_data_generate_finishes_its_own_render_and_refuses_other_settings(tmp_path):
     """A render killed after its split files were written is finished by the next run (not
     trained on half-written); a render of other settings in the folder is refused; a

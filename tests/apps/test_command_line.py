@@ -96,6 +96,7 @@ def test_equissl_errors_print_one_line_and_others_keep_the_traceback(capsys, mon
         claim_output(afile, afile / "rec.json", {}, "a dataset")
 
 
+@pytest.mark.e2e
 def test_cfg_job_ends_with_the_run_folder_it_would_use(tmp_path):
     """``--cfg job`` prints the config and stops; its last line names the run folder, the
     same folder the run then uses (a YAML comment, so the output still parses)."""

@@ -26,6 +26,7 @@ def sie_checkpoint(iebench_tree, tmp_path):
     return pretrain(config, tmp_path / "run")
 
 
+@pytest.mark.e2e
 def test_exported_trunk_loads_strictly_into_timm_and_matches_the_method(sie_checkpoint, tmp_path):
     weights, card_path = export_encoder(sie_checkpoint, tmp_path / "encoder")
     card = json.loads(card_path.read_text())
@@ -43,6 +44,7 @@ def test_exported_trunk_loads_strictly_into_timm_and_matches_the_method(sie_chec
         assert torch.allclose(encoder(views), expected, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_export_command_names_a_bad_checkpoint(sie_checkpoint, tmp_path, capsys):
     assert export_main([str(sie_checkpoint)]) == 0
     assert (sie_checkpoint.parent.parent / "encoder.json").is_file()
