@@ -7,28 +7,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from equissl.checkpointing import flatten
+from equissl.config import is_result_key
 
-#: settings that never tell runs apart (progress, logging, workers, paths of resumption)
-IGNORED = (
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-    "data.num_workers",
-    "data.on_error",
-    "data.generate",
-    "resume",
-    "resume_from",
-    "resume_allow",
-    "evaluate_after",
-    "checkpoint.",
-    "speed.",
-    "logger.",
-    "eval.",
-    "probe.",
+#: settings that change no result (``equissl.config.NOT_RESULT_KEYS``) yet tell the runs of
+#: a sweep apart: budgets and devices
+TELLING = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "data.global_batch_size",
 )
 
 
 def _ignored(key: str) -> bool:
-    return any(key == k or key.startswith(k if k.endswith(".") else k + ".") for k in IGNORED)
+    """Progress, logging, workers, resumption, evaluation settings: never a run's name."""
+    return not is_result_key(key) and key not in TELLING
 
 
 def differing_settings(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
