@@ -31,15 +31,12 @@ from equissl.atomic import atomic_write_text
 from equissl.checkpointing import (
     atomic_torch_save,
     file_digest,
-    load_checkpoint,
-    read_description,
 )
-from equissl.models.backbones import Backbone, build_backbone
+from equissl.models.backbones import Backbone, build_backbone, stacked_channels
 from equissl.ssl.loading import load_method
 
+#: the checkpoint's key prefix of the trunk weights, which the export leaves out
 TRUNK_PREFIX = "backbone.trunk."
-#: ``Backbone`` state outside the trunk (the optional input normalisation)
-EXTRA_PREFIX = "backbone."
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]:
@@ -52,19 +49,12 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> tuple[Path, Path]
         CheckpointError: ``checkpoint`` is not an equissl checkpoint (named).
     """
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
-    meta = read_description(ckpt, checkpoint)
-    state = ckpt["state_dict"]
-    trunk = {k[len(TRUNK_PREFIX) :]: v for k, v in state.items() if k.startswith(TRUNK_PREFIX)}
-    extra = {
-        k[len(EXTRA_PREFIX) :]: v
-        for k, v in state.items()
-        if k.startswith(EXTRA_PREFIX) and not k.startswith(TRUNK_PREFIX)
-    }
+    method, meta = load_method(checkpoint)  # read once; its weights are the checkpoint's
+    trunk = method.backbone.trunk.state_dict()
+    extra = {k: v for k, v in method.backbone.state_dict().items() if not k.startswith("trunk.")}
     backbone = meta["config"]["backbone"]
     view_shape = list(meta["spec"]["view_shape"])
-    in_chans = view_shape[0] if len(view_shape) == 3 else int(torch.tensor(view_shape[:-2]).prod())
-    method, _ = load_method(checkpoint)  # its parts are slices of the backbone features
+    in_chans = stacked_channels(view_shape)
     width = int(method.repr_dim)
     parts = {name: list(sl.indices(width)[:2]) for name, sl in method.parts.items()}
     card: dict[str, Any] = {
@@ -101,7 +91,6 @@ def load_encoder(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
     card = json.loads(path.with_suffix(".json").read_text())
     saved = torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True)
     encoder = build_backbone(card["backbone"], card["view_shape"])
-    encoder.trunk.load_state_dict(saved["trunk"], strict=True)
     encoder.load_state_dict(
         {**{f"trunk.{k}": v for k, v in saved["trunk"].items()}, **saved["extra"]}, strict=True
     )
