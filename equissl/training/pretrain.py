@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -156,18 +155,21 @@ def resume_path(ckpt_dir: Path, run_dir: Path, resume_from: str | None = None) -
     return "hpc" if newest.name.startswith("hpc_ckpt_") else str(newest)
 
 
-def start_line(run_dir: Path, ckpt_path: str | None) -> str:
+def read_resumed(ckpt_path: str | None) -> dict[str, Any] | None:
+    """The checkpoint being resumed, memory-mapped and weights-only (tensors are read only
+    when touched); ``None`` when there is none, or for Lightning's SLURM checkpoint."""
+    if not ckpt_path or ckpt_path == "hpc":
+        return None
+    return load_checkpoint(ckpt_path, mmap=True)
+
+
+def start_line(run_dir: Path, ckpt_path: str | None, resumed: dict[str, Any] | None) -> str:
     """The first line of a run: ``new run at <dir>`` or ``resuming from <ckpt> (step N)``."""
     if not ckpt_path:
         return f"new run at {run_dir}"
     if ckpt_path == "hpc":
         return f"resuming {run_dir} from Lightning's SLURM checkpoint"
-    try:  # memory-mapped and weights-only: reads the step, not the tensors
-        step = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=True).get(
-            "global_step", "?"
-        )
-    except Exception:  # noqa: BLE001 (the resume itself reports an unreadable checkpoint)
-        step = "?"
+    step = (resumed or {}).get("global_step", "?")
     return f"resuming from {ckpt_path} (step {step}) in {run_dir}"
 
 
@@ -200,8 +202,9 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     ckpt_dir = run_dir / "checkpoints"
     resume_from = config.get("resume_from")
     ckpt_path = resume_path(ckpt_dir, run_dir, resume_from) if config.get("resume", True) else None
+    resumed = read_resumed(ckpt_path)  # an unreadable checkpoint is named here
     if rank_zero_only.rank == 0:
-        log.info(start_line(run_dir, ckpt_path))
+        log.info(start_line(run_dir, ckpt_path, resumed))
     pl.seed_everything(int(config["seed"]), workers=True)
     if rank_zero_only.rank == 0:
         for stale in remove_stale_tmp(ckpt_dir) + remove_stale_tmp(run_dir):
@@ -252,8 +255,9 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     check_rank_share(
         len(datamodule.train_set), trainer.world_size, int(config["data"]["batch_size"])
     )
-    if ckpt_path and ckpt_path != "hpc":  # refused before the logger writes anything
-        method.check_resumable(load_checkpoint(ckpt_path, mmap=True), ckpt_path)
+    if resumed is not None:  # refused before the logger writes anything
+        method.check_resumable(resumed, str(ckpt_path))
+    del resumed  # Lightning reads the checkpoint itself; keep no mapping open while training
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path)
     except SIGTERMException:
