@@ -37,8 +37,9 @@ METRICS = (
 SCRIPT = Path(sys.executable).parent / "equissl-pretrain"
 
 
-def run(work: Path, seed: int, threads: int) -> float:
-    """One quickstart run in ``<work>/outputs/seed<s>_t<n>``; returns its wall seconds."""
+def run(work: Path, seed: int, threads: int, overrides: tuple[str, ...] = ()) -> float:
+    """One quickstart run in ``<work>/outputs/seed<s>_t<n>`` (``overrides`` appended to the
+    command line); returns its wall seconds."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     name = f"seed{seed}_t{threads}"
     start = time.perf_counter()
@@ -50,6 +51,7 @@ def run(work: Path, seed: int, threads: int) -> float:
                 f"seed={seed}",
                 "trainer.enable_progress_bar=false",
                 f"hydra.run.dir=outputs/{name}",
+                *overrides,
             ],
             cwd=work,
             env=env,
@@ -108,14 +110,18 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="runs at a time")
     parser.add_argument("--collect", action="store_true", help="only tabulate existing runs")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
+    parser.add_argument(
+        "--override", action="append", default=[], help="extra key=value for every run"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.collect:
         jobs = [(int(s), args.threads) for s in args.seeds.split(",") if s]
         jobs += [tuple(int(x) for x in j.split(":")) for j in args.also.split(",") if j]
-        run(args.work, jobs[0][0], jobs[0][1])  # renders the data once
+        extra = tuple(args.override)
+        run(args.work, jobs[0][0], jobs[0][1], extra)  # renders the data once
         with ThreadPoolExecutor(args.parallel) as pool:
-            list(pool.map(lambda j: run(args.work, *j), jobs[1:]))
+            list(pool.map(lambda j: run(args.work, *j, extra), jobs[1:]))
     rows, recipe = collect(args.work)
     text = (
         f"# Quickstart spread (`experiment=quickstart`, SIE, {recipe})\n\n"

@@ -23,6 +23,7 @@ COMMON = [
         f"eval.probes.{p}.epochs=2"
         for p in ("classification", "rotation", "color", "lie", "coefficients", "time_stepping")
     ),
+    "eval.probes.time_stepping.samples_per_trajectory=1",  # not LPSDA's twice the frames
 ]
 
 

@@ -73,13 +73,16 @@ def _one_log_stream() -> None:
     logging.getLogger("lightning.pytorch.callbacks.model_summary").addFilter(without_zero_flops)
 
 
-#: deprecation warnings of libraries about their own internals, which a user cannot act on
+#: warnings of libraries about their own internals or setups we handle, which a user cannot act on
 _DEPRECATIONS = (
     r".*isinstance\(treespec, LeafSpec\)",  # Lightning's use of torch's pytree
     r"The image decoding and encoding capabilities of TorchVision are deprecated",
     # Lightning logs every log_every_n_steps optimizer steps across epochs, so epochs
     # shorter than the interval lose nothing (the quickstart's 5-batch epochs log every 10)
     r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # a warning, not a log line, wherever SLURM's srun is installed: our templates start
+    # their steps with srun, and a plain command on a login node is not a mistake
+    r"The `srun` command is available on your system but is not used",
 )
 
 

@@ -107,6 +107,12 @@ class ViewDataset(Dataset):
         ``seed``."""
         raise NotImplementedError
 
+    def untransformed(self) -> ViewDataset:
+        """This split with its views' transformations switched off (the untransformed
+        evaluation views some protocols score on), or itself where the views are the data
+        (rendered images); its :meth:`manifest` tells the two apart."""
+        return self
+
     def defer_to_device(self) -> bool:
         """Serve items whose views :meth:`device_transform` finishes once the batch is on the
         device (``speed.normalize_on_device``: e.g. uint8 pixels, a quarter of float32's bytes

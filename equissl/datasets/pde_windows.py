@@ -10,6 +10,7 @@ channels (5 × 16 = 80, the paper's NS encoder).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,12 @@ class PDEDataConfig(DataConfig):
     strengths: dict[str, float] = field(default_factory=dict)  # max |ε| per generator
     mode: str = "coords"  # coords (the paper's) | grid (Fourier-shift resampling)
     composition: str = "expm"  # expm (exact) | strang (public code's Lie–Trotter, 2 steps)
-    val_every: int = 5  # trajectory ids divisible by this form the val split
+    # Splits by trajectory id (datasets.pde.dataset.split_mask): id % val_every == 0 is val
+    # (the test split), id % val_every == 1 the labelled split held out of pretraining for
+    # the coefficient heads (labelled_split), the rest pretraining: 4:1:1 at 6, the
+    # reference's train / valid / test.
+    val_every: int = 6
+    labelled_split: bool = True
     batch_size: int = 32  # 1-D setting of Mialon et al.
     generate: PDEGenerateSettings | None = None
 
@@ -64,7 +70,9 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> PDEWindows:
-        split_name = "val" if split == cfg.get("val_split", "val") else "train"
+        # checkpoints from before the labelled split stored no labelled_split: theirs stay
+        split_name = "val" if split == cfg.get("val_split", "val") else split
+        split_name = split_name if split_name in ("val", "labelled") else "train"
         ds = cls(
             root=cfg["root"],
             split=split_name,
@@ -74,6 +82,7 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
             mode=cfg["mode"],
             composition=cfg["composition"],
             val_every=int(cfg["val_every"]),
+            labelled=bool(cfg.get("labelled_split", False)),
         )
         if cfg.get("equation") not in (None, "???", ds.equation):
             raise ValueError(
@@ -99,6 +108,13 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
             num_classes=0,
             coeff_names=tuple(self.coeff_names),
         )
+
+    def untransformed(self) -> PDEWindows:
+        """The same windows with every symmetry strength 0 (random start frames only: the
+        reference's evaluation crops, ``steps=0``)."""
+        plain = copy.copy(self)
+        plain.max_strength = torch.zeros_like(self.max_strength)
+        return plain
 
     def evaluation_views(self, views_per_object: int, seed: int) -> PDEEvalViews:
         """``views_per_object`` windows per trajectory with start frames and strengths drawn

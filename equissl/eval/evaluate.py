@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,25 @@ def evaluate_checkpoint(
     settings = {"views": views, "seed": seed, "sequences": seq, "dtype": dtype}
     feats = split_features(method, splits, digest, settings, cache_dir, eval_cfg, device, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+    models: dict[str, SSLMethod] = {"": method}
+
+    def features_for(evaluated: str) -> Callable[[ViewDataset, str], FeatureSet]:
+        """``EvalContext.features_of`` of the model ``evaluated`` ("" the checkpoint's, or
+        a baseline's name): its features of any dataset, cached like the splits'."""
+
+        def features_of(ds: ViewDataset, baseline: str = "") -> FeatureSet:
+            name = baseline or evaluated
+            if name not in models:
+                models[name] = BASELINES.get(name)(method, meta)
+            extra = {**settings, "baseline": name} if name else settings
+            feats = split_features(
+                models[name], {"x": ds}, digest, extra, cache_dir, eval_cfg, device, progress
+            )
+            return feats["x"]
+
+        return features_of
+
     ctx = EvalContext(
         train=feats["train"],
         val=feats["val"],
@@ -238,6 +258,8 @@ def evaluate_checkpoint(
         out_dir=out_dir,
         progress=progress,
         sequence_views=tuple(sequence_views),
+        data=data,
+        features_of=features_for(""),
     )
     wanted = eval_cfg.get("parts")
     parts = [p for p in meta["parts"] if not wanted or p in wanted]
@@ -249,7 +271,7 @@ def evaluate_checkpoint(
     metrics, skipped, plots = run_probes(probes, ctx, parts, floors, protocols)
     baselines = {}
     for name, build in builders.items():
-        model = build(method, meta)
+        model = models[name] = models.get(name) or build(method, meta)
         base_settings = {**settings, "baseline": name}
         base_feats = split_features(
             model, splits, digest, base_settings, cache_dir, eval_cfg, device, progress
@@ -260,6 +282,7 @@ def evaluate_checkpoint(
             val=base_feats["val"],
             method=model,
             out_dir=out_dir / "baselines" / name,
+            features_of=features_for(name),
         )
         base_ctx.out_dir.mkdir(parents=True, exist_ok=True)
         baselines[name] = run_probes(probes, base_ctx, parts, floors)[0]

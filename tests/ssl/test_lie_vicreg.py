@@ -9,12 +9,14 @@ two-rank gloo equivalence of its gathered statistics is ``tests/ssl/test_distrib
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from equissl.datasets.base import DataSpec, build_dataset
 from equissl.datasets.pde import generate_pde
+from equissl.datasets.pde.dataset import split_mask
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.ssl.loading import build_method
 from equissl.ssl.vicreg import vicreg_terms
@@ -73,6 +75,12 @@ def test_projector_and_optimiser_are_the_released_ones():
     assert bn <= {id(p) for p in no_decay["params"]}  # every BN, downsample ones included
 
 
+def pretraining_count(data: dict) -> int:
+    """How many of the recipe's generated trajectories its pretraining split holds."""
+    ids = np.arange(data["generate"]["num_trajectories"])
+    return int(split_mask(ids, "train", data["val_every"], data["labelled_split"]).sum())
+
+
 @pytest.mark.parametrize("equation", ["kdv", "ks", "burgers"])
 def test_cpu_recipes_have_the_papers_setting(equation):
     cfg = compose_pretrain([f"experiment=cpu/lie_vicreg_{equation}"])
@@ -81,7 +89,7 @@ def test_cpu_recipes_have_the_papers_setting(equation):
         cfg["method"] == paper["method"] and cfg["data"]["strengths"] == paper["data"]["strengths"]
     )
     assert paper["data"]["batch_size"] == 32 and paper["trainer"]["max_epochs"] == 100
-    assert paper["data"]["generate"]["num_trajectories"] * 4 // 5 == 10_000  # 10k pretrain
+    assert pretraining_count(paper["data"]) == 10_000  # 10k pretrain
     assert (paper["data"]["window"], paper["data"]["composition"]) == (16, "strang")
     assert paper["backbone"]["name"] == "resnet18" and not paper["backbone"]["zero_init_residual"]
 
@@ -90,9 +98,13 @@ def test_ns_recipe():
     paper = compose_pretrain(["experiment=lie_vicreg_ns"])
     assert paper["data"]["generate"]["params"]["nx"] == 128  # PDEArena's grid
     default = compose_pretrain(["method=lie_vicreg", "data=pde_ns"])["data"]["generate"]
-    assert (default["num_trajectories"], default["params"]["nx"]) == (80, 32)  # CPU-sized
+    assert (default["num_trajectories"], default["params"]["nx"]) == (96, 32)  # CPU-sized
     assert paper["data"]["batch_size"] == 64
-    assert paper["data"]["generate"]["num_trajectories"] * 4 // 5 == 26_624  # --dataset-size
+    assert pretraining_count(paper["data"]) == 26_624  # --dataset-size
+    ids = np.arange(paper["data"]["generate"]["num_trajectories"])
+    every = paper["data"]["val_every"]
+    assert int(split_mask(ids, "labelled", every, True).sum()) == 1_664  # the valid split
+    assert int(split_mask(ids, "val", every, True).sum()) == 1_664  # the test split
     assert paper["data"]["strengths"] == {
         "t_shift": 0.0,
         "x_shift": 1.0,
@@ -158,6 +170,7 @@ def test_the_issue_check_generates_pretrains_and_reports_both_tasks(tmp_path, eq
             *(f"++data.generate.params.{k}={v}" for k, v in params.items()),
             *FAST[1:],
             "eval.probes.time_stepping.epochs=1",
+            "eval.probes.time_stepping.samples_per_trajectory=1",
             "eval.probes.time_stepping.history=4",
             "eval.probes.time_stepping.future=4",
         ],

@@ -115,6 +115,13 @@ class EvalContext:
     out_dir: Path
     progress: bool = True
     sequence_views: tuple[int, ...] = ()  # eval.sequence_views (lengths M of sequence parts)
+    # The evaluated data config (the checkpoint's with the command's overrides) and the
+    # stage's cached extraction, for probes whose protocol needs other features than the two
+    # splits' (another split, untransformed views, a fresh encoder):
+    # ``features_of(dataset, baseline)`` with ``baseline`` "" for the checkpoint's model or
+    # a name of ``equissl.eval.baselines.BASELINES`` (e.g. "untrained").
+    data: dict[str, Any] = field(default_factory=dict)
+    features_of: Callable[[ViewDataset, str], FeatureSet] | None = None
 
 
 class Probe:
@@ -171,14 +178,16 @@ class Probe:
     def card(self, ctx: EvalContext) -> dict[str, Any]:
         """``results.json["protocols"][name]``: :meth:`card_fields`, the backbone mode and
         the splits, against :meth:`reference`."""
-        ran = {
-            **self.card_fields(ctx),
-            "backbone": FROZEN_EVAL_MODE,
-            "train_split": _split_name(ctx, "train"),
-            "train_objects": ctx.train.num_objects,
-            "test_split": _split_name(ctx, "val"),
-            "test_objects": ctx.val.num_objects,
+        own = self.card_fields(ctx)  # a probe's own fields win (one on other splits)
+        defaults = {
+            "backbone": lambda: FROZEN_EVAL_MODE,
+            "train_split": lambda: _split_name(ctx, "train"),
+            "train_objects": lambda: ctx.train.num_objects,
+            "test_split": lambda: _split_name(ctx, "val"),
+            "test_objects": lambda: ctx.val.num_objects,
         }
+        ran = {k: own[k] if k in own else get() for k, get in defaults.items()}
+        ran.update(own)
         return protocol_card(self.reference(), ran, self.run_deviations(ctx))
 
     def summarise(self, ctx: EvalContext, results: dict[str, ProbeResult]) -> dict[str, str]:

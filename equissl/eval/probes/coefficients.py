@@ -5,9 +5,14 @@ al. (2023), with the released protocol (facebookresearch/SSLForPDEs ``navier_sto
 target's range, Adam 7e-4, 30 epochs, batch 64, on the frozen encoder in ``eval()`` mode;
 the MSE is taken in units of the head's range (:meth:`RangeSigmoidHead.loss`).
 
-Each epoch visits every trajectory once with one random evaluation view (a symmetry-
-transformed window; the label is the trajectory's, never transformed); validation scores
-every view. Metrics, as the paper reports them (``results.json`` keys ``<part>/coefficients/…``):
+Data, as the reference: the head trains on the **labelled split**, trajectories held out of
+pretraining (``data.labelled_split``; the reference's ``valid`` split), and is tested on the
+val (test) split, both seen through **untransformed** windows (random start frames, no
+symmetry applied; the reference's ``steps=0`` crops). ``labels: pretraining`` and
+``views: transformed`` are the named alternatives (the pretraining split's labels; the
+pretraining augmentation's windows, the shared feature cache). Each epoch visits every
+labelled trajectory once with one random evaluation view; validation scores every view.
+Metrics, as the paper reports them (``results.json`` keys ``<part>/coefficients/…``):
 
 * ``mse`` — mean squared error (the paper's Navier–Stokes figure);
 * ``nmse`` — mean over views of ``‖ŷ − y‖² / ‖y‖²`` over the coefficient vector (KdV/KS);
@@ -17,13 +22,13 @@ Beside them, on the same labels and budget: ``mean_*``, predicting the probe-tra
 (closed form: for b ~ U(0.2, 0.5) the MSE is 0.3²/12 = 0.0075), and with ``baselines``
 ``supervised_*``, the checkpoint's backbone architecture trained from scratch with the same
 head on the same views (the released code's ``ResNetBaseline``). Both are computed once
-per evaluation and repeated under every part. Data without coefficients (images; KdV and KS
-as generated here) skip the probe.
+per evaluation and repeated under every part. With ``random_encoder``, ``random_*``: the
+same head on a freshly initialised encoder of the checkpoint's architecture (the
+evaluation stage's ``untrained`` baseline; the reference's epoch-0 row). Data without
+coefficients (images; KdV and KS as generated here) skip the probe.
 
-``labelled_fraction`` < 1 keeps the labels of only that (seeded) share of the probe-train
-trajectories, for all three rows alike: the encoder was pretrained on every trajectory, the
-heads see few labels (the semi-supervised regime, in which a pretrained representation is
-expected to help most).
+``labelled_fraction`` < 1 keeps the labels of only that (seeded) share of the head's
+training trajectories, for every row alike (fewer labels than the reference's budget).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from equissl.config import ProbeConfig
+from equissl.datasets.base import ViewDataset, build_dataset
+from equissl.eval.features import FeatureSet
 from equissl.eval.probes.base import (
     EvalContext,
     Floor,
@@ -67,8 +74,17 @@ class CoefficientProbeConfig(ProbeConfig):
     range_margin: float = 1.0 / 3.0
     ranges: dict[str, Any] = field(default_factory=dict)  # explicit {coeff: [lo, hi]}
     baselines: bool = True  # also train the supervised from-scratch backbone (costly)
-    labelled_fraction: float = 1.0  # share of probe-train trajectories whose labels are used
+    labelled_fraction: float = 1.0  # share of the head's training trajectories labelled
     num_workers: int = 0  # data loading of the supervised baseline
+    # held_out: the data's labelled split, never pretrained on (the reference's valid split);
+    # pretraining: the pretraining split (data without a labelled split use it, and say so)
+    labels: str = "held_out"
+    views: str = "untransformed"  # untransformed (the reference's crops) | transformed
+    random_encoder: bool = True  # also the head on a fresh encoder (random_* metrics)
+
+
+LABEL_SOURCES = ("held_out", "pretraining")
+VIEW_KINDS = ("untransformed", "transformed")
 
 
 class RangeSigmoidHead(nn.Module):
@@ -236,9 +252,25 @@ def supervised_baseline(
     return coefficient_metrics(torch.cat(preds), torch.cat(targets), "supervised_")
 
 
+@dataclass
+class HeadData:
+    """What the heads of one evaluation train and test on: features ``train`` / ``test``
+    (the checkpoint's), ``random_*`` (a fresh encoder's, or ``None``), the datasets behind
+    them (the supervised baseline trains on views) and the deviations the data forced."""
+
+    train: FeatureSet
+    test: FeatureSet
+    train_ds: ViewDataset
+    test_ds: ViewDataset
+    random_train: FeatureSet | None
+    random_test: FeatureSet | None
+    forced: tuple[str, ...]
+
+
 @PROBES.register("coefficients", config=CoefficientProbeConfig)
 class CoefficientProbe(Probe):
-    """Invariant coefficient regression with its predict-the-mean and supervised baselines."""
+    """Invariant coefficient regression with its predict-the-mean, supervised and
+    random-encoder rows."""
 
     on_sequences = True  # an aggregate over several windows sees the same trajectory
 
@@ -247,61 +279,117 @@ class CoefficientProbe(Probe):
             "Mialon et al., Self-supervised learning with Lie symmetries for PDEs (NeurIPS "
             "2023), github.com/facebookresearch/SSLForPDEs navier_stokes.py eval_coeff",
             {"head": "linear without bias + sigmoid to the target range", "optimizer": "Adam",
-             "lr": 7e-4, "weight_decay": 0.0, "epochs": 30, "batch_size": 64},
-            (
-                "labels: the head and the supervised baseline train on the pretraining split "
-                "(labelled_fraction of its trajectories); the reference trains them on a "
-                "disjoint valid split (1,664 Navier-Stokes trajectories) and tests on the test "
-                "split, so our supervised row is much stronger than the paper's",
-                "views: evaluation windows are symmetry-transformed; the reference evaluates "
-                "untransformed crops (steps=0)",
-                "no random-initialised encoder row (the reference's epoch 0 gives one)",
-            ),
+             "lr": 7e-4, "weight_decay": 0.0, "epochs": 30, "batch_size": 64,
+             "labels": "held_out", "views": "untransformed", "random_encoder": True,
+             "labelled_fraction": 1.0},
         )  # fmt: skip
 
     def card_fields(self, ctx: EvalContext) -> dict[str, Any]:
+        data = self.head_data(ctx)
         return {
             **trained_head_fields(self.cfg, "linear without bias + sigmoid to the target range"),
+            "labels": str(self.cfg["labels"]),
+            "views": str(self.cfg["views"]),
+            "random_encoder": bool(self.cfg["random_encoder"]),
             "labelled_fraction": float(self.cfg["labelled_fraction"]),
-            "samples": "one random evaluation window per training trajectory per epoch; "
-            "every cached window of each test trajectory",
+            "train_split": data.train_ds.split_name,
+            "train_objects": data.train.num_objects,
+            "test_split": data.test_ds.split_name,
+            "test_objects": data.test.num_objects,
+            "samples": f"one random {self.cfg['views']} evaluation window per training "
+            f"trajectory per epoch; every cached window of each test trajectory",
         }
+
+    def run_deviations(self, ctx: EvalContext) -> tuple[str, ...]:
+        return self.head_data(ctx).forced
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)
+        for key, allowed in (("labels", LABEL_SOURCES), ("views", VIEW_KINDS)):
+            if cfg[key] not in allowed:
+                raise ValueError(
+                    f"eval.probes.{name}.{key}={cfg[key]!r}: use one of {', '.join(allowed)}"
+                )
         self._baselines: dict[str, float] | None = None
+        self._data: tuple[Any, HeadData] | None = None
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         if ctx.train.coeffs.ndim != 2 or ctx.train.coeffs.shape[1] == 0:
             return "the data carry no coefficients to regress"
         return None
 
+    def head_data(self, ctx: EvalContext) -> HeadData:
+        """The splits, views and features of this evaluation's heads (built once)."""
+        if self._data is None or self._data[0] is not ctx.method:  # baselines: other models
+            self._data = (ctx.method, self._build_head_data(ctx))
+        return self._data[1]
+
+    def _build_head_data(self, ctx: EvalContext) -> HeadData:
+        forced: list[str] = []
+        train_ds, test_ds = ctx.datasets["train"], ctx.datasets["val"]
+        if ctx.features_of is None:  # a context without the stage's extraction (tests)
+            forced.append("features: the shared cache (no extraction for other splits/views)")
+            return HeadData(ctx.train, ctx.val, train_ds, test_ds, None, None, tuple(forced))
+        if self.cfg["labels"] == "held_out":
+            if ctx.data.get("labelled_split"):
+                train_ds = build_dataset(ctx.data, "labelled", 1)
+            else:
+                forced.append(
+                    "labels: the data have no labelled split held out of pretraining "
+                    "(data.labelled_split is off, e.g. a run from before it existed): the "
+                    "heads train on the pretraining split, which makes the supervised row "
+                    "stronger than the reference's"
+                )
+        if self.cfg["views"] == "untransformed":
+            train_ds, test_ds = train_ds.untransformed(), test_ds.untransformed()
+
+        def features(ds: ViewDataset, role: str, baseline: str = "") -> FeatureSet:
+            if not baseline and ds is ctx.datasets[role]:
+                return ctx.train if role == "train" else ctx.val  # the shared cache
+            return ctx.features_of(ds, baseline)
+
+        random = (None, None)
+        if self.cfg["random_encoder"]:
+            random = (
+                features(train_ds, "train", "untrained"),
+                features(test_ds, "val", "untrained"),
+            )
+        return HeadData(
+            features(train_ds, "train"),
+            features(test_ds, "val"),
+            train_ds,
+            test_ds,
+            *random,
+            tuple(forced),
+        )
+
     def labelled(self, ctx: EvalContext) -> Tensor:
-        """Indices ``[M]`` of the probe-train trajectories whose labels are used."""
+        """Indices ``[M]`` of the heads' training trajectories whose labels are used."""
         fraction = float(self.cfg["labelled_fraction"])
-        return labelled_subset(len(ctx.train.coeffs), fraction, int(self.cfg["seed"]))
+        n = len(self.head_data(ctx).train.coeffs)
+        return labelled_subset(n, fraction, int(self.cfg["seed"]))
 
     def head_range(self, ctx: EvalContext) -> tuple[Tensor, Tensor]:
         names = tuple(ctx.meta["spec"].get("coeff_names") or ())
-        labels = ctx.train.coeffs[self.labelled(ctx)]
+        labels = self.head_data(ctx).train.coeffs[self.labelled(ctx)]
         return target_range(
             labels, names, float(self.cfg["range_margin"]), dict(self.cfg["ranges"])
         )
 
     def baselines(self, ctx: EvalContext) -> dict[str, float]:
-        """Both baselines, computed on the first part and reused for the others."""
+        """The mean and supervised rows, computed on the first part and reused for the
+        others."""
         if self._baselines is None:
-            labelled = self.labelled(ctx)
-            self._baselines = mean_baseline(ctx.train.coeffs[labelled], ctx.val.coeffs)
+            data, labelled = self.head_data(ctx), self.labelled(ctx)
+            self._baselines = mean_baseline(data.train.coeffs[labelled], data.test.coeffs)
             self._baselines["labelled"] = float(len(labelled))
             if self.cfg["baselines"]:
-                v = ctx.train.views_per_object
+                v = data.train.views_per_object
                 seed = int(self.cfg["seed"])
-                train, val = (ctx.datasets[s] for s in ("train", "val"))
                 self._baselines.update(
                     supervised_baseline(
-                        train.evaluation_views(v, seed),
-                        val.evaluation_views(ctx.val.views_per_object, seed + 1),
+                        data.train_ds.evaluation_views(v, seed),
+                        data.test_ds.evaluation_views(data.test.views_per_object, seed + 1),
                         v,
                         ctx.meta["config"]["backbone"],
                         tuple(ctx.meta["spec"]["view_shape"]),
@@ -314,18 +402,25 @@ class CoefficientProbe(Probe):
                 )
         return self._baselines
 
-    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+    def head(self, ctx: EvalContext, train: FeatureSet, test: FeatureSet, part: str) -> ProbeResult:
         labelled = self.labelled(ctx)
-        res = linear_coefficient_probe(
-            ctx.train.part(part)[labelled],
-            ctx.train.coeffs[labelled],
-            ctx.val.part(part),
-            ctx.val.coeffs,
+        return linear_coefficient_probe(
+            train.part(part)[labelled],
+            train.coeffs[labelled],
+            test.part(part),
+            test.coeffs,
             *self.head_range(ctx),
             self.cfg,
             ctx.device,
             ctx.progress,
         )
+
+    def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        data = self.head_data(ctx)
+        res = self.head(ctx, data.train, data.test, part)
+        if data.random_train is not None and data.random_test is not None:
+            rand = self.head(ctx, data.random_train, data.random_test, part).metrics
+            res.metrics.update({f"random_{k}": v for k, v in rand.items()})
         res.metrics.update(self.baselines(ctx))
         res.floors = floors_present(res.metrics, COEFFICIENT_FLOORS)
         return res

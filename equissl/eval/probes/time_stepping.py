@@ -22,18 +22,28 @@ add their output to the last history frame, with the output layer zero-initialis
 every row starts as persistence (LPSDA predicts the frames directly, from its own init);
 fields are divided by their probe-train RMS. Both train faster at small budgets.
 
-Protocol, LPSDA ``experiments/train.py`` defaults: history 20, future 20, AdamW lr 1e-4,
-MultiStepLR at epochs 5, 10, 15 by 0.4, batch 16, 20 epochs of one random start per
-trajectory. Evaluation (LPSDA ``test_unrolled_losses``): starts ``s0 = max(history,
+Protocol, LPSDA ``experiments/train.py`` as it runs: history 20, future 20, AdamW lr 1e-4,
+batch 16, 20 epochs, each of ``t_res · 2`` passes over the training trajectories (twice the
+frames per trajectory: 280 for LPSDA's 140) with a random start per trajectory and pass
+(``samples_per_trajectory``; LPSDA draws one start per batch). LPSDA's
+``MultiStepLR(milestones=[unrolling, 5, 10, 15], gamma=0.4)`` with ``unrolling = 0`` decays
+once when it is built, so its rates are 4e-5, 1.6e-5, 6.4e-6, 2.6e-6: ``milestones: [0, 5,
+10, 15]`` reproduces that with torch's scheduler. After each epoch the unrolled MSE on the
+validation trajectories (the data's ``labelled`` split, held out of pretraining: LPSDA's
+``valid``) picks the model that is tested (``selection: validation``; ``last`` keeps the
+final epoch's).
+
+Evaluation (LPSDA ``test_unrolled_losses``) on the val split: starts ``s0 = max(history,
 window)``, ``s0 + future``, …; ``nmse_1step`` from the true history at each start,
 ``nmse_rollout`` feeding predictions back from ``s0`` over ``rollout_blocks`` blocks (all
 that fit by default). NMSE is the per-frame ``‖û_t − u_t‖² / ‖u_t‖²`` (over space and
-fields) **averaged** over frames and trajectories; LPSDA sums it over the rolled-out
-frames (multiply by the horizon, reported as ``rollout_frames``).
+fields) **averaged** over frames and trajectories; ``nmse_rollout_summed`` is LPSDA's
+convention, the same errors **summed** over the ``rollout_frames`` rolled-out frames.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
+from equissl.datasets.base import build_dataset
 from equissl.datasets.pde.dataset import PDEWindowDataset
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
 from equissl.eval.probes.protocol import Reference, trained_head_fields
@@ -57,10 +68,14 @@ class TimeSteppingProbeConfig(ProbeConfig):
     epochs: int = 20  # --num_epochs 20
     lr: float = 1e-4  # --lr 1e-4, optim.AdamW
     weight_decay: float = 0.01  # AdamW's default (LPSDA passes none)
-    milestones: list[int] = field(default_factory=lambda: [5, 10, 15])  # MultiStepLR
+    # MultiStepLR(milestones=[args.unrolling=0, 5, 10, 15]): the 0 decays at construction
+    milestones: list[int] = field(default_factory=lambda: [0, 5, 10, 15])
     lr_decay: float = 0.4  # --lr_decay 0.4
     batch_size: int = 16  # --batch_size 16
-    samples_per_trajectory: int = 1  # random starts per trajectory and epoch (LPSDA: 1)
+    # random starts per training trajectory and epoch; None: LPSDA's t_res * 2 passes, twice
+    # the frames per trajectory
+    samples_per_trajectory: int | None = None
+    selection: str = "validation"  # validation (LPSDA: best unrolled loss on valid) | last
     history: int = 20  # --time_history 20 (1-D)
     future: int = 20  # --time_future 20 (1-D)
     history_2d: int = 1  # Navier–Stokes
@@ -71,6 +86,9 @@ class TimeSteppingProbeConfig(ProbeConfig):
     cond_dim: int = 1  # the paper's bottleneck of 1
     rollout_blocks: int | None = None  # blocks of `future` frames rolled out (None: all)
     rep_batch_size: int = 64  # first-window representations
+
+
+SELECTIONS = ("validation", "last")
 
 
 def frame_nmse(pred: Tensor, target: Tensor) -> Tensor:
@@ -225,6 +243,27 @@ def eval_starts(frames: int, history: int, future: int, window: int) -> list[int
     return list(range(max(history, window), frames - history - future + 1, future))
 
 
+def passes_per_epoch(cfg: dict[str, Any], frames: int) -> int:
+    """Random starts per training trajectory and epoch: ``samples_per_trajectory``, or
+    LPSDA's ``t_res · 2`` (twice the ``frames`` per trajectory) when it is unset."""
+    given = cfg.get("samples_per_trajectory")
+    return int(given) if given is not None else 2 * int(frames)
+
+
+def solver_optimiser(
+    model: nn.Module, cfg: dict[str, Any]
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.MultiStepLR]:
+    """AdamW and the per-epoch MultiStepLR of the config. A milestone 0 decays once as the
+    scheduler is built, as LPSDA's ``milestones=[unrolling=0, 5, 10, 15]`` does."""
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[int(m) for m in cfg["milestones"]], gamma=float(cfg["lr_decay"])
+    )
+    return opt, sched
+
+
 def train_solver(
     model: ConditionedSolver,
     data: Trajectories,
@@ -236,22 +275,24 @@ def train_solver(
     device: torch.device,
     progress: bool,
     desc: str,
-) -> ConditionedSolver:
+    validation_loss: Callable[[ConditionedSolver], float] | None = None,
+) -> tuple[ConditionedSolver, int]:
     """AdamW + MultiStepLR on the MSE of the next ``future`` frames after ``history``
-    frames from random starts whose targets all lie after the first ``window`` frames."""
+    frames from random starts whose targets all lie after the first ``window`` frames.
+
+    Returns the model and its epoch (0-based): with ``validation_loss`` the epoch whose
+    model scored lowest on it after the epoch (LPSDA's selection), else the last."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model.to(device).train()
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
-    )
-    sched = torch.optim.lr_scheduler.MultiStepLR(
-        opt, milestones=[int(m) for m in cfg["milestones"]], gamma=float(cfg["lr_decay"])
-    )
+    opt, sched = solver_optimiser(model, cfg)
     n, frames = data.u.shape[:2]
     lo, hi = max(0, window - history), frames - history - future
-    reps, bs = int(cfg["samples_per_trajectory"]), int(cfg["batch_size"])
+    reps, bs = passes_per_epoch(cfg, frames), int(cfg["batch_size"])
     offsets = torch.arange(history + future)
-    for _ in progress_bar(range(int(cfg["epochs"])), desc=desc, unit="ep", disable=not progress):
+    epochs = int(cfg["epochs"])
+    best, best_epoch, best_state = float("inf"), epochs - 1, None
+    for epoch in progress_bar(range(epochs), desc=desc, unit="ep", disable=not progress):
+        model.train()
         traj = torch.arange(n).repeat(reps)
         traj = traj[torch.randperm(len(traj), generator=gen)]
         starts = torch.randint(lo, hi + 1, (len(traj),), generator=gen)
@@ -264,7 +305,14 @@ def train_solver(
             loss.backward()
             opt.step()
         sched.step()
-    return model.eval()
+        if validation_loss is not None:
+            score = validation_loss(model.eval())
+            if score < best:  # strictly lower, as LPSDA's `val_loss < min_val_loss`
+                best, best_epoch = score, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), best_epoch
 
 
 @torch.no_grad()
@@ -279,12 +327,13 @@ def evaluate_solver(
     device: torch.device,
     batch_size: int = 64,
 ) -> tuple[dict[str, float], Tensor, Tensor]:
-    """``({nmse_1step, nmse_rollout, rollout_frames}, first-block prediction, its truth)``
-    on every trajectory (see the module docstring)."""
+    """``({nmse_1step, nmse_rollout, nmse_rollout_summed, mse_rollout, rollout_frames},
+    first-block prediction, its truth)`` on every trajectory (see the module docstring;
+    ``mse_rollout`` is the unrolled MSE LPSDA selects on)."""
     frames = data.u.shape[1]
     starts = eval_starts(frames, history, future, window)
     blocks = starts[: rollout_blocks or None]
-    one, roll, first_pred, first_true = [], [], [], []
+    one, roll, sq, first_pred, first_true = [], [], [], [], []
     for k in range(0, len(data.u), batch_size):
         u = data.u[k : k + batch_size].to(device)
         grid, c = data.grid[k : k + batch_size].to(device), cond[k : k + batch_size].to(device)
@@ -297,12 +346,17 @@ def evaluate_solver(
         state, errs = u[:, blocks[0] : blocks[0] + history], []
         for s in blocks:
             pred = model(state[:, -history:], grid, c)
-            errs.append(frame_nmse(pred, u[:, s + history : s + history + future]))
+            true = u[:, s + history : s + history + future]
+            errs.append(frame_nmse(pred, true))
+            sq.append((pred.double() - true.double()).pow(2).mean().cpu() * len(u))
             state = torch.cat([state, pred], 1)
         roll.append(torch.cat(errs, 1).cpu())
+    rolled = torch.cat(roll)  # [N, frames rolled out]
     metrics = {
         "nmse_1step": float(torch.cat(one).mean()),
-        "nmse_rollout": float(torch.cat(roll).mean()),
+        "nmse_rollout": float(rolled.mean()),
+        "nmse_rollout_summed": float(rolled.sum(1).mean()),
+        "mse_rollout": float(torch.stack(sq).sum() / (len(data.u) * len(blocks))),
         "rollout_frames": float(len(blocks) * future),
     }
     return metrics, torch.cat(first_pred), torch.cat(first_true)
@@ -315,22 +369,24 @@ class TimeSteppingProbe(Probe):
 
     def __init__(self, name: str, cfg: dict[str, Any]) -> None:
         super().__init__(name, cfg)
+        if cfg.get("selection", "validation") not in SELECTIONS:
+            raise ValueError(
+                f"eval.probes.{name}.selection={cfg['selection']!r}: use one of "
+                f"{', '.join(SELECTIONS)}"
+            )
         self._fixed: dict[str, float] | None = None
-        self._reps: dict[str, dict[str, Tensor]] | None = None
+        self._reps: tuple[Any, dict[str, dict[str, Tensor]]] | None = None
+        self._valid: tuple[bool, PDEWindowDataset | None] | None = None
 
     def reference(self) -> Reference:
         return Reference(
             "LPSDA (Brandstetter, Welling, Worrall, ICML 2022), "
             "github.com/brandstetter-johannes/LPSDA experiments/train.py",
             {"optimizer": "AdamW", "lr": 1e-4, "weight_decay": 0.01, "epochs": 20,
-             "batch_size": 16},
+             "batch_size": 16, "milestones": [0, 5, 10, 15], "lr_decay": 0.4,
+             "samples_per_trajectory": "t_res * 2", "selection": "validation"},
             (
-                "budget: one pass over the trajectories per epoch; LPSDA runs t_res * 2 passes "
-                "per epoch (280 in 1-D), about 280 times more steps",
-                "learning rate: MultiStepLR from lr; LPSDA's milestone 0 decays once at "
-                "construction, so its rates are 4e-5, 1.6e-5, 6.4e-6, 2.6e-6",
-                "model selection: the last model; LPSDA selects on the validation split",
-                "NMSE: mean over the rollout's frames; LPSDA sums over frames",
+                "starts: a random start per trajectory and pass; LPSDA draws one per batch",
             ),
         )  # fmt: skip
 
@@ -342,14 +398,39 @@ class TimeSteppingProbe(Probe):
             if two_d
             else f"LPSDA CNN (width {int(self.cfg['width'])})"
         )
-        history, future = self.horizon(ds) if isinstance(ds, PDEWindowDataset) else (0, 0)
+        pde = isinstance(ds, PDEWindowDataset)
+        history, future = self.horizon(ds) if pde else (0, 0)
+        given = self.cfg.get("samples_per_trajectory")
+        passes = passes_per_epoch(self.cfg, ds.u.shape[1]) if pde else 0
+        valid = self.validation(ctx) if pde else None
         return {
             **trained_head_fields(self.cfg, head, "AdamW"),
+            "milestones": [int(m) for m in self.cfg["milestones"]],
+            "lr_decay": float(self.cfg["lr_decay"]),
             "history": history,
             "future": future,
-            "samples": f"{int(self.cfg['samples_per_trajectory'])} random start time(s) per "
-            "training trajectory per epoch",
+            "train_objects": len(ds) if pde else 0,  # trajectories
+            "test_objects": len(ctx.datasets["val"]) if pde else 0,
+            "samples_per_trajectory": "t_res * 2" if given is None else int(given),
+            "selection": str(self.cfg["selection"]) if valid is not None else "last",
+            "validation_split": valid.split_name if valid is not None else None,
+            "samples": f"{passes} random start time(s) per training trajectory per epoch",
         }
+
+    def run_deviations(self, ctx: EvalContext) -> tuple[str, ...]:
+        out = []
+        ds = ctx.datasets.get("train")
+        if getattr(ds, "two_d", False):
+            out.append(
+                "solver: Navier-Stokes uses a small circular U-Net sized for CPU, not "
+                "PDEArena's Unetmod-64 of the paper"
+            )
+        if self.cfg["selection"] == "validation" and self.validation(ctx) is None:
+            out.append(
+                "selection: the data have no validation split held out of pretraining "
+                "(data.labelled_split is off): the last epoch's model is tested"
+            )
+        return tuple(out)
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         ds = ctx.datasets.get("train")
@@ -370,11 +451,27 @@ class TimeSteppingProbe(Probe):
             return int(self.cfg["history_2d"]), int(self.cfg["future_2d"])
         return int(self.cfg["history"]), int(self.cfg["future"])
 
+    def validation(self, ctx: EvalContext) -> PDEWindowDataset | None:
+        """The trajectories that select the model: the data's ``labelled`` split (held out
+        of pretraining, never tested on), or ``None`` when the data have none or
+        ``selection`` is ``last``."""
+        if self.cfg["selection"] != "validation":
+            return None
+        if self._valid is None:
+            held_out = bool(ctx.data.get("labelled_split"))
+            ds = build_dataset(ctx.data, "labelled", 1) if held_out else None
+            self._valid = (held_out, ds if isinstance(ds, PDEWindowDataset) else None)
+        return self._valid[1]
+
     def row(
-        self, ctx: EvalContext, cond_train: Tensor, cond_val: Tensor, desc: str
+        self,
+        ctx: EvalContext,
+        cond: dict[str, Tensor],
+        desc: str,
     ) -> tuple[dict[str, float], Tensor, Tensor]:
-        """Train one solver on the train split's trajectories with ``cond_train [N, K]``
-        and evaluate it on the val split's."""
+        """Train one solver on the train split's trajectories with ``cond["train"] [N, K]``
+        (selected on the validation split's with ``cond["valid"]``) and test it on the val
+        split's with ``cond["val"]``."""
         ds = ctx.datasets["train"]
         history, future = self.horizon(ds)
         # unit RMS over the probe-train fields, so the persistence skip starts every row
@@ -392,64 +489,77 @@ class TimeSteppingProbe(Probe):
             def solver_of(extras: int) -> nn.Module:
                 return LPSDACNN(history, future, extras, int(cfg["width"]))
 
+        cond_train = cond["train"]
         with seeded(int(cfg["seed"])):
             k = cond_train.shape[1]
-            cond = Conditioning(
+            conditioning = Conditioning(
                 cond_train.mean(0) if k else torch.zeros(0),
                 cond_train.std(0) if k and len(cond_train) > 1 else torch.ones(k),
                 int(cfg["cond_hidden"]),
                 int(cfg["cond_dim"]),
             )
-            model = ConditionedSolver(solver_of, cond)
-        model = train_solver(
-            model,
-            train,
-            cond_train,
-            history,
-            future,
-            ds.window,
-            cfg,
-            ctx.device,
-            ctx.progress,
-            desc,
+            model = ConditionedSolver(solver_of, conditioning)
+        valid_ds, select = self.validation(ctx), None
+        if valid_ds is not None:
+            valid = Trajectories.of(valid_ds, scale)
+
+            def select(m: ConditionedSolver) -> float:
+                scores, _, _ = evaluate_solver(
+                    m, valid, cond["valid"], history, future, ds.window,
+                    cfg["rollout_blocks"], ctx.device,
+                )  # fmt: skip
+                return scores["mse_rollout"]
+
+        model, epoch = train_solver(
+            model, train, cond_train, history, future, ds.window, cfg, ctx.device,
+            ctx.progress, desc, select,
+        )  # fmt: skip
+        metrics, pred, target = evaluate_solver(
+            model, val, cond["val"], history, future, ds.window, cfg["rollout_blocks"], ctx.device
         )
-        return evaluate_solver(
-            model, val, cond_val, history, future, ds.window, cfg["rollout_blocks"], ctx.device
-        )
+        metrics["selected_epoch"] = float(epoch + 1)  # 1-based: 20 of 20 is the last
+        return metrics, pred, target
+
+    def splits(self, ctx: EvalContext) -> dict[str, PDEWindowDataset]:
+        """``{"train", "val"}`` and, when it selects the model, ``"valid"``."""
+        out = {"train": ctx.datasets["train"], "val": ctx.datasets["val"]}
+        valid = self.validation(ctx)
+        return {**out, "valid": valid} if valid is not None else out
 
     def fixed_rows(self, ctx: EvalContext) -> dict[str, float]:
-        """The unconditioned and oracle rows, computed once and repeated under every part."""
+        """The unconditioned and oracle rows, computed once per evaluation and repeated
+        under every part (and under every baseline model: they do not depend on it)."""
         if self._fixed is None:
-            train, val = ctx.datasets["train"], ctx.datasets["val"]
-            n_t, n_v = len(train), len(val)
-            metrics, _, _ = self.row(
-                ctx, torch.zeros(n_t, 0), torch.zeros(n_v, 0), "time stepping: none"
-            )
-            self._fixed = {f"none_{k}": v for k, v in metrics.items() if k != "rollout_frames"}
+            splits = self.splits(ctx)
+            none = {name: torch.zeros(len(ds), 0) for name, ds in splits.items()}
+            metrics, _, _ = self.row(ctx, none, "time stepping: none")
+            fixed = {f"none_{k}": v for k, v in metrics.items() if k != "rollout_frames"}
+            train = splits["train"]
             if train.coeffs.ndim == 2 and train.coeffs.shape[1] > 0:
-                metrics, _, _ = self.row(
-                    ctx, train.coeffs.float(), val.coeffs.float(), "time stepping: oracle"
-                )
-                self._fixed.update(
+                truth = {name: ds.coeffs.float() for name, ds in splits.items()}
+                metrics, _, _ = self.row(ctx, truth, "time stepping: oracle")
+                fixed.update(
                     {f"oracle_{k}": v for k, v in metrics.items() if k != "rollout_frames"}
                 )
+            self._fixed = fixed
         return self._fixed
 
     def representations(self, ctx: EvalContext) -> dict[str, dict[str, Tensor]]:
-        """``{split: {part: [N, D]}}`` of the first windows, computed once."""
-        if self._reps is None:
+        """``{split: {part: [N, D]}}`` of the first windows of ``ctx.method``, computed once
+        per model (a baseline model gets its own)."""
+        if self._reps is None or self._reps[0] is not ctx.method:
             bs = int(self.cfg["rep_batch_size"])
-            self._reps = {
-                split: first_window_features(ctx.method, ctx.datasets[split], bs, ctx.device)
-                for split in ("train", "val")
+            reps = {
+                name: first_window_features(ctx.method, ds, bs, ctx.device)
+                for name, ds in self.splits(ctx).items()
             }
-        return self._reps
+            self._reps = (ctx.method, reps)
+        return self._reps[1]
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         reps = self.representations(ctx)
-        metrics, pred, target = self.row(
-            ctx, reps["train"][part], reps["val"][part], f"time stepping: {part}"
-        )
+        cond = {name: rep[part] for name, rep in reps.items()}
+        metrics, pred, target = self.row(ctx, cond, f"time stepping: {part}")
         metrics.update(self.fixed_rows(ctx))
         # no floors: the none_* / oracle_* rows are solvers trained on the same budget,
         # shown as columns beside the conditioned one

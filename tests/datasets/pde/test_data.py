@@ -147,6 +147,7 @@ def test_dataset_views_are_solutions_and_actions_follow_the_group_law(tmp_path, 
         window=24,
         mode=mode,
         strengths={"boost": 0.4, "scale": 0.15, "x_shift": 5.0},
+        labelled=False,  # 4 trajectories: id 0 is val, the other three train
     )
     assert len(ds) == 3
     torch.manual_seed(0)

@@ -2,11 +2,13 @@
 "How it will be checked"): each PDE data option has a default root where the first run
 generates a small set, and a root that already holds trajectories is never added to."""
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
 from equissl.apps.cli import _resolved
 from equissl.datasets.pde import generate_pde
+from equissl.datasets.pde.dataset import split_mask
 from equissl.datasets.pde.storage import pde_files
 from equissl.training.pretrain import prepare_data
 
@@ -21,7 +23,8 @@ def test_every_pde_option_has_a_default_root_and_small_generation(equation):
     data = compose_pretrain(["method=lie_vicreg", f"data=pde_{equation}"])["data"]
     assert data["root"] == f"data/pde_{equation}"
     n = int(data["generate"]["num_trajectories"])
-    train = n - len(range(0, n, int(data["val_every"])))
+    ids = np.arange(n)
+    train = int(split_mask(ids, "train", int(data["val_every"]), data["labelled_split"]).sum())
     assert train >= int(data["batch_size"])  # at least one pretraining batch
     # Nothing that would leak into the recipes, but NS's CPU grid (32 x 32), which
     # experiment=lie_vicreg_ns sets back to the paper's 128 (tests/ssl/test_lie_vicreg.py).
@@ -30,9 +33,9 @@ def test_every_pde_option_has_a_default_root_and_small_generation(equation):
 
 def test_recipes_keep_their_own_generation():
     data = compose_pretrain(["experiment=lie_vicreg_burgers"])["data"]
-    assert data["generate"]["num_trajectories"] == 12500 and not data["generate"]["params"]
+    assert data["generate"]["num_trajectories"] == 15000 and not data["generate"]["params"]
     cpu = compose_pretrain(["experiment=cpu/lie_vicreg_kdv"])["data"]
-    assert cpu["generate"]["num_trajectories"] == 40 and cpu["generate"]["params"] == {"nx": 64}
+    assert cpu["generate"]["num_trajectories"] == 48 and cpu["generate"]["params"] == {"nx": 64}
 
 
 def test_default_generation_fills_an_empty_root_only(tmp_path):

@@ -1,6 +1,7 @@
 """The coefficient-regression probe (issue 11 item 4): head range, metrics, the
 predict-the-mean floor and the linear probe on features that carry the coefficient."""
 
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from equissl.eval.probes.coefficients import (
     CoefficientProbe,
+    CoefficientProbeConfig,
     RangeSigmoidHead,
     coefficient_metrics,
     labelled_subset,
@@ -107,13 +109,17 @@ def test_probe_fits_every_row_on_the_labelled_share_only():
     coeffs = 0.2 + 0.3 * torch.rand(200, 1, generator=g)
     feats = torch.randn(200, 2, 8, generator=g)
     val = SimpleNamespace(coeffs=coeffs[:50], part=lambda _: feats[:50])
-    cfg = {**CFG, "epochs": 2, "range_margin": 0.0, "ranges": {}, "baselines": False}
+    defaults = asdict(CoefficientProbeConfig())
+    cfg = {**defaults, **CFG, "epochs": 2, "range_margin": 0.0, "baselines": False}
     ctx = SimpleNamespace(
         train=SimpleNamespace(coeffs=coeffs, part=lambda _: feats, views_per_object=2),
         val=val,
         meta={"spec": {"coeff_names": ("b",)}},
         device=torch.device("cpu"),
         progress=False,
+        datasets={"train": None, "val": None},
+        method=None,
+        features_of=None,  # features given: the heads use them as they are
     )
     probe = CoefficientProbe("coefficients", {**cfg, "labelled_fraction": 0.05})
     keep = labelled_subset(200, 0.05, seed=0)

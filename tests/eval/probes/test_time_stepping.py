@@ -8,19 +8,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from equissl.datasets.pde import generate_pde
 from equissl.datasets.pde_windows import PDEWindows
 from equissl.eval.probes.base import EvalContext
 from equissl.eval.probes.time_stepping import (
     LPSDACNN,
+    ConditionedSolver,
+    Conditioning,
     SmallUNet,
     TimeSteppingProbe,
     TimeSteppingProbeConfig,
+    Trajectories,
     eval_starts,
+    evaluate_solver,
     first_window_features,
     frame_nmse,
+    passes_per_epoch,
+    solver_optimiser,
+    train_solver,
 )
 from equissl.registries import PROBES
 from tests.datasets.pde.test_lie_views import write_ns_file
@@ -35,6 +42,7 @@ TINY = {
     "width_2d": 4,
     "cond_hidden": 8,
     "batch_size": 4,
+    "samples_per_trajectory": 1,  # LPSDA's default is twice the frames per epoch
 }
 
 
@@ -81,7 +89,9 @@ def context(train, val, method=None) -> EvalContext:
 def burgers(tmp_path_factory):
     root = tmp_path_factory.mktemp("burgers")
     generate_pde("burgers", root, num_trajectories=10, nx=16, nt=30, progress=False)
-    return PDEWindows(root, "train", 1, window=8), PDEWindows(root, "val", 1, window=8)
+    train, val = PDEWindows(root, "train", 1, window=8), PDEWindows(root, "val", 1, window=8)
+    train.root = val.root = root  # as PDEWindows.from_config sets it
+    return train, val
 
 
 def test_frame_nmse_by_hand():
@@ -130,8 +140,9 @@ def test_rows_condition_on_nothing_the_representation_and_the_coefficients(burge
     probe = TimeSteppingProbe("time_stepping", TINY)
     seen = {}
 
-    def row(ctx, cond_train, cond_val, desc):
-        seen[desc] = (cond_train.clone(), cond_val.clone())
+    def row(ctx, cond, desc):
+        assert set(cond) == {"train", "val"}  # no labelled split in this context: no "valid"
+        seen[desc] = (cond["train"].clone(), cond["val"].clone())
         return {"nmse_1step": 0.0, "nmse_rollout": 0.0, "rollout_frames": 1.0}, None, None
 
     probe.row = row
@@ -187,3 +198,92 @@ def test_skipped_without_trajectories(burgers):
 def test_schema_is_registered():
     assert PROBES.get("time_stepping") is TimeSteppingProbe
     assert PROBES.entry("time_stepping").config is TimeSteppingProbeConfig
+
+
+def test_default_schedule_is_lpsdas_as_it_runs():
+    """LPSDA's MultiStepLR(milestones=[0, 5, 10, 15], gamma=0.4) decays once when built."""
+    cfg = TimeSteppingProbeConfig().__dict__
+    opt, sched = solver_optimiser(nn.Linear(2, 2), cfg)
+    rates = []
+    for _ in range(cfg["epochs"]):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [4e-5] * 5 + [1.6e-5] * 5 + [6.4e-6] * 5 + [2.56e-6] * 5
+    assert rates == pytest.approx(expected, rel=1e-9)
+
+
+def test_default_budget_is_twice_the_frames_per_epoch():
+    assert passes_per_epoch(TimeSteppingProbeConfig().__dict__, 140) == 280  # LPSDA's t_res * 2
+    assert passes_per_epoch({"samples_per_trajectory": 3}, 140) == 3
+
+
+def tiny_solver(history=4, future=4):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        cond = Conditioning(torch.zeros(0), torch.ones(0), 8, 1)
+        return ConditionedSolver(lambda e: LPSDACNN(history, future, e, 8), cond)
+
+
+def test_validation_picks_the_epoch_with_the_lowest_unrolled_loss(burgers):
+    train, _ = burgers
+    data = Trajectories.of(train)
+    states, scores = [], iter([3.0, 1.0, 2.0, 1.0])  # epoch 2 (0-based 1) is the best
+
+    def validation_loss(model):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    cfg = {**TINY, "epochs": 4}
+    model, epoch = train_solver(
+        tiny_solver(), data, torch.zeros(len(train), 0), 4, 4, 8, cfg, torch.device("cpu"),
+        False, "t", validation_loss,
+    )  # fmt: skip
+    assert epoch == 1  # a later tie does not replace it (LPSDA: val_loss < min_val_loss)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, states[1][k])
+    assert not all(torch.equal(v, states[3][k]) for k, v in model.state_dict().items())
+    _, last = train_solver(
+        tiny_solver(), data, torch.zeros(len(train), 0), 4, 4, 8, cfg, torch.device("cpu"),
+        False, "t",
+    )  # fmt: skip
+    assert last == 3
+
+
+def test_summed_nmse_is_lpsdas_sum_over_the_rolled_out_frames(burgers):
+    _, val = burgers
+    data = Trajectories.of(val)
+    metrics, _, _ = evaluate_solver(
+        tiny_solver(), data, torch.zeros(len(val), 0), 4, 4, 8, None, torch.device("cpu")
+    )
+    assert metrics["nmse_rollout_summed"] == pytest.approx(
+        metrics["nmse_rollout"] * metrics["rollout_frames"], rel=1e-9
+    )
+    # persistence (the zero-initialised output): the unrolled MSE is the last history frame's
+    s0 = 8
+    truth = data.u[:, s0 + 4 : s0 + 20].double()
+    persist = data.u[:, s0 + 3 : s0 + 4].double()
+    assert metrics["mse_rollout"] == pytest.approx(float((truth - persist).pow(2).mean()), rel=1e-6)
+
+
+def test_card_names_the_validation_split_or_its_absence(burgers):
+    train, val = burgers
+    probe = TimeSteppingProbe("time_stepping", TINY)
+    data = {
+        "impl": "pde", "root": str(train.root), "window": 8, "strengths": {}, "mode": "coords",
+        "composition": "expm", "val_every": 6, "labelled_split": True, "val_split": "val",
+    }  # fmt: skip
+    ctx = context(train, val)
+    ctx.data = data
+    card = probe.card(ctx)
+    assert card["validation_split"] == "labelled" and card["selection"] == "validation"
+    assert card["samples_per_trajectory"] == 1 and card["milestones"] == [0, 5, 10, 15]
+    assert "samples_per_trajectory: 't_res * 2' in the reference -> 1 here" in card["deviations"]
+    res = probe.run(ctx, "full")
+    assert 1 <= res.metrics["selected_epoch"] <= TINY["epochs"]
+    no_split = TimeSteppingProbe("time_stepping", TINY)
+    card = no_split.card(context(train, val))
+    assert card["validation_split"] is None and card["selection"] == "last"
+    assert any("no validation split" in d for d in card["deviations"])
+    with pytest.raises(ValueError, match="selection='best'"):
+        TimeSteppingProbe("time_stepping", {**TINY, "selection": "best"})
