@@ -1,12 +1,14 @@
-"""The sbatch templates of slurm/: each is run by bash with ``srun``/``scontrol`` stubs and a
-SLURM environment; the command it starts, its pre-timeout signal, its requeue setting and
-(for the templates that requeue from the batch shell) the requeue on SIGUSR1 are checked."""
+"""The sbatch templates of slurm/, quickly: each is run by bash with ``srun``/``scontrol`` stubs
+and a SLURM environment; the command it starts, its pre-timeout signal, its requeue setting
+and (for the templates that requeue from the batch shell) the requeue on SIGUSR1 are
+checked. tests/slurm/ runs them on a real SLURM (``-m slurm``)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -44,7 +46,8 @@ def start(template: str, args: list[str], tmp_path: Path, **env: str) -> subproc
         stub.chmod(0o755)
     environ = {
         **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        # the stubs, then this environment's console scripts (equissl-requeueable)
+        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         "SLURM_SUBMIT_DIR": str(REPO),
         "SLURM_JOB_ID": "1234",
         "SLURM_NNODES": "2",
@@ -71,11 +74,23 @@ def srun_args(tmp_path: Path, timeout: float = 20) -> list[str]:
 
 ARRAY = {"SLURM_ARRAY_JOB_ID": "1234", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}
 CASES = {
-    "pretrain.sbatch": (
+    "pretrain.sbatch": (  # GPUs in the allocation: trainer=ddp over the tasks
         ["method=sie", "data.root=/d"],
-        {},
+        {"SLURM_GPUS_ON_NODE": "8"},
         ["equissl-pretrain", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2",
          "method=sie", "data.root=/d"],
+    ),
+    "pretrain.sbatch cpu": (  # no GPU: the default trainer (the CPU), the allocation's tasks
+        ["method=sie", "data.root=/d"],
+        {},
+        ["equissl-pretrain", "trainer.devices=8", "trainer.num_nodes=2", "method=sie",
+         "data.root=/d"],
+    ),
+    "pretrain.sbatch own trainer": (  # the user's trainer= wins
+        ["trainer=gpu", "data.root=/d"],
+        {"SLURM_GPUS_ON_NODE": "8"},
+        ["equissl-pretrain", "trainer.devices=8", "trainer.num_nodes=2", "trainer=gpu",
+         "data.root=/d"],
     ),
     "evaluate.sbatch": (
         ["checkpoint=/runs/r/checkpoints/last.ckpt"],
@@ -99,9 +114,10 @@ CASES = {
 @pytest.mark.parametrize("template", sorted(CASES))
 def test_template_runs_srun_with_signal_and_requeue(template, tmp_path):
     args, env, expected = CASES[template]
+    template = template.split()[0]
     options = sbatch_options(SLURM / template)
     assert "--requeue" in options
-    assert options["--signal"] in ("SIGUSR1@90", "B:USR1@90")
+    assert options["--signal"] in ("USR1@90", "B:USR1@90")
     (tmp_path / "release").touch()
     proc = start(template, args, tmp_path, **env)
     assert proc.wait(timeout=30) == 0
@@ -114,7 +130,7 @@ def test_template_runs_srun_with_signal_and_requeue(template, tmp_path):
 def test_batch_shell_requeues_on_usr1(template, tmp_path):
     args, env, _ = CASES[template]
     proc = start(template, args, tmp_path, **env)
-    srun_args(tmp_path)  # srun is running: the trap is installed
+    srun_args(tmp_path)  # srun is running: the handler is installed
     proc.send_signal(signal.SIGUSR1)
     job = "1234_3" if env else "1234"
     assert stub_args(tmp_path, "scontrol") == ["requeue", job]

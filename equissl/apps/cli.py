@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from equissl import early_signals
 from equissl.apps import run_start
 from equissl.apps.command_line import (
     check_checkpoint_paths,
@@ -134,6 +135,7 @@ def _pretrain(cfg: DictConfig) -> None:
 def _pretrain_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.training.pretrain import pretrain
+    from equissl.training.signals import requeue_on_usr1
 
     _one_log_stream()
     config = _resolved(cfg)
@@ -145,7 +147,8 @@ def _pretrain_job(cfg: DictConfig) -> None:
 
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return
-        results = evaluate_checkpoint(last, config["eval"], run_dir / "eval")
+        with requeue_on_usr1():  # the requeued job resumes from the feature cache
+            results = evaluate_checkpoint(last, config["eval"], run_dir / "eval")
         print_results(results, run_dir / "eval")
 
 
@@ -210,6 +213,7 @@ def list_parts(argv: list[str] | None = None) -> None:
 
 def pretrain() -> None:
     """``equissl-pretrain``."""
+    early_signals.record_usr1()  # before the seconds of imports and set-up below
     argv = sys.argv[1:]
     if {"--help", "-h"} & set(argv):
         say(command_help("pretrain"))

@@ -23,11 +23,13 @@ Exit codes of ``equissl-pretrain`` (see ``slurm/README.md``):
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
+
+from equissl import early_signals, slurm_job
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         for s in STOP_SIGNALS:
             self._previous[s] = signal.signal(s, self._handle)
+        pending = early_signals.take_pending()  # arrived while the command started
+        if pending is not None:
+            self._handle(pending, None)
         return self
 
     def reinstall(self) -> None:
@@ -84,29 +89,32 @@ class StopSignals:
         self._previous = {}
 
 
-def slurm_job_id() -> str | None:
-    """The id ``scontrol requeue`` takes (array jobs: ``<array job>_<task>``), if under SLURM."""
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
-    if array_job is not None:
-        return f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    return os.environ.get("SLURM_JOB_ID")
-
-
 def request_requeue() -> bool:
-    """``scontrol requeue`` this job; True if SLURM accepted it."""
-    job = slurm_job_id()
-    if job is None:
-        log.warning("SIGUSR1 outside a SLURM job: not requeueing")
-        return False
+    """``scontrol requeue`` this job (:func:`equissl.slurm_job.request_requeue`), logged;
+    True if SLURM accepted it."""
+    accepted, message = slurm_job.request_requeue()
+    (log.warning if accepted else log.error)(message)
+    return accepted
+
+
+@contextmanager
+def requeue_on_usr1() -> Iterator[None]:
+    """Around work after training (``evaluate_after``): SIGUSR1 — also one that arrived
+    since training ended — requeues the job at once; the requeued job finds training done
+    and redoes only what its caches lack. Outside SLURM the signal is logged and ignored."""
+    asked = False
+
+    def on_usr1(signum: int, _: FrameType | None) -> None:
+        nonlocal asked
+        if not asked:
+            asked = True
+            log.warning("received SIGUSR1 after training: requeueing the job")
+            request_requeue()
+
+    previous = signal.signal(signal.SIGUSR1, on_usr1)
+    if early_signals.take_pending() is not None:
+        on_usr1(signal.SIGUSR1, None)
     try:
-        res = subprocess.run(
-            ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        log.error("scontrol requeue %s failed: %s", job, err)
-        return False
-    if res.returncode != 0:
-        log.error("scontrol requeue %s failed (%d): %s", job, res.returncode, res.stderr.strip())
-        return False
-    log.warning("requeued SLURM job %s", job)
-    return True
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)

@@ -1,0 +1,214 @@
+"""``slurm/pretrain.sbatch`` on a real SLURM, submitted from outside the checkout on a CPU
+partition: a plain job, requeues on SIGUSR1 (to the tasks, to the batch shell, at the time
+limit) and on ``scontrol requeue`` that end bitwise equal to an uninterrupted run, SIGTERM
+(``scancel``), two tasks under ``srun`` and SIGUSR1 during ``evaluate_after``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from equissl.checkpointing import load_checkpoint
+from tests.conftest import write_iebench_tree
+from tests.slurm.cluster import Cluster
+from tests.slurm.conftest import TEMPLATES
+
+pytestmark = pytest.mark.slurm
+ONE_CPU = ("--cpus-per-task=1", "--mem-per-cpu=1500")
+
+
+def pretrain_args(root: Path, steps: int, *extra: str) -> list[str]:
+    """A deterministic CPU run of timm's tiny test ResNet that logs every step's loss."""
+    return [
+        f"data.root={root}",
+        "data.batch_size=2",
+        "data.image_size=32",
+        "data.num_workers=0",
+        "logger=csv",
+        "trainer.log_every_n_steps=1",
+        "logger.step_losses=true",
+        "logger.view_grid_every_n_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.deterministic=true",
+        "backbone.name=test_resnet",
+        "method.inv_dim=48",
+        "method.projector=[64,64,64]",
+        "trainer.max_epochs=-1",
+        f"trainer.max_steps={steps}",
+        "checkpoint.every_n_steps=0",
+        "checkpoint.every_n_epochs=0",
+        "hydra.run.dir=run",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return write_iebench_tree(tmp_path_factory.mktemp("data") / "3DIEBench")
+
+
+def steps_logged(run: Path) -> list[int]:
+    losses = run / "step_losses.jsonl"
+    if not losses.is_file():
+        return []
+    return [json.loads(line)["step"] for line in losses.read_text().splitlines() if line]
+
+
+def wait_for_step(run: Path, step: int, cluster: Cluster, job: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not steps_logged(run) or steps_logged(run)[-1] < step:
+        state = cluster.job(job).state
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job {job} is {state}"
+        assert time.monotonic() < deadline, f"step {step} not reached: {cluster.logs()}"
+        time.sleep(0.3)
+
+
+def tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(ckpt)
+    out = {f"model.{k}": v for k, v in state["state_dict"].items()}
+    for i, opt in enumerate(state["optimizer_states"]):
+        for pid, entry in opt["state"].items():
+            for k, v in entry.items():
+                if torch.is_tensor(v):
+                    out[f"opt{i}.{pid}.{k}"] = v
+    return out
+
+
+def assert_bitwise_equal(a: Path, b: Path) -> None:
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not differ, f"{len(differ)} of {len(ta)} tensors differ, e.g. {differ[:3]}"
+
+
+def submit(cluster: Cluster, where: Path, env, *options: str, args: list[str]) -> str:
+    where.mkdir(parents=True, exist_ok=True)
+    return cluster.sbatch(
+        *ONE_CPU, *options, str(TEMPLATES / "pretrain.sbatch"), *args, cwd=where, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, tree, tmp_path_factory) -> Path:
+    """An uninterrupted 24-step job: the checkpoint every interrupted job must equal."""
+    import os
+    import sys
+
+    where = tmp_path_factory.mktemp("reference")
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    job = submit(cluster, where, env, args=pretrain_args(tree, 24))
+    done = cluster.wait(job)
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), (
+        where / f"slurm-equissl-pretrain-{job}.out"
+    ).read_text()[-3000:]
+    return where / "run" / "checkpoints" / "last.ckpt"
+
+
+def test_plain_job_from_outside_the_checkout(cluster, tree, tmp_path, job_env, reference):
+    job = submit(cluster, tmp_path, job_env, args=pretrain_args(tree, 24))
+    done = cluster.wait(job)
+    log = tmp_path / f"slurm-equissl-pretrain-{job}.out"
+    assert (done.state, done.exit_code, done.restarts) == ("COMPLETED", "0:0", 0), log.read_text()[
+        -3000:
+    ]
+    assert "new run at" in log.read_text()  # the log lands where the job was submitted
+    assert steps_logged(tmp_path / "run") == list(range(1, 25))
+    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+
+
+@pytest.mark.parametrize("target", ["steps", "batch shell"])
+def test_usr1_requeues_and_the_run_ends_as_if_uninterrupted(
+    cluster, tree, tmp_path, job_env, reference, target
+):
+    job = submit(cluster, tmp_path, job_env, args=pretrain_args(tree, 24))
+    wait_for_step(tmp_path / "run", 4, cluster, job)
+    batch = ["--batch"] if target == "batch shell" else []
+    assert cluster.cmd("scancel", *batch, "--signal=USR1", job).returncode == 0
+    done = cluster.wait(job)
+    log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
+    assert done.restarts == 1, log[-3000:]
+    assert "requeued SLURM job" in log
+    assert steps_logged(tmp_path / "run")[-1] == 24
+    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+
+
+def test_scontrol_requeue_resumes_exactly(cluster, tree, tmp_path, job_env, reference):
+    job = submit(cluster, tmp_path, job_env, args=pretrain_args(tree, 24))
+    wait_for_step(tmp_path / "run", 4, cluster, job)
+    assert cluster.cmd("scontrol", "requeue", job).returncode == 0
+    done = cluster.wait(job)
+    log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code, done.restarts) == ("COMPLETED", "0:0", 1), log[-3000:]
+    assert "SIGTERM: stopped after step" in log  # SLURM's requeue stops the tasks with SIGTERM
+    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+
+
+def test_scancel_checkpoints_and_stays_cancelled(cluster, tree, tmp_path, job_env):
+    job = submit(cluster, tmp_path, job_env, args=pretrain_args(tree, 1000))
+    wait_for_step(tmp_path / "run", 3, cluster, job)
+    assert cluster.cmd("scancel", job).returncode == 0
+    done = cluster.wait(job)
+    assert done.state == "CANCELLED" and done.restarts == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 60  # the tasks finish their step after the job is marked
+    while not ckpt.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    step = load_checkpoint(ckpt)["global_step"]
+    assert step >= 3 and steps_logged(tmp_path / "run")[-1] == step
+
+
+def test_time_limit_requeues_until_done(cluster, tree, tmp_path, job_env):
+    """``--time=1 --signal=USR1@40`` on a run of ~90 s: each attempt is warned before its
+    minute ends, checkpoints, requeues; the last one finishes. Its final checkpoint equals
+    that of the same run without a time limit, submitted at the same time."""
+    args = pretrain_args(tree, 2000)
+    free = submit(cluster, tmp_path / "free", job_env, args=args)
+    job = submit(cluster, tmp_path / "limited", job_env, "--time=1", "--signal=USR1@40", args=args)
+    done = cluster.wait(job, timeout=900)
+    log = (tmp_path / "limited" / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
+    assert done.restarts >= 1 and "requeued SLURM job" in log
+    assert cluster.wait(free, timeout=600).state == "COMPLETED"
+    assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 2001))
+    assert_bitwise_equal(
+        tmp_path / "limited" / "run" / "checkpoints" / "last.ckpt",
+        tmp_path / "free" / "run" / "checkpoints" / "last.ckpt",
+    )
+
+
+def test_two_tasks_train_with_gloo(cluster, tree, tmp_path, job_env):
+    job = submit(cluster, tmp_path, job_env, "--ntasks-per-node=2", args=pretrain_args(tree, 4))
+    done = cluster.wait(job)
+    log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
+    assert "over trainer.devices=2 x trainer.num_nodes=1 = 2 rank(s)" in log
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4
+
+
+def test_usr1_during_evaluate_after_requeues_and_the_rerun_finishes(
+    cluster, tree, tmp_path, job_env
+):
+    args = pretrain_args(
+        tree, 4, "evaluate_after=true", "eval.num_workers=0", "eval.probes.rotation.epochs=2000"
+    )
+    job = submit(cluster, tmp_path, job_env, args=args)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "run" / "features").is_dir() or not any(
+        (tmp_path / "run" / "features").iterdir()
+    ):
+        assert cluster.job(job).state in ("PENDING", "RUNNING"), cluster.job(job)
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(3)  # inside the probes
+    assert cluster.cmd("scancel", "--signal=USR1", job).returncode == 0
+    done = cluster.wait(job, timeout=900)
+    log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
+    assert done.restarts == 1 and "SIGUSR1 after training: requeueing" in log
+    assert (tmp_path / "run" / "eval" / "results.json").is_file()
