@@ -29,6 +29,7 @@ from equissl.apps.command_line import (
     short_errors,
 )
 from equissl.apps.run_folder import register_resolvers
+from equissl.apps.sweep_jobs import name_sweep_job
 from equissl.plugins import register_configs
 
 log = logging.getLogger("equissl")
@@ -52,8 +53,19 @@ def setup() -> None:
         warnings.filterwarnings("ignore", message=message)
     register_configs()
     register_resolvers()
+    _register_launcher()
     if not OmegaConf.has_resolver("eval_dir"):
         OmegaConf.register_new_resolver("eval_dir", eval_dir)
+
+
+def _register_launcher() -> None:
+    """equissl's SLURM sweep launcher (``hydra/launcher=slurm``), by hand: Hydra finds
+    plugins by listing the ``hydra_plugins`` folders, which misses an editable install's."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.equissl_launcher import EquisslSlurmLauncher
+
+    Plugins.instance().register(EquisslSlurmLauncher)
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -140,6 +152,7 @@ def _pretrain_job(cfg: DictConfig) -> None:
     _one_log_stream()
     config = _resolved(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    name_sweep_job(run_dir.name)
     last = pretrain(config, run_dir)
     print(f"checkpoint: {last}")
     if config["evaluate_after"]:
@@ -164,6 +177,7 @@ def _evaluate_job(cfg: DictConfig) -> None:
     _one_log_stream()
     config = _resolved(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    name_sweep_job(out_dir.name)
     overrides = {
         "root": config["data_root"],
         "splits_dir": config["splits_dir"],

@@ -13,42 +13,11 @@ import pytest
 import torch
 
 from equissl.checkpointing import load_checkpoint
-from tests.conftest import write_iebench_tree
 from tests.slurm.cluster import Cluster
-from tests.slurm.conftest import TEMPLATES
+from tests.slurm.conftest import TEMPLATES, pretrain_args
 
 pytestmark = pytest.mark.slurm
 ONE_CPU = ("--cpus-per-task=1", "--mem-per-cpu=1500")
-
-
-def pretrain_args(root: Path, steps: int, *extra: str) -> list[str]:
-    """A deterministic CPU run of timm's tiny test ResNet that logs every step's loss."""
-    return [
-        f"data.root={root}",
-        "data.batch_size=2",
-        "data.image_size=32",
-        "data.num_workers=0",
-        "logger=csv",
-        "trainer.log_every_n_steps=1",
-        "logger.step_losses=true",
-        "logger.view_grid_every_n_steps=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.deterministic=true",
-        "backbone.name=test_resnet",
-        "method.inv_dim=48",
-        "method.projector=[64,64,64]",
-        "trainer.max_epochs=-1",
-        f"trainer.max_steps={steps}",
-        "checkpoint.every_n_steps=0",
-        "checkpoint.every_n_epochs=0",
-        "hydra.run.dir=run",
-        *extra,
-    ]
-
-
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    return write_iebench_tree(tmp_path_factory.mktemp("data") / "3DIEBench")
 
 
 def steps_logged(run: Path) -> list[int]:
