@@ -4,7 +4,8 @@
 atomic :class:`~equissl.checkpointing.AtomicCheckpointIO`) at the end of an optimizer step:
 
 * every ``checkpoint.every_n_steps`` optimizer steps,
-* after the last batch of every ``checkpoint.every_n_epochs``-th epoch,
+* after the last batch of every ``checkpoint.every_n_epochs``-th epoch, unless the last
+  checkpoint is younger than ``checkpoint.epoch_min_interval_s`` (rank 0's clock decides),
 * after the final step (``trainer.max_steps``), and
 * at the first step boundary after SIGTERM / SIGUSR1 (:mod:`equissl.training.signals`).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +110,13 @@ class RunCheckpoint(Checkpoint):
         every_n_epochs: int,
         signals: StopSignals,
         requeue: bool = True,
+        epoch_min_interval_s: float = 0.0,
     ) -> None:
         self.path = Path(path)
         self.every_n_steps = int(every_n_steps)
         self.every_n_epochs = int(every_n_epochs)
+        self.epoch_min_interval_s = float(epoch_min_interval_s)
+        self._saved_at = time.monotonic()  # the run's start counts as a save
         self.signals = signals
         self.requeue = requeue
         self.saved_step: int | None = None
@@ -150,9 +155,12 @@ class RunCheckpoint(Checkpoint):
         )
         periodic = self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0
         final = trainer.max_steps != -1 and step >= trainer.max_steps
+        if epoch_end and not (periodic or final or signum):
+            epoch_end = self._epoch_save_due(trainer)
         if signum or ((periodic or epoch_end or final) and step != self.saved_step):
             trainer.save_checkpoint(self.path, weights_only=False)
             self.saved_step = step
+            self._saved_at = time.monotonic()
         if signum:
             self._stop(trainer, signum, step)
 
@@ -169,6 +177,14 @@ class RunCheckpoint(Checkpoint):
         self.saved_step = int(checkpoint.get("global_step", 0))
 
     # ----------------------------------------------------------------------- helpers
+    def _epoch_save_due(self, trainer: pl.Trainer) -> bool:
+        """Whether the last checkpoint is old enough for an end-of-epoch one; rank 0 decides
+        for all (saving is collective, clocks differ)."""
+        due = time.monotonic() - self._saved_at >= self.epoch_min_interval_s
+        if trainer.world_size > 1:
+            due = bool(trainer.strategy.broadcast(due, src=0))
+        return due
+
     def _agreed_signal(self, trainer: pl.Trainer) -> int:
         """The signal number if any rank has received one (0 otherwise); same on every rank."""
         signum = self.signals.signum or 0

@@ -218,6 +218,7 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
         every_n_epochs=int(ccfg.get("every_n_epochs", 1)),
         signals=signals,
         requeue=bool(ccfg.get("requeue", True)),
+        epoch_min_interval_s=float(ccfg.get("epoch_min_interval_s", 0.0)),
     )
     callbacks: list[pl.Callback] = [checkpoint, ResumeGuard(run_dir)]
     if config["logger"].get("step_losses"):
