@@ -192,7 +192,13 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "tensorboard"  # tensorboard | csv | none
+    """Where pretraining's scalars go: any Lightning logger by import path (``target``,
+    constructed with ``kwargs``; ``save_dir`` defaults to the run folder where the logger
+    takes one), e.g. ``logger=wandb`` (configs/logger/). ``name: none`` logs nowhere."""
+
+    name: str = "tensorboard"  # the option's name; "none" disables logging
+    target: str | None = None  # e.g. lightning.pytorch.loggers.TensorBoardLogger
+    kwargs: dict[str, Any] = field(default_factory=dict)
     view_grid_every_n_steps: int = at_least(0, 500)  # 0 disables the input-view grid
     step_losses: bool = False  # append {"step", "loss"} per step to <run>/step_losses.jsonl
 
@@ -237,7 +243,8 @@ class CheckpointConfig:
 
     It is also written after the final step and on SIGTERM / SIGUSR1. Default 500 steps:
     at the SIE scale (8 GPUs x 128, ResNet-18 at 256 px, roughly 0.3-0.5 s per step) that is
-    3-4 minutes of work at risk, against a ~250 MB write taking about a second; an epoch of 3DIEBench is only ~40 such steps, so there the end-of-epoch
+    3-4 minutes of work at risk, against a ~250 MB write taking about a second; an epoch
+    of 3DIEBench is only ~40 such steps, so there the end-of-epoch
     checkpoint comes first and ``every_n_steps`` bounds the loss for long epochs (one GPU,
     larger datasets). No key enters the run-directory hash.
 

@@ -13,10 +13,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import hydra.utils
 import lightning.pytorch as pl
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -127,15 +128,30 @@ def resolve_batch(data: dict[str, Any], world_size: int, trainer: dict[str, Any]
 
 
 def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
-    name = cfg["name"]
-    if name == "tensorboard":
-        return TensorBoardLogger(save_dir=str(run_dir), name="tb", version="")
-    if name == "csv":
-        # A new version folder per start: a resumed run keeps the earlier attempts' metrics.
-        return CSVLogger(save_dir=str(run_dir), name="csv")
-    if name == "none":
+    """The Lightning logger of the ``logger`` config: ``target`` built with ``kwargs``
+    (``save_dir`` = the run folder unless given, for loggers that take one); ``False`` for
+    ``name: none``. An unknown or missing class is named with the key."""
+    if cfg["name"] == "none":
         return False
-    raise ValueError(f"unknown logger {name!r}; choose tensorboard, csv or none")
+    target = cfg.get("target")
+    if not target:
+        raise ValueError(
+            f"logger.target is not set for logger.name={cfg['name']!r}: give a Lightning "
+            "logger class, e.g. logger.target=lightning.pytorch.loggers.CSVLogger"
+        )
+    try:
+        cls = hydra.utils.get_class(target)
+    except (ImportError, ValueError) as err:
+        raise ValueError(
+            f"logger.target={target}: cannot import it ({err}); is its package installed "
+            "(wandb: pip install wandb)?"
+        ) from err
+    if not (isinstance(cls, type) and issubclass(cls, Logger)):
+        raise ValueError(f"logger.target={target} is not a Lightning logger class")
+    kwargs = dict(cfg.get("kwargs") or {})
+    if "save_dir" in inspect.signature(cls).parameters:
+        kwargs.setdefault("save_dir", str(run_dir))
+    return cls(**kwargs)
 
 
 def resume_path(ckpt_dir: Path, run_dir: Path, resume_from: str | None = None) -> str | None:
