@@ -2,8 +2,9 @@
 time windows (:class:`equissl.datasets.pde.PDEWindowDataset`) with their spec, evaluation
 views, pictures and generator.
 
-Views are ``[3, T, X]`` (t, x, u) for 1-D equations — the (t, x) window as a 2-D image, as
-the Lie-symmetry paper's public code treats 1-D data — and ``[5, T, X, Y]``
+Views are ``[3, T, X]`` (t, x, u) for 1-D equations — the (t, x) window as a 2-D image with
+coordinate channels, our carrying of the Navier–Stokes code's layout to 1-D (the paper's
+public code has no 1-D pipeline; docs/pde.md says what is sourced) — and ``[5, T, X, Y]``
 (t, x, y, vₓ, v_y) for Navier–Stokes, which 2-D backbones see with frames stacked as input
 channels (5 × 16 = 80, the paper's NS encoder).
 """
