@@ -289,6 +289,7 @@ def evaluate_checkpoint(
     results = {
         "checkpoint": str(checkpoint),
         "checkpoint_sha1": digest,
+        "checkpoint_step": meta["global_step"],  # the optimizer steps it was trained for
         "method": config["method"]["name"],
         "data": config["data"]["name"],
         "config": config,

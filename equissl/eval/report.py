@@ -43,7 +43,7 @@ from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.datasets.contract import wrap_angle  # noqa: E402
-from equissl.eval.plots import HEADLINE, PART_ORDER, add_images  # noqa: E402
+from equissl.eval.plots import HEADLINE, PART_ORDER, add_images, lower_is_better  # noqa: E402
 from equissl.eval.probes.base import FLOOR_ROW_ORDER, sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
@@ -150,6 +150,7 @@ def markdown_table(
     results: Iterable[dict[str, Any]],
     only: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
+    arrows: bool = False,
 ) -> str:
     """One row per (run, part), one column per ``probe/metric``; after a run's parts, one
     row per part of each baseline model (``untrained (baseline): full``) and the floor rows
@@ -157,7 +158,7 @@ def markdown_table(
     left out of the metric columns. ``labels``: the runs' names (default
     ``method (data)``). ``only``: just
     these columns, in this order (e.g. :data:`~equissl.eval.plots.HEADLINE`; all of them
-    when none is present)."""
+    when none is present). ``arrows``: mark each column ↑ (higher is better) or ↓."""
     rows: list[tuple[str, str, dict[str, str]]] = []
     columns: list[str] = []
 
@@ -184,7 +185,11 @@ def markdown_table(
     if only is not None:
         columns = [c for c in only if c in columns] or columns
         rows = [r for r in rows if any(c in r[2] for c in columns)]
-    head = "| run | part | " + " | ".join(columns) + " |"
+
+    def title(column: str) -> str:
+        return f"{column} {'↓' if lower_is_better(column) else '↑'}" if arrows else column
+
+    head = "| run | part | " + " | ".join(title(c) for c in columns) + " |"
     sep = "|---|---|" + "---|" * len(columns)
     body = [
         f"| {label} | {part} | " + " | ".join(m.get(c, "") for c in columns) + " |"
@@ -326,11 +331,19 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
     the PNG plots as images)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
-    table = markdown_table([results])
+    table = markdown_table([results], arrows=True)
+    headline = markdown_table([results], only=HEADLINE, arrows=True)
+    step = results.get("checkpoint_step")
     atomic_write_text(
         out_dir / "results.md",
         f"# {results['method']} on {results['data']}\n\n"
-        f"checkpoint: `{results['checkpoint']}`\n\n{table}"
+        f"checkpoint: `{results['checkpoint']}`"
+        + (f" (step {step})" if step is not None else "")
+        + "\n\n## Headline\n\n"
+        "↑ higher is better, ↓ lower; a number means as much as it clears its floor rows "
+        "(predictors that ignore the representation). Figure: [metrics.png](metrics.png); "
+        'the protocol of each probe: `results.json["protocols"]`.\n\n'
+        f"{headline}\n## Every metric\n\n{table}"
         + sequence_tables(results)
         + skipped_section(results)
         + plots_section(results),

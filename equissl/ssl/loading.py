@@ -22,14 +22,14 @@ def load_method(checkpoint: str | Path) -> tuple[SSLMethod, dict[str, Any]]:
     """Rebuild a method from a checkpoint alone (no data), in ``eval()`` mode.
 
     Returns:
-        ``(method, the checkpoint's "equissl" description)``.
+        ``(method, the checkpoint's "equissl" description with its ``global_step`` added)``.
     Raises:
         CheckpointError: not an equissl checkpoint, a newer format, or a config that does not
             match the registered schemas (the file and the key are named).
     """
 
     ckpt = load_checkpoint(checkpoint)
-    meta = read_description(ckpt, checkpoint)
+    meta = {**read_description(ckpt, checkpoint), "global_step": int(ckpt.get("global_step", 0))}
     method = build_method(meta["config"], DataSpec.from_dict(meta["spec"]))
     method.load_state_dict(ckpt["state_dict"])
     return method.eval(), meta

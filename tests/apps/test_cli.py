@@ -60,9 +60,14 @@ def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     assert meta["spec"]["view_shape"] == [3, 32, 32] and meta["parts"]["equi"] == 256
     results = json.loads((run_dirs[0] / "eval" / "results.json").read_text())
     assert set(results) == {
-        "checkpoint", "checkpoint_sha1", "method", "data", "config", "metrics", "skipped", "plots",
-        "floors", "protocols",
+        "checkpoint", "checkpoint_sha1", "checkpoint_step", "method", "data", "config",
+        "metrics", "skipped", "plots", "floors", "protocols",
     }  # fmt: skip
+    assert results["checkpoint_step"] == load_checkpoint(ckpt)["global_step"]
+    report = (run_dirs[0] / "eval" / "results.md").read_text()
+    head, _, rest = report.partition("## Every metric")
+    assert "## Headline" in head and "rotation/r2_global ↑" in head and rest  # headline first
+    assert "classification/balanced_top1" not in head and "classification/balanced_top1" in rest
     assert "translation" in results["skipped"] and "lie" in results["skipped"]
     assert "sequence representation" in results["skipped"]["path_integration"]
     assert results["plots"]["rotation/equi"] == "rotation_equi.png"
