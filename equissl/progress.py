@@ -27,12 +27,22 @@ def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
     return tqdm(iterable, **kwargs)
 
 
-def usable_workers(requested: int) -> int:
-    """Loader worker processes: ``requested``, at most the CPUs this process may use (a
-    SLURM allocation or cgroup may grant fewer than the machine has; more workers than
-    CPUs only contend, and torch warns about it). Items do not depend on the worker count."""
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity (a cgroup or SLURM's task binding), and at
+    most ``SLURM_CPUS_PER_TASK`` inside a SLURM job (where binding is off, the allocation is
+    still the budget)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(0, min(int(requested), cpus))
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cpus = min(cpus, int(slurm))
+    return max(1, cpus)
+
+
+def usable_workers(requested: int) -> int:
+    """Loader worker processes: ``requested``, at most the CPUs this process may use
+    (:func:`usable_cpus`; more workers than CPUs only contend, and torch warns about it).
+    Items do not depend on the worker count."""
+    return max(0, min(int(requested), usable_cpus()))

@@ -31,3 +31,15 @@ def test_workers_are_capped_at_the_cpus_granted():
     cpus = len(os.sched_getaffinity(0))
     assert usable_workers(cpus + 7) == cpus
     assert usable_workers(0) == 0 and usable_workers(1) == 1
+
+
+def test_usable_cpus_follow_the_slurm_allocation(monkeypatch):
+    from equissl.progress import usable_cpus, usable_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: set(range(16)))
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert usable_cpus() == 16 and usable_workers(8) == 8
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")  # a job on a node without CPU binding
+    assert usable_cpus() == 3 and usable_workers(8) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})  # binding narrower still
+    assert usable_cpus() == 2

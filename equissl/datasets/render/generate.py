@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -39,16 +38,9 @@ from equissl.datasets.render.worker import (
     render_object,
 )
 from equissl.output_folder import claim_output
+from equissl.progress import usable_cpus
 
 GENERATOR_VERSION = 1
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (respects SLURM/cgroup affinity)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def generate_iebench(
@@ -197,7 +189,7 @@ class RenderJob:
         """Render processes for ``pending`` objects (default: one per core on CPU, 1 on GPU)."""
         workers = self.requested_workers
         if workers is None:
-            workers = 1 if self.variant.startswith("cuda") else available_cores()
+            workers = 1 if self.variant.startswith("cuda") else usable_cpus()
         return max(1, min(int(workers), pending or 1))
 
     def run(self, fn: Callable[[RenderTask], Any], specs: list[ObjectSpec]) -> Iterator[Any]:
@@ -267,7 +259,7 @@ def _run(
                 yield fn(task)
                 bar.update(1)
         else:
-            threads = max(1, available_cores() // workers)
+            threads = max(1, usable_cpus() // workers)
             ctx = multiprocessing.get_context("spawn")  # never fork a process holding Dr.Jit
             with ProcessPoolExecutor(
                 workers, mp_context=ctx, initializer=init_worker, initargs=(variant, threads)
