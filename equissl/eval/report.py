@@ -352,11 +352,37 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
+        # at the checkpoint's training step: evaluations of one run's checkpoints line up
+        # against the steps (and beside the training curves) in TensorBoard
+        step = int(results.get("checkpoint_step") or 0)
         with SummaryWriter(str(out_dir / "tb")) as writer:
             for key, value in results["metrics"].items():
-                writer.add_scalar(key, value, 0)
+                writer.add_scalar(key, value, step)
             for name, metrics in (results.get("baselines") or {}).items():
                 for key, value in metrics.items():
-                    writer.add_scalar(f"baselines/{name}/{key}", value, 0)
-            add_images(writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})})
+                    writer.add_scalar(f"baselines/{name}/{key}", value, step)
+            add_images(
+                writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})}, step
+            )
+            hparams, headline = hparams_of(results)
+            if headline:
+                writer.add_hparams(hparams, headline, run_name="hparams")
     return table
+
+
+def hparams_of(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """TensorBoard's HPARAMS view of one evaluation: the run's settings (the flattened config,
+    scalars only) and its headline metrics (``hparam/<part>/<probe>/<metric>``)."""
+    from equissl.checkpointing import flatten
+
+    hparams = {
+        k: v
+        for k, v in flatten(results.get("config") or {}).items()
+        if isinstance(v, bool | int | float | str)
+    }
+    headline = {
+        f"hparam/{k}": float(v)
+        for k, v in results["metrics"].items()
+        if any(k.endswith("/" + h) for h in HEADLINE)
+    }
+    return hparams, headline

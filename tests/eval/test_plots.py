@@ -10,7 +10,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from equissl.eval.plots import plot_runs, run_labels
-from equissl.eval.report import write_report
+from equissl.eval.report import hparams_of, write_report
 from equissl.eval.sweep import combine
 
 
@@ -77,3 +77,16 @@ def test_tensorboard_gets_the_scalars_and_the_plots(tmp_path):
     assert set(tags["images"]) == {"plots/metrics", "plots/rotation/equi"}
     image = events.Images("plots/rotation/equi")[0]
     assert (image.width, image.height) == (30, 20)
+
+
+def test_tensorboard_scalars_sit_at_the_checkpoints_step_with_hparams(tmp_path):
+    res = {**result("sie", "a", 0.5, 0.4), "checkpoint_step": 600}
+    res["config"] = {"method": {"name": "sie", "lr": 1e-3}, "seed": 3, "tags": [1, 2]}
+    write_report(res, tmp_path)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("equi/rotation/r2_global")] == [600]
+    hparams, headline = hparams_of(res)
+    assert hparams == {"method.name": "sie", "method.lr": 1e-3, "seed": 3}  # scalars only
+    assert headline["hparam/equi/rotation/r2_global"] == 0.4
+    assert (tmp_path / "tb" / "hparams").is_dir()  # TensorBoard's HPARAMS run
