@@ -53,6 +53,7 @@ def trainer_arguments(trainer: dict[str, Any]) -> dict[str, Any]:
     Lightning's own default: passing a default explicitly makes Lightning print notes such
     as "limit_train_batches=1.0 was configured so 100% of the batches will be used"."""
     defaults = inspect.signature(pl.Trainer.__init__).parameters
+    trainer = {**trainer, "log_every_n_steps": logging_interval(trainer)}
     out = {}
     for f in dataclasses.fields(TrainerConfig):
         value = trainer[f.name]
@@ -61,6 +62,13 @@ def trainer_arguments(trainer: dict[str, Any]) -> dict[str, Any]:
             continue
         out[f.name] = value
     return out
+
+
+def logging_interval(trainer: dict[str, Any]) -> int:
+    """``trainer.log_every_n_steps``, shortened to a tenth of ``max_steps`` when the run is
+    shorter than one interval: a 20-step run at Lightning's 50 would log no scalar at all."""
+    every, steps = int(trainer["log_every_n_steps"]), int(trainer.get("max_steps") or -1)
+    return max(1, steps // 10) if 0 < steps < every else every
 
 
 def prepare_data(data: dict[str, Any]) -> None:
@@ -240,7 +248,7 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     if config["logger"].get("step_losses"):
         callbacks.append(StepLossLog(run_dir / "step_losses.jsonl"))
     if config["trainer"]["enable_progress_bar"]:
-        refresh = max(1, int(config["trainer"]["log_every_n_steps"]) // 5)
+        refresh = max(1, logging_interval(config["trainer"]) // 5)
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     logger = build_logger(config["logger"], run_dir)
     if logger:

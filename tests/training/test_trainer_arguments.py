@@ -21,3 +21,11 @@ def test_lightning_defaults_are_left_out_and_the_rest_passed():
     args = trainer_arguments(changed)
     assert args["limit_train_batches"] == 0.5 and args["precision"] == "bf16-mixed"
     assert args["devices"] == 2 and "log_every_n_steps" not in args
+
+
+def test_a_run_shorter_than_the_logging_interval_still_logs():
+    values = dataclasses.asdict(TrainerConfig())
+    assert trainer_arguments({**values, "max_steps": 20})["log_every_n_steps"] == 2
+    assert trainer_arguments({**values, "max_steps": 5})["log_every_n_steps"] == 1
+    assert "log_every_n_steps" not in trainer_arguments({**values, "max_steps": 5000})
+    assert "log_every_n_steps" not in trainer_arguments({**values, "max_steps": -1})
