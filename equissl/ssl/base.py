@@ -45,6 +45,7 @@ from equissl.models.backbones import build_backbone
 from equissl.models.ema import momentum_tau, update_targets
 from equissl.registries import METHODS as METHODS  # where plugins written for 0.1 import it
 from equissl.speed import optimizer_options, speed_of, speed_up_backbone
+from equissl.ssl.monitor import rankme
 from equissl.ssl.optim import build_optimizer, build_schedule, param_groups, scaled_lr
 
 
@@ -210,6 +211,8 @@ class SSLMethod(pl.LightningModule):
         batch_size = batch["views"].shape[0]
         logged = {f"train/{k}": v.detach() for k, v in terms.items()}
         logged["train/loss"] = loss.detach()
+        if self._logs_this_step():  # the collapse monitor, only where it is written
+            logged["monitor/rankme"] = rankme(out.embedding)
         self.log_dict(logged, prog_bar=False, batch_size=batch_size)
         self.log("loss", loss.detach(), prog_bar=True, logger=False, batch_size=batch_size)
         if "skipped" in batch:  # data.on_error=skip: damaged items replaced in this batch
@@ -231,6 +234,12 @@ class SSLMethod(pl.LightningModule):
                 )
                 loss = loss + probe_loss
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether the Trainer writes this step's logged values (an SVD per step would be
+        wasted work otherwise); False without a Trainer."""
+        connector = getattr(getattr(self, "_trainer", None), "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", False))
 
     # ------------------------------------------------------------------ momentum targets
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
