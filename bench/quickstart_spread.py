@@ -5,6 +5,7 @@ show (SIE's equivariant part over its invariant part on relative rotation).
 
     python bench/quickstart_spread.py --work runs/qs --seeds 0,1,2,3,4 --threads 1 \\
         --also 0:2 --parallel 2 --out bench/results/quickstart_spread_cpu.md
+    python bench/quickstart_spread.py ... --override method.weights.invariance=10   # a variant
     python bench/quickstart_spread.py --work runs/qs --collect --out ...   # tabulate only
 
 Runs share ``<work>/data/quickstart`` (rendered once, first). ``--parallel 2`` runs two at a

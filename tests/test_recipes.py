@@ -221,3 +221,12 @@ def test_equicaps_cpu_version_runs(iebench_t_tree, tmp_path):
     )
     state = load_checkpoint(pretrain(cfg, tmp_path / "run"))
     assert state["global_step"] == 1 and state["equissl"]["action"]["dim"] == 16
+
+
+def test_quickstart_deviates_from_sie_only_where_it_says():
+    """experiment=quickstart: SIE with two documented deviations (the small-batch projector
+    and a 2.5x invariance weight, configs/experiment/quickstart.yaml); the rest SIE's."""
+    quick = compose_pretrain(["experiment=quickstart"])["method"]
+    sie = paper("sie")["method"]
+    assert quick["weights"] == {**sie["weights"], "invariance": 25.0}
+    assert quick["projector"] == [1024, 1024, 128] and quick["inv_dim"] == sie["inv_dim"]
