@@ -25,6 +25,7 @@ class EquisslSlurmLauncher(SubmititSlurmLauncher):
     closing table (module docstring)."""
 
     def __call__(self, sweep_overrides: list[str], job_dir_key: str, *args: Any) -> JobReturn:
+        setup()  # equissl's resolvers and schemas: a job process starts without them
         ret = super().__call__(sweep_overrides, job_dir_key, *args)
         if ret.status == JobStatus.FAILED:
             raise ret._return_value  # submitit logs it, records it and exits non-zero
@@ -34,8 +35,8 @@ class EquisslSlurmLauncher(SubmititSlurmLauncher):
         """The output folder of the job with ``overrides`` (``hydra.sweep.dir/subdir``),
         resolved as the job resolves it (``hydra:`` interpolations read the job's config)."""
         assert self.hydra_context is not None and self.config is not None
-        setup_globals()  # the hydra: resolver, in a job before Hydra's own set-up
-        setup()  # equissl's resolvers and schemas (a job process starts without them)
+        setup_globals()  # the hydra: resolver
+        setup()  # equissl's resolvers (run_hash) and schemas
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         hydra_config = HydraConfig.instance()
         previous = hydra_config.cfg
