@@ -12,6 +12,9 @@ from equissl.datasets.pde import generate_pde
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.training.pretrain import pretrain
 
+# in-process pretrain + evaluate runs of ~10 s each: the e2e tier (CI runs it)
+pytestmark = pytest.mark.e2e
+
 COMMON = [
     "trainer=cpu",
     "data.num_workers=0",

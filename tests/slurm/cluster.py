@@ -1,5 +1,6 @@
 """A private single-node SLURM for the ``slurm`` tests: Debian's slurm-wlm 22.05 and munge,
-with state, spool and logs in a temporary folder and its own ports.
+with state, spool and logs in a temporary folder and its own ports; a requeued job waits
+15 s (the credential lifetime) instead of SLURM's default two minutes.
 
 What makes SLURM run in a container without systemd or cgroups: process tracking by
 ``/proc`` (``proctrack/linuxproc``), no task binding (``task/none``), consumable CPUs and
@@ -114,6 +115,7 @@ SlurmdPort={slurmd}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=15
 CredType=cred/munge
 StateSaveLocation={self.root / "state"}
 SlurmdSpoolDir={self.root / "spool"}
@@ -222,16 +224,22 @@ PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscri
         )
 
     def wait(self, job_id: str, states=FINAL, timeout: float = 600) -> Job:
-        """Poll until the job is in one of ``states``; a requeued job's held BeginTime is
-        released at once (SLURM holds a requeued job for about two minutes)."""
+        """Poll until the job is in one of ``states``. A requeued job waits the credential
+        lifetime (``AuthInfo=cred_expire``, 15 s here, SLURM's default 120 s) before it
+        starts again; released earlier, it fails with "Job credential revoked"."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)
             if job.state in states:
                 return job
-            if job.state == "PENDING" and job.fields.get("Reason") == "BeginTime":
-                self.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now")
             assert time.monotonic() < deadline, f"job {job_id} still {job.state}: {self.logs()}"
+            time.sleep(0.5)
+
+    def cancel_all(self, timeout: float = 120) -> None:
+        """Cancel every job and wait until the queue is empty."""
+        self.cmd("scancel", "--full", "-u", "root")
+        deadline = time.monotonic() + timeout
+        while self.cmd("squeue", "-h").stdout.strip() and time.monotonic() < deadline:
             time.sleep(0.5)
 
     def completion_records(self, job_id: str) -> list[dict[str, str]]:

@@ -27,6 +27,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     c.stop()
 
 
+@pytest.fixture(autouse=True)
+def empty_queue(request):
+    """No job of one test competes for the node's CPUs with the next (a failed test may
+    leave its jobs running)."""
+    yield
+    if "cluster" in request.fixturenames:
+        request.getfixturevalue("cluster").cancel_all()
+
+
 @pytest.fixture
 def job_env() -> dict[str, str]:
     """What a user's shell would export to sbatch: the environment's scripts on PATH."""

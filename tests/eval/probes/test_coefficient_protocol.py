@@ -81,6 +81,7 @@ def coefficient_results(config, ckpt, out, **changes):
     return evaluate_checkpoint(ckpt, eval_cfg, out, progress=False)
 
 
+@pytest.mark.e2e  # an evaluation of a pretrained checkpoint
 def test_default_protocol_is_the_references(checkpoint, tmp_path):
     config, ckpt = checkpoint
     res = coefficient_results(config, ckpt, tmp_path / "eval")
@@ -98,6 +99,7 @@ def test_default_protocol_is_the_references(checkpoint, tmp_path):
     assert m["full/coefficients/random_mse"] != m["full/coefficients/mse"]
 
 
+@pytest.mark.e2e  # an evaluation of a pretrained checkpoint
 def test_chosen_and_forced_departures_are_named(checkpoint, tmp_path):
     config, ckpt = checkpoint
     res = coefficient_results(
@@ -134,6 +136,7 @@ def test_chosen_and_forced_departures_are_named(checkpoint, tmp_path):
     assert any("no labelled split held out of pretraining" in d for d in forced["deviations"])
 
 
+@pytest.mark.e2e  # an evaluation of a pretrained checkpoint
 def test_unknown_choices_are_named(checkpoint, tmp_path):
     config, ckpt = checkpoint
     with pytest.raises(ValueError, match=r"eval.probes.coefficients.views='rotated'"):
