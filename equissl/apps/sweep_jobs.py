@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from typing import Any
 from equissl.slurm_job import slurm_job_id
 
 log = logging.getLogger(__name__)
+
+#: states of a job that has not ended
+ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
 
 
 def name_sweep_job(name: str) -> None:
@@ -91,7 +95,17 @@ def sweep_table(jobs: Sequence[Any], folders: Sequence[Path]) -> str:
             job.wait()
         except Exception:  # noqa: BLE001, S110 (a failed job is a row, not an error here)
             pass
-        lines.append(
-            f"| {job.job_id} | {slurm_state(job.job_id)} | {folder} | {headline(folder)} |"
-        )
+        state = final_state(job.job_id)
+        lines.append(f"| {job.job_id} | {state} | {folder} | {headline(folder)} |")
     return "\n".join(lines) + "\n"
+
+
+def final_state(job_id: str, timeout: float = 300) -> str:
+    """The job's state once SLURM has finished it (submitit sees a job's result file a
+    moment before SLURM ends the job), or the last state seen after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = slurm_state(job_id)
+        if state not in ACTIVE or time.monotonic() > deadline:
+            return state
+        time.sleep(1)
