@@ -87,6 +87,7 @@ def bundled_openblas() -> list[Path]:
     return sorted(Path(spec.origin).parent.parent.glob("faiss*.libs/*openblas*"))
 
 
+@pytest.mark.e2e  # several seconds (processes): the e2e tier, which CI runs
 @pytest.mark.skipif(
     not sys.platform.startswith("linux") or not bundled_openblas(),
     reason="needs Linux and a faiss wheel that bundles its own OpenBLAS",

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -37,6 +38,7 @@ def worker(rank: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.e2e  # several seconds (processes): the e2e tier, which CI runs
 def test_two_gloo_ranks_match_one_process(tmp_path):
     mp.spawn(worker, args=(str(tmp_path),), nprocs=WORLD, join=True)
     full = [t.clone().requires_grad_() for t in make_inputs()]

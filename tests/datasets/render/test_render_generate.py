@@ -190,6 +190,7 @@ def test_split_fractions(n):
     assert len(split["train"]) + len(split["val"]) == len(specs)
 
 
+@pytest.mark.e2e  # several seconds (processes): the e2e tier, which CI runs
 def test_process_pool_matches_in_process(tiny_dataset, tmp_path, tiny):
     out, _ = tiny_dataset
     pooled = tmp_path / "pooled"
