@@ -9,7 +9,6 @@ single-node SLURM of the ``slurm`` tests (slurm-wlm 22.05).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import write_iebench_tree  # noqa: E402
 from tests.slurm.cluster import Cluster  # noqa: E402
-from tests.slurm.conftest import TEMPLATES, pretrain_args  # noqa: E402
+from tests.slurm.conftest import TEMPLATES, job_environment, pretrain_args  # noqa: E402
 
 SCENARIOS = {
     "plain": [],
@@ -39,11 +38,7 @@ def main() -> None:
     cluster = Cluster(root / "slurm")
     cluster.start()
     tree = write_iebench_tree(root / "data")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")},
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = job_environment()
     rows = []
     try:
         for name, action in SCENARIOS.items():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_iebench_tree
+from tests.reliability.ft_helpers import fast_args
 from tests.slurm.cluster import Cluster, Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,32 +37,25 @@ def empty_queue(request):
         request.getfixturevalue("cluster").cancel_all()
 
 
-@pytest.fixture
-def job_env() -> dict[str, str]:
-    """What a user's shell would export to sbatch: the environment's scripts on PATH."""
+def job_environment() -> dict[str, str]:
+    """What a user's shell would export to sbatch: this interpreter's console scripts on
+    PATH, one thread per task, nothing of an enclosing SLURM job or pytest."""
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PYTEST"))}
     return {**env, "PATH": f"{bin_dir}:{env['PATH']}", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.fixture
+def job_env() -> dict[str, str]:
+    return job_environment()
+
+
 def pretrain_args(root: Path, steps: int, *extra: str) -> list[str]:
-    """A deterministic CPU run of timm's tiny test ResNet that logs every step's loss."""
+    """The fault-tolerance tests' fast deterministic run (``fast_args``: timm's tiny test
+    ResNet, every step's loss logged) without a trainer option, which the template picks
+    from the allocation, checkpointing only at the end, the run folder ``./run``."""
     return [
-        f"data.root={root}",
-        "data.batch_size=2",
-        "data.image_size=32",
-        "data.num_workers=0",
-        "logger=csv",
-        "trainer.log_every_n_steps=1",
-        "logger.step_losses=true",
-        "logger.view_grid_every_n_steps=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.deterministic=true",
-        "backbone.name=test_resnet",
-        "method.inv_dim=48",
-        "method.projector=[64,64,64]",
-        "trainer.max_epochs=-1",
-        f"trainer.max_steps={steps}",
+        *(a for a in fast_args(root, steps) if not a.startswith("trainer=")),
         "checkpoint.every_n_steps=0",
         "checkpoint.every_n_epochs=0",
         "hydra.run.dir=run",

@@ -1,7 +1,8 @@
 """``slurm/pretrain.sbatch`` on a real SLURM, submitted from outside the checkout on a CPU
 partition: a plain job, requeues on SIGUSR1 (to the tasks, to the batch shell, at the time
-limit) and on ``scontrol requeue`` that end bitwise equal to an uninterrupted run, SIGTERM
-(``scancel``), two tasks under ``srun`` and SIGUSR1 during ``evaluate_after``."""
+limit) and on ``scontrol requeue`` that end in a checkpoint bitwise equal to an
+uninterrupted run's (model, optimizer, step, loader position), SIGTERM (``scancel``), two
+tasks under ``srun`` and SIGUSR1 during ``evaluate_after``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from equissl.checkpointing import load_checkpoint
+from tests.reliability.ft_helpers import assert_same_state
 from tests.slurm.cluster import Cluster
-from tests.slurm.conftest import TEMPLATES, pretrain_args
+from tests.slurm.conftest import TEMPLATES, job_environment, pretrain_args
 
 pytestmark = pytest.mark.slurm
 ONE_CPU = ("--cpus-per-task=1", "--mem-per-cpu=1500")
@@ -36,24 +37,6 @@ def wait_for_step(run: Path, step: int, cluster: Cluster, job: str, timeout: flo
         time.sleep(0.3)
 
 
-def tensors(ckpt: Path) -> dict[str, torch.Tensor]:
-    state = load_checkpoint(ckpt)
-    out = {f"model.{k}": v for k, v in state["state_dict"].items()}
-    for i, opt in enumerate(state["optimizer_states"]):
-        for pid, entry in opt["state"].items():
-            for k, v in entry.items():
-                if torch.is_tensor(v):
-                    out[f"opt{i}.{pid}.{k}"] = v
-    return out
-
-
-def assert_bitwise_equal(a: Path, b: Path) -> None:
-    ta, tb = tensors(a), tensors(b)
-    assert ta.keys() == tb.keys()
-    differ = [k for k in ta if not torch.equal(ta[k], tb[k])]
-    assert not differ, f"{len(differ)} of {len(ta)} tensors differ, e.g. {differ[:3]}"
-
-
 def submit(cluster: Cluster, where: Path, env, *options: str, args: list[str]) -> str:
     where.mkdir(parents=True, exist_ok=True)
     return cluster.sbatch(
@@ -64,12 +47,8 @@ def submit(cluster: Cluster, where: Path, env, *options: str, args: list[str]) -
 @pytest.fixture(scope="module")
 def reference(cluster, tree, tmp_path_factory) -> Path:
     """An uninterrupted 24-step job: the checkpoint every interrupted job must equal."""
-    import os
-    import sys
-
     where = tmp_path_factory.mktemp("reference")
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    env = job_environment()
     job = submit(cluster, where, env, args=pretrain_args(tree, 24))
     done = cluster.wait(job)
     assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), (
@@ -87,7 +66,7 @@ def test_plain_job_from_outside_the_checkout(cluster, tree, tmp_path, job_env, r
     ]
     assert "new run at" in log.read_text()  # the log lands where the job was submitted
     assert steps_logged(tmp_path / "run") == list(range(1, 25))
-    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+    assert_same_state(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
 
 
 @pytest.mark.parametrize("target", ["steps", "batch shell"])
@@ -104,7 +83,7 @@ def test_usr1_requeues_and_the_run_ends_as_if_uninterrupted(
     assert done.restarts == 1, log[-3000:]
     assert "requeued SLURM job" in log
     assert steps_logged(tmp_path / "run")[-1] == 24
-    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+    assert_same_state(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
 
 
 def test_scontrol_requeue_resumes_exactly(cluster, tree, tmp_path, job_env, reference):
@@ -115,7 +94,7 @@ def test_scontrol_requeue_resumes_exactly(cluster, tree, tmp_path, job_env, refe
     log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
     assert (done.state, done.exit_code, done.restarts) == ("COMPLETED", "0:0", 1), log[-3000:]
     assert "SIGTERM: stopped after step" in log  # SLURM's requeue stops the tasks with SIGTERM
-    assert_bitwise_equal(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
+    assert_same_state(tmp_path / "run" / "checkpoints" / "last.ckpt", reference)
 
 
 def test_scancel_checkpoints_and_stays_cancelled(cluster, tree, tmp_path, job_env):
@@ -145,7 +124,7 @@ def test_time_limit_requeues_until_done(cluster, tree, tmp_path, job_env):
     assert done.restarts >= 1 and "requeued SLURM job" in log
     assert cluster.wait(free, timeout=600).state == "COMPLETED"
     assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 2001))
-    assert_bitwise_equal(
+    assert_same_state(
         tmp_path / "limited" / "run" / "checkpoints" / "last.ckpt",
         tmp_path / "free" / "run" / "checkpoints" / "last.ckpt",
     )
