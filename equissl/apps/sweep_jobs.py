@@ -56,13 +56,13 @@ def name_sweep_job(name: str) -> None:
 def headline(run: Path) -> str:
     """The first headline metric of ``<run>/eval/results.json``, else the step of
     ``last.ckpt``, else "-"."""
-    from equissl.eval.plots import HEADLINE
+    from equissl.eval.plots import is_headline
 
     results = run / "eval" / "results.json"
     if results.is_file():
         metrics = json.loads(results.read_text()).get("metrics", {})
         for key, value in metrics.items():
-            if any(key.endswith(h) for h in HEADLINE):
+            if is_headline(key):
                 return f"{key} {value:.3g}"
     ckpt = run / "checkpoints" / "last.ckpt"
     if ckpt.is_file():

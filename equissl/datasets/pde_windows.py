@@ -71,9 +71,10 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], split: str, num_views: int) -> PDEWindows:
-        # checkpoints from before the labelled split stored no labelled_split: theirs stay
-        split_name = "val" if split == cfg.get("val_split", "val") else split
-        split_name = split_name if split_name in ("val", "labelled") else "train"
+        if split in (cfg.get("val_split", "val"), "val"):
+            split_name = "val"
+        else:
+            split_name = "labelled" if split == "labelled" else "train"
         ds = cls(
             root=cfg["root"],
             split=split_name,
@@ -83,6 +84,7 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
             mode=cfg["mode"],
             composition=cfg["composition"],
             val_every=int(cfg["val_every"]),
+            # checkpoints from before the labelled split stored none: their splits stay
             labelled=bool(cfg.get("labelled_split", False)),
         )
         if cfg.get("equation") not in (None, "???", ds.equation):

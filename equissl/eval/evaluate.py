@@ -230,19 +230,23 @@ def evaluate_checkpoint(
 
     models: dict[str, SSLMethod] = {"": method}
 
+    def model_and_settings(name: str) -> tuple[SSLMethod, dict[str, Any]]:
+        """The model ``name`` ("" the checkpoint's, else a baseline built once) and the cache
+        settings that keep its features apart."""
+        if name not in models:
+            models[name] = BASELINES.get(name)(method, meta)
+        return models[name], ({**settings, "baseline": name} if name else settings)
+
     def features_for(evaluated: str) -> Callable[[ViewDataset, str], FeatureSet]:
         """``EvalContext.features_of`` of the model ``evaluated`` ("" the checkpoint's, or
         a baseline's name): its features of any dataset, cached like the splits'."""
 
         def features_of(ds: ViewDataset, baseline: str = "") -> FeatureSet:
-            name = baseline or evaluated
-            if name not in models:
-                models[name] = BASELINES.get(name)(method, meta)
-            extra = {**settings, "baseline": name} if name else settings
-            feats = split_features(
-                models[name], {"x": ds}, digest, extra, cache_dir, eval_cfg, device, progress
+            model, model_settings = model_and_settings(baseline or evaluated)
+            one = split_features(
+                model, {"x": ds}, digest, model_settings, cache_dir, eval_cfg, device, progress
             )
-            return feats["x"]
+            return one["x"]
 
         return features_of
 
@@ -270,9 +274,8 @@ def evaluate_checkpoint(
     protocols: dict[str, dict[str, Any]] = {}
     metrics, skipped, plots = run_probes(probes, ctx, parts, floors, protocols)
     baselines = {}
-    for name, build in builders.items():
-        model = models[name] = models.get(name) or build(method, meta)
-        base_settings = {**settings, "baseline": name}
+    for name in builders:
+        model, base_settings = model_and_settings(name)
         base_feats = split_features(
             model, splits, digest, base_settings, cache_dir, eval_cfg, device, progress
         )

@@ -30,6 +30,13 @@ HEADLINE = (
     "coefficients/rel_error",
     "time_stepping/nmse_rollout",
 )
+
+
+def is_headline(key: str) -> bool:
+    """Whether ``"<part>/<probe>/<metric>"`` is one of the :data:`HEADLINE` metrics."""
+    return key.split("/", 1)[-1] in HEADLINE
+
+
 PART_ORDER = ("full", "inv", "equi")
 
 

@@ -43,7 +43,13 @@ from torch import Tensor  # noqa: E402
 
 from equissl.atomic import atomic_write_text  # noqa: E402
 from equissl.datasets.contract import wrap_angle  # noqa: E402
-from equissl.eval.plots import HEADLINE, PART_ORDER, add_images, lower_is_better  # noqa: E402
+from equissl.eval.plots import (  # noqa: E402
+    HEADLINE,
+    PART_ORDER,
+    add_images,
+    is_headline,
+    lower_is_better,
+)
 from equissl.eval.probes.base import FLOOR_ROW_ORDER, sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
 
@@ -332,8 +338,8 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, sort_keys=False))
     table = markdown_table([results], arrows=True)
-    headline = markdown_table([results], only=HEADLINE, arrows=True)
-    step = results.get("checkpoint_step")
+    headline_table = markdown_table([results], only=HEADLINE, arrows=True)
+    step = results.get("checkpoint_step")  # None in results written before it existed
     atomic_write_text(
         out_dir / "results.md",
         f"# {results['method']} on {results['data']}\n\n"
@@ -343,7 +349,7 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
         "↑ higher is better, ↓ lower; a number means as much as it clears its floor rows "
         "(predictors that ignore the representation). Figure: [metrics.png](metrics.png); "
         'the protocol of each probe: `results.json["protocols"]`.\n\n'
-        f"{headline}\n## Every metric\n\n{table}"
+        f"{headline_table}\n## Every metric\n\n{table}"
         + sequence_tables(results)
         + skipped_section(results)
         + plots_section(results),
@@ -354,16 +360,14 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
 
         # at the checkpoint's training step: evaluations of one run's checkpoints line up
         # against the steps (and beside the training curves) in TensorBoard
-        step = int(results.get("checkpoint_step") or 0)
+        at = int(step or 0)
         with SummaryWriter(str(out_dir / "tb")) as writer:
             for key, value in results["metrics"].items():
-                writer.add_scalar(key, value, step)
+                writer.add_scalar(key, value, at)
             for name, metrics in (results.get("baselines") or {}).items():
                 for key, value in metrics.items():
-                    writer.add_scalar(f"baselines/{name}/{key}", value, step)
-            add_images(
-                writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})}, step
-            )
+                    writer.add_scalar(f"baselines/{name}/{key}", value, at)
+            add_images(writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})}, at)
             hparams, headline = hparams_of(results)
             if headline:
                 writer.add_hparams(hparams, headline, run_name="hparams")
@@ -380,9 +384,5 @@ def hparams_of(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float
         for k, v in flatten(results.get("config") or {}).items()
         if isinstance(v, bool | int | float | str)
     }
-    headline = {
-        f"hparam/{k}": float(v)
-        for k, v in results["metrics"].items()
-        if any(k.endswith("/" + h) for h in HEADLINE)
-    }
+    headline = {f"hparam/{k}": float(v) for k, v in results["metrics"].items() if is_headline(k)}
     return hparams, headline

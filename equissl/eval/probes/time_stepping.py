@@ -376,7 +376,8 @@ class TimeSteppingProbe(Probe):
             )
         self._fixed: dict[str, float] | None = None
         self._reps: tuple[Any, dict[str, dict[str, Tensor]]] | None = None
-        self._valid: tuple[bool, PDEWindowDataset | None] | None = None
+        # (the validation split or None,) once looked up: None alone means not yet
+        self._valid: tuple[PDEWindowDataset | None] | None = None
 
     def reference(self) -> Reference:
         return Reference(
@@ -458,10 +459,9 @@ class TimeSteppingProbe(Probe):
         if self.cfg["selection"] != "validation":
             return None
         if self._valid is None:
-            held_out = bool(ctx.data.get("labelled_split"))
-            ds = build_dataset(ctx.data, "labelled", 1) if held_out else None
-            self._valid = (held_out, ds if isinstance(ds, PDEWindowDataset) else None)
-        return self._valid[1]
+            ds = build_dataset(ctx.data, "labelled", 1) if ctx.data.get("labelled_split") else None
+            self._valid = (ds if isinstance(ds, PDEWindowDataset) else None,)
+        return self._valid[0]
 
     def row(
         self,
