@@ -49,6 +49,9 @@ class PDEDataConfig(DataConfig):
     strengths: dict[str, float] = field(default_factory=dict)  # max |ε| per generator
     mode: str = "coords"  # coords (the paper's) | grid (Fourier-shift resampling)
     composition: str = "expm"  # expm (exact) | strang (public code's Lie–Trotter, 2 steps)
+    # exact (the symmetries) | released (the public code's Navier-Stokes quadratic boosts,
+    # which the paper trained with; equissl.datasets.pde.symmetries)
+    generators: str = "exact"
     # Splits by trajectory id (datasets.pde.dataset.split_mask): id % val_every == 0 is val
     # (the test split), id % val_every == 1 the labelled split held out of pretraining for
     # the coefficient heads (labelled_split), the rest pretraining: 4:1:1 at 6, the
@@ -83,6 +86,7 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
             strengths=dict(cfg.get("strengths") or {}),
             mode=cfg["mode"],
             composition=cfg["composition"],
+            generators=str(cfg.get("generators") or "exact"),
             val_every=int(cfg["val_every"]),
             # checkpoints from before the labelled split stored none: their splits stay
             labelled=bool(cfg.get("labelled_split", False)),
@@ -144,9 +148,11 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
         for path in pde_files(Path(self.root))[0]:
             st = path.stat()
             yield f"{path}|{st.st_size}|{st.st_mtime_ns}|time_window={file_time_window(path)}"
+        # the generator set only when not exact: cache keys of earlier features still match
+        released = "" if self.generators == "exact" else f"|generators={self.generators}"
         yield (
             f"split={self.split_name}|window={self.window}|mode={self.mode}|"
-            f"composition={self.composition}|strengths={self.max_strength.tolist()}"
+            f"composition={self.composition}|strengths={self.max_strength.tolist()}{released}"
         )
 
     @classmethod

@@ -115,6 +115,8 @@ def test_ns_recipe():
         "quad_boost_x": 0.01,
         "quad_boost_y": 0.01,
     }
+    # the quadratic boosts as the released code applied them (the paper's augmentation)
+    assert paper["data"]["generators"] == "released"
 
 
 def tiny_data(equation, root):

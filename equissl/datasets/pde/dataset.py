@@ -71,17 +71,20 @@ class PDEActionSpace(ActionSpace):
 
     default_action = ("lie",)
 
-    def __init__(self, equation: str, composition: str = "expm") -> None:
+    def __init__(self, equation: str, composition: str = "expm", generators: str = "exact") -> None:
         self.equation = equation
         self.composition = composition
-        self.group = SymmetryGroup.for_equation(equation)
+        self.generators = generators
+        self.group = SymmetryGroup.for_equation(equation, generators=generators)
         self.latent_dim = self.group.dim + 1
         self.targets = {"lie": self.group.dim, **{n: 1 for n in self.group.names}}
         self.target_kinds = {"lie": "vector", **{n: "scalar" for n in self.group.names}}
 
     def params(self) -> dict[str, Any]:
-        # composition only when not the default, so specs of earlier checkpoints still match
+        # non-default settings only, so specs of earlier checkpoints still match
         extra = {} if self.composition == "expm" else {"composition": self.composition}
+        if self.generators != "exact":
+            extra["generators"] = self.generators
         return {"equation": self.equation, **extra}
 
     def target(self, name: str, latents_a: Tensor, latents_b: Tensor) -> Tensor:
@@ -139,6 +142,8 @@ class PDEWindowDataset(Dataset):
         mode: ``coords`` or ``grid`` (see module docstring).
         composition: ``expm`` (exact) or ``strang`` (the public code's Lie–Trotter).
         val_every, labelled: the split rule of :func:`split_mask`.
+        generators: ``exact`` or ``released`` (the public code's Navier–Stokes quadratic
+            boosts; :data:`~equissl.datasets.pde.symmetries.GENERATOR_SETS`).
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class PDEWindowDataset(Dataset):
         composition: str = "expm",
         val_every: int = 6,
         labelled: bool = True,
+        generators: str = "exact",
     ) -> None:
         # Structure checked up front; values are checked below on the arrays as they are
         # loaded, so every file is read once (DatasetFormatError naming file and key).
@@ -197,17 +203,18 @@ class PDEWindowDataset(Dataset):
         self.window = window
         self.mode = mode
         self.composition = composition
+        self.generators = generators
         if mode not in ("coords", "grid"):
             raise ValueError(f"mode must be coords or grid, not {mode!r}")
         if mode == "grid" and self.two_d:
             raise ValueError("grid mode is implemented for 1-D equations only; use mode=coords")
-        self.group = SymmetryGroup.for_equation(self.equation)
+        self.group = SymmetryGroup.for_equation(self.equation, generators=generators)
         limits = {**DEFAULT_STRENGTHS[self.equation], **(strengths or {})}
         unknown = set(limits) - set(self.group.names)
         if unknown:
             raise ValueError(f"{self.equation} has no symmetries {sorted(unknown)}")
         self.max_strength = torch.tensor([limits[n] for n in self.group.names], dtype=torch.float64)
-        self.action_space = PDEActionSpace(self.equation, composition)
+        self.action_space = PDEActionSpace(self.equation, composition, generators)
         self.labels = np.full(len(self.index), -1, dtype=np.int64)
 
     def __len__(self) -> int:

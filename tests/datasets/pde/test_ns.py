@@ -110,3 +110,68 @@ def test_ns_files_and_views(tmp_path):
     assert item["views"].shape == (2, 5, 8, 32, 32) and item["latents"].shape == (2, 9)
     with pytest.raises(ValueError, match="1-D"):
         PDEWindowDataset(tmp_path, window=8, mode="grid")
+
+
+def test_released_quadratic_boosts_are_the_public_codes(flow):
+    """``generators=released``: quad_boost_x is the linear boost again, quad_boost_y moves y by
+    εt² and v_y by ε (SSLForPDEs' no-pressure path), at any strength and time."""
+    ns, frames, t, _ = flow
+    group = SymmetryGroup.for_equation("ns", generators="released")
+    exact = SymmetryGroup.for_equation("ns")
+    assert group.names == exact.names
+    grid = ns.grid()
+    tt, xx, yy = t[:, None, None] + 50.0, grid[None, :, None], grid[None, None, :]
+    eps = 0.01
+
+    def moved(name):
+        strengths = torch.tensor([eps if n == name else 0.0 for n in group.names], dtype=F64)
+        return apply_to_points_2d(group.element(strengths), tt, xx, yy, frames)
+
+    t2, x2, y2, f2 = moved("quad_boost_x")
+    torch.testing.assert_close(x2, (xx + eps * tt).expand_as(x2))
+    torch.testing.assert_close(f2[:, 1], frames[:, 1] + eps)
+    torch.testing.assert_close(y2, yy.expand_as(y2))
+    t2, x2, y2, f2 = moved("quad_boost_y")
+    torch.testing.assert_close(y2, (yy + eps * tt**2).expand_as(y2))
+    torch.testing.assert_close(f2[:, 2], frames[:, 2] + eps)  # not + 2εt
+    torch.testing.assert_close(f2[:, 1], frames[:, 1].double())
+    # the exact quadratic boost moves v_y by 2εt: over 1 at t ≈ 50 for ε = 0.01
+    strengths = torch.tensor([eps if n == "quad_boost_y" else 0.0 for n in exact.names])
+    f3 = apply_to_points_2d(exact.element(strengths), tt, xx, yy, frames)[3]
+    assert float((f3[:, 2] - frames[:, 2]).abs().max()) > 1.0
+
+
+def test_released_relative_action():
+    """The released set's x pair is one generator twice: the relative action's coordinates
+    split it (minimum norm). On shifts and boosts it rebuilds g_a⁻¹ g_b exactly; with the
+    scaling or a time shift the released quad_boost_y leaves the algebra (its commutators are
+    not in the span), so the coordinates are the least-squares projection of the logarithm."""
+    group = SymmetryGroup.for_equation("ns", generators="released")
+    gen = torch.Generator().manual_seed(0)
+    eps_a = (torch.rand(16, group.dim, generator=gen, dtype=F64) - 0.5) * 0.02
+    eps_b = (torch.rand(16, group.dim, generator=gen, dtype=F64) - 0.5) * 0.02
+    closing = torch.tensor([n not in ("t_shift", "scale") for n in group.names], dtype=F64)
+
+    def residual(g, a, b):
+        want = torch.linalg.inv(g.element(a)) @ g.element(b)
+        return float((g.element(g.relative(a, b)) - want).abs().max())
+
+    assert residual(group, eps_a * closing, eps_b * closing) < 1e-10
+    rel = group.relative(eps_a, eps_b)
+    i, j = group.names.index("boost_x"), group.names.index("quad_boost_x")
+    torch.testing.assert_close(rel[:, i], rel[:, j])
+    exact = SymmetryGroup.for_equation("ns")
+    assert residual(exact, eps_a, eps_b) < 1e-10
+    assert 1e-8 < residual(group, eps_a, eps_b) < 1e-3
+
+
+def test_released_generators_are_named_and_recorded(tmp_path):
+    from equissl.datasets.pde.dataset import PDEActionSpace
+
+    with pytest.raises(ValueError, match=r"no kdv generators.*generators=exact"):
+        SymmetryGroup.for_equation("kdv", generators="released")
+    with pytest.raises(ValueError, match=r"generators='paper'"):
+        SymmetryGroup.for_equation("ns", generators="paper")
+    assert PDEActionSpace("ns").spec()["params"] == {"equation": "ns"}  # earlier specs hold
+    released = PDEActionSpace("ns", generators="released").spec()["params"]
+    assert released == {"equation": "ns", "generators": "released"}
