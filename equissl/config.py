@@ -225,6 +225,10 @@ class EvalRunConfig:
     # storage of the cached parts: float16 halves disk and page cache; probes get float32
     cache_dtype: str = "float32"
     parts: list[str] | None = None  # default: every part the method names
+    # eval: probes train on the cached eval()-mode features; reference: probes whose
+    # protocol reran the frozen backbone in train() mode every batch (SIE's classification,
+    # rotation, colour) do so, at one backbone pass per view and epoch (docs/protocols.md)
+    backbone_mode: str = "eval"
     device: str = "auto"
     seed: int = 0  # evaluation views (PDE windows), pairs, probe initialisation
     # Methods with a sequence representation: views per sequence at evaluation time (M),

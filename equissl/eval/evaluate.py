@@ -22,6 +22,7 @@ from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_clas
 from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.baselines import BASELINES
 from equissl.eval.features import FeatureSet, cache_key, cached_features
+from equissl.eval.probes.backbone_mode import check_backbone_mode
 from equissl.eval.probes.base import EvalContext, Probe
 from equissl.eval.report import write_report
 from equissl.progress import progress_bar
@@ -203,6 +204,7 @@ def evaluate_checkpoint(
         The ``results.json`` dict.
     """
     out_dir = Path(out_dir)
+    backbone_mode = check_backbone_mode(str(eval_cfg.get("backbone_mode") or "eval"))
     device = resolve_device(eval_cfg["device"])
     method, meta = load_method(checkpoint)
     config = meta["config"]
@@ -264,6 +266,13 @@ def evaluate_checkpoint(
         sequence_views=tuple(sequence_views),
         data=data,
         features_of=features_for(""),
+        backbone_mode=backbone_mode,
+        extraction={
+            "views_per_object": views,
+            "seed": seed,
+            "batch_size": int(eval_cfg["batch_size"]),
+            "num_workers": int(eval_cfg["num_workers"]),
+        },
     )
     wanted = eval_cfg.get("parts")
     parts = [p for p in meta["parts"] if not wanted or p in wanted]

@@ -87,6 +87,9 @@ class SSLMethod(pl.LightningModule):
     #: a method whose representation spans several views sets this and implements
     #: :meth:`represent_sequence`
     sequence_representation: ClassVar[bool] = False
+    #: the part holding the per-view encodings a sequence representation aggregates, for
+    #: methods that implement :meth:`aggregate_encodings` (``None``: none does)
+    sequence_encoding_part: ClassVar[str | None] = None
     #: the part whose embedding the method's predictor maps under an action (``None``: the
     #: method has no such predictor); methods with one implement
     #: :meth:`prediction_embedding` and :meth:`predict`
@@ -154,6 +157,13 @@ class SSLMethod(pl.LightningModule):
         ``M`` in ``eval.sequence_views`` and every length a probe asks for
         (``eval.probes.path_integration.lengths``)."""
         raise NotImplementedError(f"{type(self).__name__} has no sequence representation")
+
+    def aggregate_encodings(self, z: Tensor, latents: Tensor) -> dict[str, Tensor]:
+        """:meth:`represent_sequence` from the views' encodings ``z [B, M, D]`` (the part
+        :attr:`sequence_encoding_part` of each view) and latents ``[B, M, P]``: what lets
+        a probe aggregate fresh sequences from cached features without rerunning the
+        backbone. Only for methods that set :attr:`sequence_encoding_part`."""
+        raise NotImplementedError(f"{type(self).__name__} aggregates no cached encodings")
 
     @property
     def has_predictor(self) -> bool:

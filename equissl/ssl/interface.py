@@ -23,6 +23,8 @@ class FrozenRepresentation(Protocol):
             for split methods).
         part_dims: width of each part.
         sequence_representation: whether :meth:`represent_sequence` exists.
+        sequence_encoding_part: the part whose per-view encodings
+            :meth:`aggregate_encodings` aggregates (``None``: it does not exist).
         predictor_part: the part the method's predictor maps under an action (``None``:
             no predictor; then :meth:`prediction_embedding` and :meth:`predict` raise).
         num_views: views per object the method was trained on.
@@ -35,6 +37,7 @@ class FrozenRepresentation(Protocol):
     parts: dict[str, slice]
     part_dims: dict[str, int]
     sequence_representation: bool
+    sequence_encoding_part: str | None
     predictor_part: str | None
     num_views: int
     action: Any
@@ -45,6 +48,11 @@ class FrozenRepresentation(Protocol):
 
     def represent_sequence(self, views: Tensor, latents: Tensor) -> dict[str, Tensor]:
         """``views [B, M, *view_shape]``, ``latents [B, M, P]`` -> ``{part: [B, D_part]}``."""
+        ...
+
+    def aggregate_encodings(self, z: Tensor, latents: Tensor) -> dict[str, Tensor]:
+        """Encodings ``z [B, M, D]`` of :attr:`sequence_encoding_part` and latents
+        ``[B, M, P]`` -> ``{part: [B, D_part]}``, as :meth:`represent_sequence` of the views."""
         ...
 
     def prediction_embedding(self, rep: Tensor) -> Tensor:

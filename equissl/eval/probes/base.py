@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from equissl.datasets.base import ViewDataset
 from equissl.datasets.contract import ActionSpace
 from equissl.eval.features import FeatureSet
-from equissl.eval.probes.protocol import FROZEN_EVAL_MODE, Reference, protocol_card
+from equissl.eval.probes.backbone_mode import TrainModeBackbone
+from equissl.eval.probes.protocol import FROZEN_EVAL_MODE, TRAIN_MODE, Reference, protocol_card
 from equissl.progress import progress_bar
 from equissl.registries import PROBES as PROBES  # where plugins written for 0.1 import it
 
@@ -122,6 +123,12 @@ class EvalContext:
     # a name of ``equissl.eval.baselines.BASELINES`` (e.g. "untrained").
     data: dict[str, Any] = field(default_factory=dict)
     features_of: Callable[[ViewDataset, str], FeatureSet] | None = None
+    # eval.backbone_mode ("eval": the cached features; "reference": probes whose protocol
+    # reran the backbone in train() mode do so, see .backbone_mode) and the settings of the
+    # stage's feature extraction it needs ({"views_per_object", "seed", "batch_size",
+    # "num_workers"})
+    backbone_mode: str = "eval"
+    extraction: dict[str, Any] = field(default_factory=dict)
 
 
 class Probe:
@@ -175,12 +182,31 @@ class Probe:
         """Deviations from :meth:`reference` that depend on this checkpoint or data."""
         return ()
 
+    def follows_train_mode(self, ctx: EvalContext) -> bool:
+        """Whether this run reruns the backbone in ``train()`` mode: ``eval.backbone_mode``
+        is ``reference`` and the protocol this probe follows did so."""
+        ref = self.reference()
+        return (
+            ctx.backbone_mode == "reference"
+            and ref is not None
+            and ref.settings.get("backbone") == TRAIN_MODE
+        )
+
+    def train_mode_backbone(self, ctx: EvalContext, part: str) -> TrainModeBackbone | None:
+        """The backbone run as the reference ran it for ``part`` (``None``: the cached
+        features serve; always for sequence parts, whose aggregates are cached)."""
+        if not self.follows_train_mode(ctx) or sequence_length(part) is not None:
+            return None
+        return TrainModeBackbone(
+            ctx.method, ctx.datasets["train"], ctx.datasets["val"], ctx.extraction, part, ctx.device
+        )
+
     def card(self, ctx: EvalContext) -> dict[str, Any]:
         """``results.json["protocols"][name]``: :meth:`card_fields`, the backbone mode and
         the splits, against :meth:`reference`."""
         own = self.card_fields(ctx)  # a probe's own fields win (one on other splits)
         defaults = {
-            "backbone": lambda: FROZEN_EVAL_MODE,
+            "backbone": lambda: TRAIN_MODE if self.follows_train_mode(ctx) else FROZEN_EVAL_MODE,
             "train_split": lambda: _split_name(ctx, "train"),
             "train_objects": lambda: ctx.train.num_objects,
             "test_split": lambda: _split_name(ctx, "val"),
@@ -234,10 +260,13 @@ def fit(
     device: torch.device,
     desc: str,
     progress: bool,
+    inputs: Callable[[Tensor], Tensor] | None = None,
 ) -> nn.Module:
     """Adam on ``model`` for ``cfg["epochs"]`` epochs of ``sample_epoch(gen) -> (x, y)``,
     shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator.
-    Each batch of ``x`` is cast to float32 (cached features may be stored as float16)."""
+    Each batch of ``x`` is cast to float32 (cached features may be stored as float16);
+    with ``inputs``, ``x`` holds what ``inputs`` turns into the batch's features (view
+    indices, for a backbone run per batch: :class:`TrainModeBackbone`)."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model.to(device).train()
     opt = torch.optim.Adam(
@@ -251,7 +280,8 @@ def fit(
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), bs):
             idx = order[start : start + bs]
-            loss = loss_fn(model(x[idx].to(device, torch.float32)), y[idx].to(device))
+            xb = x[idx] if inputs is None else inputs(x[idx])
+            loss = loss_fn(model(xb.to(device, torch.float32)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

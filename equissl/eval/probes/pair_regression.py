@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from equissl.config import ProbeConfig
 from equissl.eval.metrics import regression_metrics
+from equissl.eval.probes.backbone_mode import TrainModeBackbone
 from equissl.eval.probes.base import (
     REGRESSION_FLOORS,
     EvalContext,
@@ -37,7 +38,7 @@ from equissl.eval.probes.base import (
     predict,
     seeded,
 )
-from equissl.eval.probes.protocol import SIE_TRAIN_MODE, Reference, trained_head_fields
+from equissl.eval.probes.protocol import TRAIN_MODE, Reference, trained_head_fields
 from equissl.eval.report import TARGET_PLOTS
 from equissl.registries import PROBES
 
@@ -98,15 +99,15 @@ _ADAM = {"optimizer": "Adam", "lr": 1e-3, "weight_decay": 0.0, "batch_size": 256
 PAIR_REFERENCES = {
     "rotation": Reference(
         _SIE + "eval_angle_prediction.py --deep-end",
-        {"head": "mlp 2d-1024-1024-out", **_ADAM, "epochs": 300},
-        (SIE_TRAIN_MODE, _SIE_PAIRS),
+        {"head": "mlp 2d-1024-1024-out", **_ADAM, "epochs": 300, "backbone": TRAIN_MODE},
+        (_SIE_PAIRS,),
     ),
     # the script's defaults: a linear head (no --deep-end), 50 epochs; the README's colour
     # command passes an argument the script does not define
     "color": Reference(
         _SIE + "eval_color_prediction.py",
-        {"head": "linear", **_ADAM, "epochs": 50},
-        (SIE_TRAIN_MODE, _SIE_PAIRS),
+        {"head": "linear", **_ADAM, "epochs": 50, "backbone": TRAIN_MODE},
+        (_SIE_PAIRS,),
     ),
     # object frame t2 - t1 (EquiCaps' translation scripts; its README passes 300 epochs)
     "translation": Reference(
@@ -145,10 +146,14 @@ def pair_regression_probe(
     device: torch.device,
     desc: str = "probe pair",
     progress: bool = True,
+    backbone: TrainModeBackbone | None = None,
 ) -> ProbeResult:
     """MLP on ``[r_a ‖ r_b]`` (features ``[N, V, D]``, latents ``[N, V, P]``) regressing
     ``target(latents_a, latents_b)``: ``r2_global``, ``r2_sklearn``, ``mse`` on val, and the
-    constant predictor's ``constant_*`` (the mean target of seeded training pairs)."""
+    constant predictor's ``constant_*`` (the mean target of seeded training pairs). With
+    ``backbone`` (``eval.backbone_mode: reference``) each training batch reruns it in
+    ``train()`` mode on the drawn views and ``val_x`` is recomputed after training; the
+    cached features then give the shapes only."""
     n, v, d = train_x.shape
     if v < 2:
         raise ValueError("pair probes need at least two views per object")
@@ -157,12 +162,17 @@ def pair_regression_probe(
     def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
         a, b = distinct_views(n, v, gen)
         rows = torch.arange(n)
-        x = torch.cat((train_x[rows, a], train_x[rows, b]), dim=1)
-        return x, target(train_lat[rows, a], train_lat[rows, b])
+        y = target(train_lat[rows, a], train_lat[rows, b])
+        if backbone is not None:  # flat view indices [n, 2], featurised per batch
+            return torch.stack((rows * v + a, rows * v + b), dim=1), y
+        return torch.cat((train_x[rows, a], train_x[rows, b]), dim=1), y
 
     with seeded(int(cfg["seed"])):
         head = pair_head(str(cfg.get("head", "mlp")), 2 * d, int(cfg["hidden_dim"]), out_dim)
-    model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress)
+    inputs = None if backbone is None else backbone.pair_features
+    model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress, inputs)
+    if backbone is not None:
+        val_x = backbone.test_features()
     pairs = fixed_pairs(
         len(val_x), val_x.shape[1], int(cfg["val_pairs_per_object"]), int(cfg["seed"]) + 1
     )
@@ -223,6 +233,7 @@ class PairRegressionProbe(Probe):
             ctx.device,
             f"probe {self.name} [{part}]",
             ctx.progress,
+            self.train_mode_backbone(ctx, part),
         )
         plot = TARGET_PLOTS.get(ctx.action_space.target_kind(name))
         if plot is not None:

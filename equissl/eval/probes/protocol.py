@@ -23,10 +23,12 @@ from typing import Any
 FROZEN_EVAL_MODE = (
     "frozen, eval() mode (BatchNorm running statistics), features computed once and cached"
 )
-#: the SIE scripts' probe loops call ``net.train()`` on the frozen backbone
-SIE_TRAIN_MODE = (
-    "backbone: eval() mode with cached features; SIE's scripts rerun the frozen backbone in "
-    "train() mode every epoch (batch statistics, running statistics drifting on probe data)"
+#: how SIE's probe scripts run the frozen backbone (``net.train()`` before every training
+#: epoch): the ``backbone`` of their protocols, and of a run with ``eval.backbone_mode:
+#: reference`` (``equissl.eval.probes.backbone_mode``)
+TRAIN_MODE = (
+    "frozen, train() mode on every training batch (batch statistics; the running statistics "
+    "drift on probe data and serve the test split in eval() mode)"
 )
 
 
