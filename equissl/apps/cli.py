@@ -1,6 +1,6 @@
 """Console entry points: equissl-pretrain, -evaluate (Hydra), -generate, -validate, -pack,
--list (docs/guide.md). Help, path and option checks run before Hydra and before torch is
-imported (:mod:`equissl.apps.command_line`)."""
+-list, -report, -export, -import (docs/guide.md). Help, path and option checks run before
+Hydra and before torch is imported (:mod:`equissl.apps.command_line`)."""
 
 from __future__ import annotations
 
@@ -398,3 +398,8 @@ def report(argv: list[str] | None = None) -> None:
 def export(argv: list[str] | None = None) -> None:
     """``equissl-export``."""
     _tool("export", argv)
+
+
+def import_released(argv: list[str] | None = None) -> None:
+    """``equissl-import``."""
+    _tool("import_released", argv)
