@@ -239,6 +239,10 @@ class EvalRunConfig:
     # Other models put through the same probes (equissl.eval.baselines, e.g. [untrained]),
     # reported under results.json["baselines"] and as "<name> (baseline)" table rows.
     baselines: list[str] = field(default_factory=list)
+    # Out-of-distribution test set (seq-JEPA's 3DIEBench-OOD protocol): a root of the same
+    # data kind whose val split the probes are also scored on, heads trained on this
+    # data's train split as usual; reported under results.json["ood"] and as "ood:" rows.
+    ood_root: str | None = None
 
 
 @dataclass

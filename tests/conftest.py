@@ -19,6 +19,7 @@ def write_iebench_tree(
     size: int = 32,
     latent_dim: int = 7,
     seed: int = 0,
+    ood: bool = False,
 ) -> Path:
     """Write ``<root>/<synset>/<id>/image_i.jpg + latent_i.npy`` and ``<root>/data`` splits.
 
@@ -37,6 +38,8 @@ def write_iebench_tree(
             d.mkdir(parents=True)
             for v in range(views):
                 angles = rng.uniform(-np.pi / 2, np.pi / 2, 3)
+                if ood:  # 3DIEBench-OOD: each angle in [-pi, -pi/2] U [pi/2, pi]
+                    angles = angles + np.where(angles < 0, -np.pi / 2, np.pi / 2)
                 lat = np.concatenate(
                     [
                         angles,

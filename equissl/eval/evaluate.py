@@ -72,6 +72,23 @@ def eval_datasets(
     return data, splits
 
 
+def ood_dataset(meta: dict[str, Any], data: dict[str, Any], root: str) -> ViewDataset:
+    """The test split (``data.val_split``) of another root holding the same kind of data
+    under a shifted distribution (e.g. 3DIEBench-OOD's rotations), checked against the
+    model's spec: the ``eval.ood_root`` protocol's test set."""
+    try:
+        ds = build_dataset({**data, "root": root}, data["val_split"], 1)
+    except ValueError as err:
+        raise ValueError(f"eval.ood_root={root}: {err}") from err
+    problems = DataSpec.from_dict(meta["spec"]).mismatch(ds.spec())
+    if problems:
+        raise ValueError(
+            f"eval.ood_root={root}: its {data['val_split']!r} split does not fit the "
+            "checkpoint's model: it has " + "; ".join(problems)
+        )
+    return ds
+
+
 def split_features(
     method: SSLMethod,
     splits: dict[str, ViewDataset],
@@ -209,6 +226,8 @@ def evaluate_checkpoint(
     method, meta = load_method(checkpoint)
     config = meta["config"]
     data, splits = eval_datasets(meta, data_overrides)
+    ood_root = eval_cfg.get("ood_root")
+    ood = ood_dataset(meta, data, str(ood_root)) if ood_root else None  # named at start-up
     views = int(data.get("eval_views") or 0) or type(splits["train"]).default_eval_views
     seed = int(eval_cfg["seed"])
     digest = file_digest(checkpoint)
@@ -313,5 +332,26 @@ def evaluate_checkpoint(
     }
     if builders:  # the key only when asked for: results without it keep their exact shape
         results["baselines"] = baselines
+    if ood is not None:  # heads trained on the train split as above, scored on another root
+        ood_feats = split_features(
+            method, {"x": ood}, digest, settings, cache_dir, eval_cfg, device, progress
+        )["x"]
+        ood_ctx = replace(
+            ctx,
+            val=ood_feats,
+            datasets={**splits, "val": ood},
+            out_dir=out_dir / "ood",
+        )
+        ood_ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        ood_protocols: dict[str, dict[str, Any]] = {}
+        ood_metrics, _, ood_plots = run_probes(probes, ood_ctx, parts, floors, ood_protocols)
+        for card in ood_protocols.values():
+            card["test_split"] = f"{card['test_split']} of {ood_root}"
+        results["ood"] = {
+            "root": str(ood_root),
+            "metrics": ood_metrics,
+            "protocols": ood_protocols,
+            "plots": {k: f"ood/{v}" for k, v in ood_plots.items()},
+        }
     write_report(results, out_dir)
     return results

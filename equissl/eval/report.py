@@ -7,7 +7,9 @@
      "skipped": {"<probe>": "reason"},
      "plots": {"<name>": "<file in the evaluation directory>"},
      "floors": {"<probe>/<metric>": {"of": "<probe>/<metric>", "row": str}},
-     "baselines": {"<baseline>": {"<part>/<probe>/<metric>": float}}}
+     "baselines": {"<baseline>": {"<part>/<probe>/<metric>": float}},
+     "ood": {"root": str, "metrics": {"<part>/<probe>/<metric>": float},
+             "protocols": {"<probe>": {...}}}}
 
 Floors sit among the metrics under their own names: ``constant_*`` (regression: the
 training-set mean target), ``chance_top1``, ``majority_*`` (classification), ``mean_*``
@@ -17,7 +19,8 @@ declare (``ProbeResult.floors``), recorded in ``floors``: each floor metric (wit
 part), the metric it bounds (``of``, its column) and its row. Results written before
 ``floors`` existed lack the key; for them the metric-name prefixes of :data:`FLOOR_ROWS`
 decide. ``baselines`` holds the metrics of the same probes on other models
-(``eval.baselines``, e.g. ``untrained``).
+(``eval.baselines``, e.g. ``untrained``); ``ood`` (with ``eval.ood_root``) the same probes'
+heads, trained on the train split, scored on another root's val split, floors included.
 
 Sequence parts are named ``"<part>@M<m>"`` (the part's sequence representation of ``m``
 views), so ``inv@M5/classification/top1`` is the top-1 of the aggregate of 5 views and
@@ -187,6 +190,15 @@ def markdown_table(
                 add(label, prefix + part, cells)
         for name, cells in floor_rows(_by_part(res["metrics"]), floors):
             add(label, name, cells)
+        if res.get("ood"):  # scored on another root: its own rows and its own floors
+            by_part = _by_part(res["ood"]["metrics"])
+            for part in _part_order(by_part):
+                cells = {
+                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c, floors) is None
+                }
+                add(label, "ood: " + part, cells)
+            for name, cells in floor_rows(by_part, floors):
+                add(label, "ood " + name, cells)
     columns.sort()
     if only is not None:
         columns = [c for c in only if c in columns] or columns
@@ -367,6 +379,8 @@ def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = Tru
             for name, metrics in (results.get("baselines") or {}).items():
                 for key, value in metrics.items():
                     writer.add_scalar(f"baselines/{name}/{key}", value, at)
+            for key, value in ((results.get("ood") or {}).get("metrics") or {}).items():
+                writer.add_scalar(f"ood/{key}", value, at)
             add_images(writer, out_dir, {"metrics": "metrics.png", **results.get("plots", {})}, at)
             hparams, headline = hparams_of(results)
             if headline:
