@@ -155,6 +155,19 @@ def floor_rows(
     return out
 
 
+def part_rows(
+    by_part: dict[str, dict[str, float]], floors: dict[str, Any] | None, prefix: str = ""
+) -> list[tuple[str, dict[str, str]]]:
+    """``(prefix + part, {column: formatted value})`` per part, floors left out."""
+    return [
+        (
+            prefix + part,
+            {c: _fmt(v) for c, v in by_part[part].items() if floor_column(c, floors) is None},
+        )
+        for part in _part_order(by_part)
+    ]
+
+
 def markdown_table(
     results: Iterable[dict[str, Any]],
     only: Sequence[str] | None = None,
@@ -182,22 +195,15 @@ def markdown_table(
         }
         floors = res.get("floors")
         for prefix, metrics in runs.items():
-            by_part = _by_part(metrics)
-            for part in _part_order(by_part):
-                cells = {
-                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c, floors) is None
-                }
-                add(label, prefix + part, cells)
+            for name, cells in part_rows(_by_part(metrics), floors, prefix):
+                add(label, name, cells)
         for name, cells in floor_rows(_by_part(res["metrics"]), floors):
             add(label, name, cells)
         if res.get("ood"):  # scored on another root: its own rows and its own floors
-            by_part = _by_part(res["ood"]["metrics"])
-            for part in _part_order(by_part):
-                cells = {
-                    c: _fmt(v) for c, v in by_part[part].items() if floor_column(c, floors) is None
-                }
-                add(label, "ood: " + part, cells)
-            for name, cells in floor_rows(by_part, floors):
+            ood = _by_part(res["ood"]["metrics"])
+            for name, cells in part_rows(ood, floors, "ood: "):
+                add(label, name, cells)
+            for name, cells in floor_rows(ood, floors):
                 add(label, "ood " + name, cells)
     columns.sort()
     if only is not None:
