@@ -1,9 +1,10 @@
-"""Plots of the evaluation stage beyond a single probe's: the PCA picture of a part, the
+"""Plots of the evaluation stage beyond a single probe's: the PCA and t-SNE pictures of a part, the
 per-run bars of a multirun sweep, and PNG plots copied into TensorBoard."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +41,88 @@ def is_headline(key: str) -> bool:
 PART_ORDER = ("full", "inv", "equi")
 
 
+@dataclass(frozen=True)
+class Colouring:
+    """What the first panel of an embedding plot is coloured by: class ids (``-1``
+    unlabelled, in grey; a legend up to :data:`LEGEND_CLASSES` classes) or, for data
+    without classes, a continuous value such as a PDE coefficient (``categorical=False``)."""
+
+    values: Tensor  # [M]
+    label: str
+    categorical: bool = True
+
+
+#: classes up to which the class panel gets a legend (beyond, colours repeat and a note says so)
+LEGEND_CLASSES = 20
+
+
+def plot_embedding(
+    coords: Tensor,
+    first: Colouring,
+    pose: Tensor,
+    pose_label: str,
+    axis_labels: tuple[str, str],
+    title: str,
+    path: Path,
+) -> None:
+    """Two panels of the same 2-D coordinates ``[M, 2]`` (a PCA, a t-SNE): coloured by
+    ``first`` and by ``pose [M]`` (e.g. the absolute rotation angle)."""
+    x, y = coords[:, 0].numpy(), coords[:, 1].numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0), sharex=True, sharey=True)
+    if first.categorical:
+        _class_panel(axes[0], x, y, first.values, fig)
+    else:
+        points = axes[0].scatter(x, y, s=4, c=first.values.numpy(), cmap="plasma", alpha=0.7)
+        fig.colorbar(points, ax=axes[0]).set_label(first.label, fontsize=8)
+    axes[0].set_title(f"by {first.label}", fontsize=9)
+    points = axes[1].scatter(x, y, s=4, c=pose.numpy(), cmap="viridis", alpha=0.7)
+    fig.colorbar(points, ax=axes[1]).set_label(pose_label, fontsize=8)
+    axes[1].set_title(f"by {pose_label}", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel(axis_labels[0])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(axis_labels[1])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _class_panel(ax: Any, x: Any, y: Any, labels: Tensor, fig: Any) -> None:
+    """Points by class: distinct strong colours (tab10 up to 10 classes, tab20 beyond) and
+    a legend of the class ids up to :data:`LEGEND_CLASSES` classes."""
+    known = (labels >= 0).numpy()
+    ax.scatter(x[~known], y[~known], s=4, c="lightgrey", alpha=0.5)
+    classes = sorted(int(c) for c in labels[labels >= 0].unique())
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for i, c in enumerate(classes):
+        mine = (labels == c).numpy()
+        ax.scatter(x[mine], y[mine], s=4, color=cmap(i % cmap.N), alpha=0.75, label=str(c))
+    if len(classes) <= LEGEND_CLASSES:
+        ax.legend(title="class", fontsize=6, title_fontsize=7, markerscale=2.5, loc="best", ncol=2)
+    else:
+        ax.text(
+            0.01, 0.01, f"{len(classes)} classes: colours repeat", fontsize=7,
+            transform=ax.transAxes,
+        )  # fmt: skip
+
+
 def plot_pca(
     coords: Tensor,
-    labels: Tensor,
+    first: Colouring,
     pose: Tensor,
     pose_label: str,
     explained: Tensor,
     title: str,
     path: Path,
 ) -> None:
-    """Two panels of the same 2-D PCA coordinates ``[M, 2]``: coloured by class ``labels
-    [M]`` (``-1``, unlabelled, in grey) and by ``pose [M]`` (e.g. the absolute rotation
-    angle), with the variance share of each axis ``explained [2]`` in the axis labels."""
-    x, y = coords[:, 0].numpy(), coords[:, 1].numpy()
-    labelled = (labels >= 0).numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.8), sharex=True, sharey=True)
-    axes[0].scatter(x[~labelled], y[~labelled], s=3, c="lightgrey", alpha=0.5)
-    axes[0].scatter(
-        x[labelled], y[labelled], s=3, c=labels[labelled].numpy(), cmap="tab20", alpha=0.6
+    """:func:`plot_embedding` of 2-D PCA coordinates, with the variance share of each axis
+    ``explained [2]`` in the axis labels."""
+    axis_labels = (
+        f"PC1 ({100 * float(explained[0]):.1f} %)",
+        f"PC2 ({100 * float(explained[1]):.1f} %)",
     )
-    axes[0].set_title("by class", fontsize=9)
-    points = axes[1].scatter(x, y, s=3, c=pose.numpy(), cmap="viridis", alpha=0.6)
-    fig.colorbar(points, ax=axes[1]).set_label(pose_label, fontsize=8)
-    axes[1].set_title(f"by {pose_label}", fontsize=9)
-    for ax in axes:
-        ax.set_xlabel(f"PC1 ({100 * float(explained[0]):.1f} %)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"PC2 ({100 * float(explained[1]):.1f} %)")
-    fig.suptitle(f"PCA — {title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_embedding(coords, first, pose, pose_label, axis_labels, f"PCA — {title}", path)
 
 
 def run_labels(results: Sequence[dict[str, Any]]) -> list[str]:

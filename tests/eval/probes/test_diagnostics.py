@@ -248,3 +248,37 @@ def test_pose_colour_without_rotation_is_the_action_norm():
     want = space.relative(torch.zeros_like(lat), lat).norm(dim=-1)
     torch.testing.assert_close(value, want)
     assert value.shape == (3, 2) and "action" in label
+
+
+def test_tsne_keeps_objects_together_and_is_drawn(tmp_path):
+    from equissl.eval.probes.diagnostics import tsne_2d
+
+    z = invariant(30, 4, 6, seed=3) + 0.01 * torch.randn(30, 4, 6)
+    coords = tsne_2d(z.reshape(-1, 6), seed=0).view(30, 4, 2)
+    within = (coords - coords.mean(1, keepdim=True)).norm(dim=-1).mean()
+    between = torch.cdist(coords.mean(1), coords.mean(1)).mean()
+    assert within < 0.2 * between  # views of one object stay neighbours
+    torch.testing.assert_close(tsne_2d(z.reshape(-1, 6), seed=0).view(30, 4, 2), coords)
+    ctx = context(
+        features(random_latents(60, 4, 0), 0), features(random_latents(30, 4, 1), 1), tmp_path
+    )
+    cfg = {**CFG, "pca_plot": False, "tsne_plot": True, "tsne_points": 100}
+    res = PROBES.get("diagnostics")("diagnostics", cfg).run(ctx, "equi")
+    assert res.plots == {"diagnostics/tsne_equi": "diagnostics_tsne_equi.png"}
+    assert (tmp_path / "diagnostics_tsne_equi.png").stat().st_size > 1000
+
+
+def test_unlabelled_points_are_coloured_by_the_first_coefficient(tmp_path):
+    lat = random_latents(20, 4, 0)
+    val = features(lat, 0)
+    val.labels = torch.full((20,), -1)
+    val.coeffs = torch.linspace(0.1, 0.5, 20)[:, None]
+    ctx = context(val, val, tmp_path)
+    ctx.meta["spec"] = {"coeff_names": ["nu"]}
+    probe = PROBES.get("diagnostics")("diagnostics", CFG)
+    x, first, pose, _ = probe.view_points(ctx, val.parts["equi"], 50)
+    assert not first.categorical and first.label == "nu" and len(x) == len(pose) == 50
+    # every point carries its own object's coefficient
+    assert set(first.values.tolist()) <= set(val.coeffs[:, 0].tolist())
+    labelled = context(features(lat, 0), features(lat, 0), tmp_path)
+    assert probe.view_points(labelled, val.parts["equi"], 50)[1].categorical
