@@ -49,7 +49,7 @@ from equissl.training.pretrain import pretrain  # noqa: E402
 
 setup()  # the configs, parts and resolvers the commands register at start-up
 
-# Mialon et al. 2023 Table 1 as recalled in /work/shared/references/pde_lie.md §4 ([P?]:
+# Mialon et al. 2023 Table 1 as recalled from the paper ([P?]:
 # the paper's body could not be read; medium / low confidence).
 PAPER = {
     "burgers": {
@@ -240,7 +240,7 @@ def main() -> None:
         "coefficient regression: predict-the-mean / ResNet-18 from scratch + head / frozen "
         "SSL + linear head; time-stepping: no conditioning / + SSL representation of the "
         "first 16 frames / + true ν. Paper columns: its Table 1 as recalled in "
-        "pde_lie.md (unverified), at 10k trajectories, nx 256, 100 epochs; its 1-D "
+        "from the paper (unverified), at 10k trajectories, nx 256, 100 epochs; its 1-D "
         "time-stepping NMSE is LPSDA's (summed over the rolled-out frames, ours averaged).",
         "",
         *table(runs),

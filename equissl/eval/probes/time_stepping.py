@@ -5,7 +5,7 @@ from its last ``history`` frames, in three rows trained on the same data and bud
 * ``none_*`` — the solver alone (with the grid steps ``dx, dt`` every row gets, as LPSDA);
 * ``*`` (no prefix) — conditioned on the frozen representation of the trajectory's
   **first** ``window`` frames (untransformed, frames ``[0, window)``), which are never
-  among the targets (the paper's protocol, App. F.3 as reported by FAE; pde_lie.md §4b);
+  among the targets (the paper's protocol, App. F.3 as reported by FAE);
 * ``oracle_*`` — conditioned on the true coefficients (Burgers ν, NS buoyancy b); absent
   on data without coefficients (KdV and KS as generated here).
 
