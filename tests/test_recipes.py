@@ -43,13 +43,14 @@ PUBLISHED = {
             "invariance": 10.0,
             "variance": 10.0,
             "covariance": 1.0,
-            "equivariance": 4.5,
-            "equi_variance": 4.5,
-            "equi_covariance": 0.45,
+            # EquiMod's own lambda = 1 (its authors' released scripts) x (10, 10, 1)
+            "equivariance": 10.0,
+            "equi_variance": 10.0,
+            "equi_covariance": 1.0,
         },
         "projector": [2048] * 3,
     },  # fmt: skip
-    "equimod_simclr": {"weights": {"infonce": 1.0, "equi_infonce": 0.45}, "temperature": 0.1},
+    "equimod_simclr": {"weights": {"infonce": 1.0, "equi_infonce": 1.0}, "temperature": 0.1},
     "sen": {"weights": {"equi_infonce": 1.0}, "temperature": 0.1, "projector": [2048] * 3},
 }
 

@@ -40,15 +40,15 @@ def equimod_simclr_terms(
 class EquiModSimCLRConfig(MethodConfig):
     """SIE ``SimCLREquiMod``: ``projector_inv`` and ``projector_equi`` both ``--mlp
     2048-2048-2048`` from the 512-d representation, linear hypernetwork predictor,
-    ``--simclr-temp 0.1``; ``loss = equi_factor·loss_equi + loss_inv`` with ``--equi-factor
-    0.45`` (the README command's value; main.py's argparse default is 4.5). The reference's
-    ``SimCLREquiModRotColor`` has no ``equi_factor`` (``loss_equi + loss_inv``): for that
-    recipe set ``weights.equi_infonce=1``."""
+    ``--simclr-temp 0.1``; ``loss = loss_inv + λ·loss_equi`` with EquiMod's own λ = 1
+    (``--lmbd=1.0`` in all four of the EquiMod authors' released scripts; SIE's
+    ``SimCLREquiModRotColor`` also adds the two unweighted). SIE's README gives no EquiMod
+    value: its ``--equi-factor 0.45`` is SIE's own (docs/protocols.md)."""
 
     projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
     temperature: float = 0.1
     weights: dict[str, float] = field(
-        default_factory=lambda: {"infonce": 1.0, "equi_infonce": 0.45}
+        default_factory=lambda: {"infonce": 1.0, "equi_infonce": 1.0}
     )
 
 

@@ -54,10 +54,10 @@ def equimod_vicreg_terms(
 class EquiModVICRegConfig(MethodConfig):
     """SIE ``VICRegEquiMod``: ``projector_inv`` and ``projector_equi`` both ``--mlp
     2048-2048-2048`` from the 512-d representation, linear hypernetwork predictor on the
-    2048-d equivariant embedding; ``loss = loss_inv + equi_factor·loss_equi`` with
-    ``--sim-coeff 10 --std-coeff 10 --cov-coeff 1`` inside each and ``--equi-factor 0.45``
-    (the README command's value; main.py's argparse default is 4.5), so the equivariant
-    weights are 0.45 × (10, 10, 1)."""
+    2048-d equivariant embedding; ``loss = loss_inv + λ·loss_equi`` with ``--sim-coeff 10
+    --std-coeff 10 --cov-coeff 1`` inside each and EquiMod's own λ = 1 (``--lmbd=1.0`` in all
+    four of the EquiMod authors' released scripts; SIE's README gives no EquiMod value, its
+    ``--equi-factor 0.45`` is SIE's own), so the equivariant weights are 1 × (10, 10, 1)."""
 
     projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
     weights: dict[str, float] = field(
@@ -65,9 +65,9 @@ class EquiModVICRegConfig(MethodConfig):
             "invariance": 10.0,
             "variance": 10.0,
             "covariance": 1.0,
-            "equivariance": 4.5,
-            "equi_variance": 4.5,
-            "equi_covariance": 0.45,
+            "equivariance": 10.0,
+            "equi_variance": 10.0,
+            "equi_covariance": 1.0,
         }
     )
 
