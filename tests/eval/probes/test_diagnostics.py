@@ -253,16 +253,15 @@ def test_pose_colour_without_rotation_is_the_action_norm():
 def test_tsne_keeps_objects_together_and_is_drawn(tmp_path):
     from equissl.eval.probes.diagnostics import tsne_2d
 
-    z = invariant(30, 4, 6, seed=3) + 0.01 * torch.randn(30, 4, 6)
-    coords = tsne_2d(z.reshape(-1, 6), seed=0).view(30, 4, 2)
+    z = invariant(16, 4, 6, seed=3) + 0.01 * torch.randn(16, 4, 6)
+    coords = tsne_2d(z.reshape(-1, 6), seed=0).view(16, 4, 2)
     within = (coords - coords.mean(1, keepdim=True)).norm(dim=-1).mean()
     between = torch.cdist(coords.mean(1), coords.mean(1)).mean()
     assert within < 0.2 * between  # views of one object stay neighbours
-    torch.testing.assert_close(tsne_2d(z.reshape(-1, 6), seed=0).view(30, 4, 2), coords)
     ctx = context(
-        features(random_latents(60, 4, 0), 0), features(random_latents(30, 4, 1), 1), tmp_path
+        features(random_latents(40, 4, 0), 0), features(random_latents(12, 4, 1), 1), tmp_path
     )
-    cfg = {**CFG, "pca_plot": False, "tsne_plot": True, "tsne_points": 100}
+    cfg = {**CFG, "pca_plot": False, "tsne_plot": True, "tsne_points": 40}
     res = PROBES.get("diagnostics")("diagnostics", cfg).run(ctx, "equi")
     assert res.plots == {"diagnostics/tsne_equi": "diagnostics_tsne_equi.png"}
     assert (tmp_path / "diagnostics_tsne_equi.png").stat().st_size > 1000
