@@ -210,7 +210,8 @@ def plot_runs(
         x=0.01,
         ha="left",
     )
-    fig.tight_layout()
+    # room on the right for the parts' legend, above for the caption
+    fig.tight_layout(rect=(0, 0, 1 - 0.7 / fig.get_figwidth(), 0.97))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True

@@ -52,6 +52,7 @@ from equissl.eval.plots import (  # noqa: E402
     add_images,
     is_headline,
     lower_is_better,
+    plot_runs,
 )
 from equissl.eval.probes.base import FLOOR_ROW_ORDER, sequence_length  # noqa: E402
 from equissl.geometry import quaternion_angle  # noqa: E402
@@ -287,28 +288,10 @@ def plot_path_integration(metrics: dict[str, dict[str, float]], title: str, path
 
 
 def plot_headline(results: dict[str, Any], path: Path) -> None:
-    """Bar chart of each probe's headline metric per part."""
-    parts = sorted(
-        {k.split("/")[0] for k in results["metrics"]},
-        key=lambda p: PART_ORDER.index(p) if p in PART_ORDER else 99,
-    )
-    metrics = [h for h in HEADLINE if any(f"{p}/{h}" in results["metrics"] for p in parts)]
-    if not metrics:
-        return
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(metrics), 3.2))
-    width = 0.8 / max(1, len(parts))
-    for i, part in enumerate(parts):
-        vals = [results["metrics"].get(f"{part}/{m}", float("nan")) for m in metrics]
-        ax.bar([j + i * width for j in range(len(metrics))], vals, width, label=part)
-    ax.set_xticks(
-        [j + width * (len(parts) - 1) / 2 for j in range(len(metrics))], metrics, fontsize=8
-    )
-    ax.axhline(0, color="black", lw=0.5)
-    ax.set_title(f"{results['method']} on {results['data']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """``metrics.png`` of one evaluation: the sweep report's figure of a single run
+    (:func:`~equissl.eval.plots.plot_runs`: one panel per headline metric with its
+    direction and its floor as a dashed line, one bar per part)."""
+    plot_runs([results], path)
 
 
 def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
