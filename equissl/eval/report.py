@@ -294,43 +294,60 @@ def plot_headline(results: dict[str, Any], path: Path) -> None:
     plot_runs([results], path)
 
 
-def plot_rotation(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
-    """Predicted vs true relative rotation angle (degrees) of quaternion regressions."""
+def draw_rotation(ax: Any, pred: Tensor, target: Tensor) -> None:
+    """Predicted vs true relative rotation angle (degrees) of a quaternion regression."""
     true_deg = quaternion_angle(target.double()).rad2deg()
     pred_deg = quaternion_angle(pred.double()).rad2deg()
-    fig, ax = plt.subplots(figsize=(3.6, 3.6))
     ax.scatter(true_deg, pred_deg, s=4, alpha=0.4)
     ax.plot([0, 180], [0, 180], color="black", lw=0.7)
     ax.set_xlabel("true angle (deg)")
     ax.set_ylabel("predicted angle (deg)")
     ax.set_xlim(0, 180)
     ax.set_ylim(0, 180)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
-def plot_angle(pred: Tensor, target: Tensor, title: str, path: Path) -> None:
-    """Predicted vs true relative angle (degrees, wrapped onto (−180, 180]) of regressions
-    of a target of kind ``angle``, every component in one scatter."""
+def draw_angle(ax: Any, pred: Tensor, target: Tensor) -> None:
+    """Predicted vs true relative angle (degrees, wrapped onto (−180, 180]) of a target of
+    kind ``angle``, every component in one scatter."""
     true_deg = wrap_angle(target.double()).rad2deg().flatten()
     pred_deg = wrap_angle(pred.double()).rad2deg().flatten()
-    fig, ax = plt.subplots(figsize=(3.6, 3.6))
     ax.scatter(true_deg, pred_deg, s=4, alpha=0.4)
     ax.plot([-180, 180], [-180, 180], color="black", lw=0.7)
     ax.set_xlabel("true angle (deg)")
     ax.set_ylabel("predicted angle (deg, wrapped)")
     ax.set_xlim(-180, 180)
     ax.set_ylim(-180, 180)
+
+
+#: the predicted-vs-true scatter of a pair regression, by target kind (none for others)
+TARGET_PLOTS = {"quaternion": draw_rotation, "angle": draw_angle}
+
+
+def plot_target(kind: str, pred: Tensor, target: Tensor, title: str, path: Path) -> None:
+    """One part's predicted-vs-true scatter (:data:`TARGET_PLOTS` of ``kind``)."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
+    TARGET_PLOTS[kind](ax, pred, target)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-#: the predicted-vs-true plot of a pair regression, by target kind (none for other kinds)
-TARGET_PLOTS = {"quaternion": plot_rotation, "angle": plot_angle}
+def plot_target_panels(
+    kind: str, panels: dict[str, tuple[Tensor, Tensor, str]], title: str, path: Path
+) -> None:
+    """Every part's predicted-vs-true scatter in one figure, side by side on the same axes:
+    ``panels`` maps a part to ``(pred, target, its title)`` (e.g. its R² and floor)."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.4 * len(panels), 3.6), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, (pred, target, panel_title) in zip(axes[0], panels.values(), strict=True):
+        TARGET_PLOTS[kind](ax, pred, target)
+        ax.set_title(panel_title, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def write_report(results: dict[str, Any], out_dir: Path, tensorboard: bool = True) -> str:

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import equissl.eval.probes.diagnostics as diagnostics
-import equissl.eval.probes.pair_regression as pair_regression
 import equissl.eval.probes.path_integration as path_integration
 import equissl.eval.report as report
 import equissl.geometry as geometry
@@ -78,10 +77,10 @@ def test_pair_regression_of_an_angle_named_rotation_skips_quaternion_maths(
     ctx = planar_context(tmp_path)
     chosen: list[str] = []
     plots = {
-        kind: lambda pred, target, title, path, kind=kind: chosen.append(kind)
+        kind: lambda ax, pred, target, kind=kind: chosen.append(kind)
         for kind in report.TARGET_PLOTS
     }
-    monkeypatch.setattr(pair_regression, "TARGET_PLOTS", plots)
+    monkeypatch.setattr(report, "TARGET_PLOTS", plots)
     probe = PROBES.get("pair_regression")("rotation", PAIR_CFG)
     assert probe.skip_reason(ctx) is None
     res = probe.run(ctx, "full")

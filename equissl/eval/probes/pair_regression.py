@@ -39,7 +39,7 @@ from equissl.eval.probes.base import (
     seeded,
 )
 from equissl.eval.probes.protocol import TRAIN_MODE, Reference, trained_head_fields
-from equissl.eval.report import TARGET_PLOTS
+from equissl.eval.report import TARGET_PLOTS, plot_target, plot_target_panels
 from equissl.registries import PROBES
 
 PairTarget = Callable[[Tensor, Tensor], Tensor]
@@ -235,14 +235,30 @@ class PairRegressionProbe(Probe):
             ctx.progress,
             self.train_mode_backbone(ctx, part),
         )
-        plot = TARGET_PLOTS.get(ctx.action_space.target_kind(name))
-        if plot is not None:
+        kind = ctx.action_space.target_kind(name)
+        if kind in TARGET_PLOTS:
             file = f"{self.name}_{part}.png"
-            plot(
-                res.pred,
-                res.target,
-                f"{ctx.meta['config']['method']['name']} {part}",
-                ctx.out_dir / file,
-            )
+            title = f"{ctx.meta['config']['method']['name']} {part}"
+            plot_target(kind, res.pred, res.target, title, ctx.out_dir / file)
             res.plots[f"{self.name}/{part}"] = file
         return res
+
+    def summarise(self, ctx: EvalContext, results: dict[str, ProbeResult]) -> dict[str, str]:
+        """``<probe>.png``: every part's scatter in one figure, each titled with its R² and
+        the constant predictor's (targets with a scatter only)."""
+        kind = ctx.action_space.target_kind(self.cfg["target"])
+        if kind not in TARGET_PLOTS or not results:
+            return {}
+        panels = {
+            part: (
+                r.pred,
+                r.target,
+                f"{part}: R² {r.metrics['r2_global']:.3f} "
+                f"(floor {r.metrics['constant_r2_global']:.3f})",
+            )
+            for part, r in results.items()
+        }
+        file = f"{self.name}.png"
+        title = f"{self.name} — {ctx.meta['config']['method']['name']} (global-mean R²)"
+        plot_target_panels(kind, panels, title, ctx.out_dir / file)
+        return {self.name: file}
