@@ -50,6 +50,9 @@ def test_ood_root_scores_the_same_heads_on_shifted_rotations(toy, tmp_path):
     md = (out / "results.md").read_text()
     assert "| ood: full |" in md and "| ood floor: constant / majority |" in md
     assert all((out / p).is_file() for p in ood["plots"].values())
+    # every part's rotation scatter in one figure, beside the per-part ones
+    assert results["plots"]["rotation"] == "rotation.png" and (out / "rotation.png").is_file()
+    assert ood["plots"]["rotation"] == "ood/rotation.png"
 
 
 def test_an_ood_root_that_does_not_fit_is_named_before_any_probe(toy, tmp_path):
