@@ -59,11 +59,16 @@ class LossOutput:
 
     Attributes:
         terms: unweighted loss terms (scalars), one per name in the method's ``terms``.
-        embedding: ``[B, D]`` representation of the first view for the online probe.
+        embedding: ``[B, D]`` representation of the first view (the collapse monitor's,
+            and the online probe's unless ``online_input`` is given).
+        online_input: ``[B, D_probe]`` what the online classifier reads instead (e.g.
+            seq-JEPA's aggregate of the training sequence, as its reference's online probe),
+            of width :attr:`SSLMethod.online_probe_dim`.
     """
 
     terms: dict[str, Tensor]
     embedding: Tensor
+    online_input: Tensor | None = None
 
 
 class SSLMethod(pl.LightningModule):
@@ -117,11 +122,17 @@ class SSLMethod(pl.LightningModule):
         self.repr_dim = self.backbone.num_features
         self.num_classes = int(spec.num_classes)
         self.online_classifier = (
-            nn.Linear(self.repr_dim, self.num_classes)
+            nn.Linear(self.online_probe_dim, self.num_classes)
             if self.mcfg.get("online_probe", False) and self.num_classes > 0
             else None
         )
         self._contract_checked = False
+
+    @property
+    def online_probe_dim(self) -> int:
+        """Width of what the online classifier reads (:attr:`LossOutput.online_input`,
+        by default the representation)."""
+        return self.repr_dim
 
     def _check_weights(self, weights: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(weights) - set(self.terms))
@@ -236,7 +247,8 @@ class SSLMethod(pl.LightningModule):
             labels = batch["label"]
             known = labels >= 0
             if known.any():
-                logits = self.online_classifier(out.embedding.detach()[known])
+                seen = out.embedding if out.online_input is None else out.online_input
+                logits = self.online_classifier(seen.detach()[known])
                 probe_loss = F.cross_entropy(logits, labels[known])
                 acc = (logits.argmax(-1) == labels[known]).float().mean()
                 self.log_dict(

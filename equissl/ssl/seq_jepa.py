@@ -69,6 +69,10 @@ class SeqJEPAConfig(MethodConfig):
     mlp_ratio: int = 4  # TransformerEncoder_(..., mlp_ratio=4)
     dropout: float = 0.1  # nn.TransformerEncoderLayer's default, not overridden there
     predictor_hidden: int = 1024  # --pred-hidden 1024
+    # What the online linear classifier reads: "aggregate" = z_AGG of each training
+    # sequence, as the reference's online probe (the source of the paper's aggregate top-1;
+    # the recipes set it); "view" = the first view's encoding (checkpoints made before it)
+    online_probe_input: str = "view"
     weights: dict[str, float] = field(default_factory=lambda: {"prediction": 1.0})
     optim: OptimConfig = field(default_factory=released_optim)
 
@@ -87,6 +91,10 @@ class SeqJEPA(SSLMethod):
     def __init__(self, config: dict[str, Any], spec: DataSpec) -> None:
         super().__init__(config, spec)
         m = self.mcfg
+        if m.get("online_probe_input", "view") not in ("view", "aggregate"):
+            raise ValueError(
+                f"method.online_probe_input={m['online_probe_input']!r}: choose view or aggregate"
+            )
         embed_dim = int(m["action_embed_dim"])
         self.agg_dim = self.repr_dim + embed_dim
         self.target_backbone = momentum_copy(self.backbone)
@@ -105,6 +113,12 @@ class SeqJEPA(SSLMethod):
                 (hidden, self.repr_dim, None, None, True),
             ]
         )
+
+    @property
+    def online_probe_dim(self) -> int:
+        if self.mcfg.get("online_probe_input", "view") == "aggregate":
+            return self.repr_dim + int(self.mcfg["action_embed_dim"])
+        return self.repr_dim
 
     @property
     def train_views(self) -> int:
@@ -161,7 +175,8 @@ class SeqJEPA(SSLMethod):
         between = self.action_embedding(actions)[:, :-1]
         agg = self.aggregate(z, between)
         pred = self.predictor(torch.cat((agg, self.action_embedding(actions[:, -1])), dim=1))
-        return LossOutput(seq_jepa_terms(pred, target), z[:, 0])
+        aggregate = self.mcfg.get("online_probe_input", "view") == "aggregate"
+        return LossOutput(seq_jepa_terms(pred, target), z[:, 0], agg if aggregate else None)
 
 
 def seq_jepa_terms(pred: Tensor, target: Tensor) -> dict[str, Tensor]:

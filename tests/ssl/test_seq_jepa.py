@@ -233,6 +233,26 @@ def test_representations(tree):
     assert len({tuple(o.tolist()) for o in orders}) > 30  # fresh, not one fixed sequence
 
 
+def test_online_probe_reads_the_aggregate_as_the_reference(tree):
+    """``online_probe_input: aggregate`` (the recipes): the online classifier is trained on
+    detached z_AGG of each training sequence; ``view`` (earlier checkpoints) on z of view 1."""
+    torch.manual_seed(0)
+    method, dm = build(tree, "method.online_probe_input=aggregate", "method.online_probe=true")
+    assert method.online_classifier.in_features == 24  # 16 + the action embedding's 8
+    batch = batch_of(dm, 4)
+    views, lat = batch["views"], batch["latents"]
+    with torch.no_grad():  # eval(): no dropout, running statistics, so both paths agree
+        out = method.eval().compute_loss(batch)
+        agg = method.represent_sequence(views[:, :3], lat[:, :3])["agg"]
+    torch.testing.assert_close(out.online_input, agg, atol=1e-5, rtol=1e-5)
+    plain, _ = build(tree, "method.online_probe=true")
+    assert plain.online_classifier.in_features == 16
+    assert plain.compute_loss(batch).online_input is None
+    with pytest.raises(ValueError, match="online_probe_input='agg'"):
+        build(tree, "method.online_probe_input=agg")
+    assert recipe("seq_jepa_3diebench")["method"]["online_probe_input"] == "aggregate"
+
+
 # ------------------------------------------------------------------------ EMA target
 class TargetRecorder(pl.Callback):
     """The first online and target encoder weights at the start and after every optimizer
