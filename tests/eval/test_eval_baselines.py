@@ -12,27 +12,9 @@ from equissl.checkpointing import load_checkpoint
 from equissl.eval.baselines import BASELINES
 from equissl.eval.evaluate import default_cache_dir, evaluate_checkpoint
 from equissl.ssl.loading import load_method
-from equissl.training.pretrain import pretrain
-from tests.conftest import TOY, compose_pretrain
+from tests.eval.conftest import fast_probes
 
-FAST = {"epochs": 2, "batch_size": 16, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
-PROBES = {
-    "classification": {"impl": "classification", **FAST},
-    "rotation": {
-        "impl": "pair_regression",
-        "target": "rotation",
-        "hidden_dim": 16,
-        "val_pairs_per_object": 2,
-        **FAST,
-    },
-}
-
-
-@pytest.fixture
-def initial_checkpoint(iebench_tree, tmp_path):
-    """A toy checkpoint of the model as pretraining initialised it (no step taken)."""
-    config = compose_pretrain([*TOY, f"data.root={iebench_tree}", "trainer.max_steps=0"])
-    return config, pretrain(config, tmp_path / "run")
+PROBES = fast_probes()
 
 
 def test_untrained_is_the_pretraining_initialisation_not_the_weights(initial_checkpoint):

@@ -8,31 +8,14 @@ import json
 import pytest
 
 from equissl.eval.evaluate import evaluate_checkpoint
-from equissl.training.pretrain import pretrain
-from tests.conftest import TOY, compose_pretrain, write_iebench_tree
+from tests.conftest import write_iebench_tree
+from tests.eval.conftest import fast_probes
 
-FAST = {"epochs": 2, "batch_size": 8, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
-PROBES = {
-    "classification": {"impl": "classification", **FAST},
-    "rotation": {
-        "impl": "pair_regression",
-        "target": "rotation",
-        "head": "mlp",
-        "hidden_dim": 16,
-        "val_pairs_per_object": 2,
-        **FAST,
-    },
-}
+PROBES = fast_probes(batch_size=8)
 
 
-@pytest.fixture
-def toy(iebench_tree, tmp_path):
-    config = compose_pretrain([*TOY, f"data.root={iebench_tree}", "trainer.max_steps=0"])
-    return pretrain(config, tmp_path / "run"), config
-
-
-def test_ood_root_scores_the_same_heads_on_shifted_rotations(toy, tmp_path):
-    ckpt, config = toy
+def test_ood_root_scores_the_same_heads_on_shifted_rotations(initial_checkpoint, tmp_path):
+    config, ckpt = initial_checkpoint
     ood_root = write_iebench_tree(tmp_path / "3DIEBench-OOD", seed=1, ood=True)
     eval_cfg = {**config["eval"], "num_workers": 0, "probes": PROBES, "ood_root": str(ood_root)}
     out = tmp_path / "eval"
@@ -55,8 +38,8 @@ def test_ood_root_scores_the_same_heads_on_shifted_rotations(toy, tmp_path):
     assert ood["plots"]["rotation"] == "ood/rotation.png"
 
 
-def test_an_ood_root_that_does_not_fit_is_named_before_any_probe(toy, tmp_path):
-    ckpt, config = toy
+def test_an_ood_root_that_does_not_fit_is_named_before_any_probe(initial_checkpoint, tmp_path):
+    config, ckpt = initial_checkpoint
     other = write_iebench_tree(tmp_path / "3DIEBench-T", latent_dim=10)
     eval_cfg = {**config["eval"], "num_workers": 0, "probes": PROBES, "ood_root": str(other)}
     with pytest.raises(ValueError, match=r"eval.ood_root=.*3DIEBench-T: .*10-value latents"):

@@ -13,24 +13,15 @@ from equissl.eval.features import extract_features
 from equissl.eval.probes.backbone_mode import TrainModeBackbone
 from equissl.eval.probes.protocol import TRAIN_MODE
 from equissl.ssl.loading import load_method
-from equissl.training.pretrain import pretrain
-from tests.conftest import TOY, compose_pretrain
-
-FAST = {"epochs": 2, "batch_size": 4, "lr": 1e-2, "weight_decay": 0.0, "seed": 0}
-
-
-@pytest.fixture
-def toy_checkpoint(iebench_tree, tmp_path):
-    config = compose_pretrain([*TOY, f"data.root={iebench_tree}", "trainer.max_steps=0"])
-    return pretrain(config, tmp_path / "run"), config
+from tests.eval.conftest import fast_probes
 
 
 def running_means(model: torch.nn.Module) -> list[torch.Tensor]:
     return [m.running_mean.clone() for m in model.modules() if hasattr(m, "running_mean")]
 
 
-def test_train_mode_uses_batch_statistics_on_a_private_copy(toy_checkpoint):
-    ckpt, _ = toy_checkpoint
+def test_train_mode_uses_batch_statistics_on_a_private_copy(initial_checkpoint):
+    _, ckpt = initial_checkpoint
     method, meta = load_method(ckpt)
     _, splits = eval_datasets(meta)
     views = splits["train"].evaluation_views(0, 0)
@@ -66,20 +57,9 @@ def test_train_mode_uses_batch_statistics_on_a_private_copy(toy_checkpoint):
     assert not torch.allclose(test, cached, atol=1e-4)
 
 
-def test_reference_mode_runs_sies_probes_in_train_mode_and_says_so(toy_checkpoint, tmp_path):
-    ckpt, config = toy_checkpoint
-    probes = {
-        "classification": {"impl": "classification", **FAST},
-        "rotation": {
-            "impl": "pair_regression",
-            "target": "rotation",
-            "head": "mlp",
-            "hidden_dim": 16,
-            "val_pairs_per_object": 2,
-            **FAST,
-        },
-        "knn": config["eval"]["probes"]["knn"],
-    }
+def test_reference_mode_runs_sies_probes_in_train_mode_and_says_so(initial_checkpoint, tmp_path):
+    config, ckpt = initial_checkpoint
+    probes = {**fast_probes(batch_size=4), "knn": config["eval"]["probes"]["knn"]}
     eval_cfg = {**config["eval"], "num_workers": 0, "probes": probes}
     runs = {
         mode: evaluate_checkpoint(
@@ -101,7 +81,7 @@ def test_reference_mode_runs_sies_probes_in_train_mode_and_says_so(toy_checkpoin
     assert runs["eval"]["metrics"][rot] != runs["reference"]["metrics"][rot]
 
 
-def test_an_unknown_backbone_mode_is_named(toy_checkpoint, tmp_path):
-    ckpt, config = toy_checkpoint
+def test_an_unknown_backbone_mode_is_named(initial_checkpoint, tmp_path):
+    config, ckpt = initial_checkpoint
     with pytest.raises(ValueError, match=r"eval.backbone_mode='train'.*eval, reference"):
         evaluate_checkpoint(ckpt, {**config["eval"], "backbone_mode": "train"}, tmp_path)
