@@ -89,6 +89,19 @@ def ood_dataset(meta: dict[str, Any], data: dict[str, Any], root: str) -> ViewDa
     return ds
 
 
+#: ``eval.data_check``: how the feature cache's key confirms the data (``ViewDataset.manifest``
+#: or ``full_manifest``)
+DATA_CHECKS = ("folders", "files")
+
+
+def data_check(eval_cfg: dict[str, Any]) -> str:
+    """``eval.data_check`` (default ``folders``), checked."""
+    check = str(eval_cfg.get("data_check") or "folders")
+    if check not in DATA_CHECKS:
+        raise ValueError(f"eval.data_check={check!r} is not one of {' | '.join(DATA_CHECKS)}")
+    return check
+
+
 def split_features(
     method: SSLMethod,
     splits: dict[str, ViewDataset],
@@ -103,8 +116,10 @@ def split_features(
     the checkpoint ``digest``, the split's manifest and ``settings`` (a baseline model adds
     its name, so its features never mix with the checkpoint's)."""
     feats = {}
+    check = data_check(eval_cfg)
     for role, ds in splits.items():
-        key = cache_key(digest, ds.manifest(), {**settings, "split": ds.split_name})
+        manifest = ds.full_manifest() if check == "files" else ds.manifest()
+        key = cache_key(digest, manifest, {**settings, "split": ds.split_name})
         feats[role] = cached_features(
             method,
             ds,
@@ -222,6 +237,7 @@ def evaluate_checkpoint(
     """
     out_dir = Path(out_dir)
     backbone_mode = check_backbone_mode(str(eval_cfg.get("backbone_mode") or "eval"))
+    data_check(eval_cfg)  # a misspelt value stops here, before any work
     device = resolve_device(eval_cfg["device"])
     method, meta = load_method(checkpoint)
     config = meta["config"]
@@ -234,10 +250,14 @@ def evaluate_checkpoint(
     keep_earlier_results(out_dir, digest)
     cache_dir = Path(eval_cfg.get("cache_dir") or default_cache_dir(checkpoint, out_dir))
     dtype = str(eval_cfg.get("cache_dtype") or "float32")
-    probes = {
-        name: PROBES.get(pcfg["impl"])(name, pcfg)
-        for name, pcfg in (eval_cfg.get("probes") or {}).items()
-    }
+
+    def make_probes() -> dict[str, Probe]:
+        return {
+            name: PROBES.get(pcfg["impl"])(name, pcfg)
+            for name, pcfg in (eval_cfg.get("probes") or {}).items()
+        }
+
+    probes = make_probes()
     builders = {name: BASELINES.get(name) for name in eval_cfg.get("baselines") or []}
     sequence_views = [int(m) for m in eval_cfg.get("sequence_views") or []]
     seq = (
@@ -344,7 +364,10 @@ def evaluate_checkpoint(
         )
         ood_ctx.out_dir.mkdir(parents=True, exist_ok=True)
         ood_protocols: dict[str, dict[str, Any]] = {}
-        ood_metrics, _, ood_plots = run_probes(probes, ood_ctx, parts, floors, ood_protocols)
+        # new probe objects: a probe may keep what it computed for the splits it saw
+        # (the coefficient probe's head data and baselines), which the OOD run must not reuse
+        ood_probes = make_probes()
+        ood_metrics, _, ood_plots = run_probes(ood_probes, ood_ctx, parts, floors, ood_protocols)
         for card in ood_protocols.values():
             card["test_split"] = f"{card['test_split']} of {ood_root}"
         results["ood"] = {

@@ -141,3 +141,27 @@ def test_unknown_choices_are_named(checkpoint, tmp_path):
     config, ckpt = checkpoint
     with pytest.raises(ValueError, match=r"eval.probes.coefficients.views='rotated'"):
         coefficient_results(config, ckpt, tmp_path / "c", views="rotated")
+
+
+@pytest.mark.e2e  # an evaluation of a pretrained checkpoint on two roots
+def test_an_ood_root_is_scored_with_its_own_test_set(checkpoint, tmp_path):
+    """``eval.ood_root``: the heads trained on the labelled split are scored on the other
+    root's val split; what the probe computed for the in-distribution test set (its mean
+    baseline, its head data) is not reused."""
+    config, ckpt = checkpoint
+    other = tmp_path / "other"
+    generate_pde(
+        "burgers", other, num_trajectories=N, progress=False, nx=32, nt=20, substeps=4, seed=7
+    )
+    probe = {**config["eval"]["probes"]["coefficients"], "epochs": 2}
+    eval_cfg = {
+        **config["eval"],
+        "num_workers": 0,
+        "probes": {"coefficients": probe},
+        "ood_root": str(other),
+    }
+    res = evaluate_checkpoint(ckpt, eval_cfg, tmp_path / "eval", progress=False)
+    key = "full/coefficients/mean_mse"
+    assert res["ood"]["metrics"][key] != res["metrics"][key]  # another test set
+    card = res["ood"]["protocols"]["coefficients"]
+    assert card["train_split"] == "labelled" and card["test_split"] == f"val of {other}"
