@@ -134,6 +134,20 @@ class SSLMethod(pl.LightningModule):
         by default the representation)."""
         return self.repr_dim
 
+    @property
+    def online_probe_part(self) -> str | None:
+        """The part whose representations the trained online classifier can score at
+        evaluation (:meth:`online_logits`); ``None`` where it read something else."""
+        return None
+
+    @torch.no_grad()
+    def online_logits(self, rep: Tensor) -> Tensor:
+        """The online classifier's logits ``[B, C]`` of representations ``rep [B, D]`` of
+        :attr:`online_probe_part`."""
+        if self.online_classifier is None:
+            raise RuntimeError(f"{type(self).__name__} has no online classifier")
+        return self.online_classifier(rep)
+
     def _check_weights(self, weights: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(weights) - set(self.terms))
         missing = sorted(set(self.terms) - set(weights))

@@ -23,6 +23,8 @@ class FrozenRepresentation(Protocol):
             for split methods).
         part_dims: width of each part.
         sequence_representation: whether :meth:`represent_sequence` exists.
+        online_probe_part: the part the online classifier read during pretraining
+            (``None``: none), whose :meth:`online_logits` evaluation may score.
         sequence_encoding_part: the part whose per-view encodings
             :meth:`aggregate_encodings` aggregates (``None``: it does not exist).
         predictor_part: the part the method's predictor maps under an action (``None``:
@@ -38,6 +40,7 @@ class FrozenRepresentation(Protocol):
     part_dims: dict[str, int]
     sequence_representation: bool
     sequence_encoding_part: str | None
+    online_probe_part: str | None
     predictor_part: str | None
     num_views: int
     action: Any
@@ -53,6 +56,11 @@ class FrozenRepresentation(Protocol):
     def aggregate_encodings(self, z: Tensor, latents: Tensor) -> dict[str, Tensor]:
         """Encodings ``z [B, M, D]`` of :attr:`sequence_encoding_part` and latents
         ``[B, M, P]`` -> ``{part: [B, D_part]}``, as :meth:`represent_sequence` of the views."""
+        ...
+
+    def online_logits(self, rep: Tensor) -> Tensor:
+        """The online classifier's logits ``[B, C]`` of representations of the part
+        ``online_probe_part`` (``None``: no online classifier read a part)."""
         ...
 
     def prediction_embedding(self, rep: Tensor) -> Tensor:

@@ -121,6 +121,11 @@ class SeqJEPA(SSLMethod):
         return self.repr_dim
 
     @property
+    def online_probe_part(self) -> str | None:
+        aggregate = self.mcfg.get("online_probe_input", "view") == "aggregate"
+        return "agg" if aggregate and self.online_classifier is not None else None
+
+    @property
     def train_views(self) -> int:
         """M_tr, the observed views per training sequence."""
         return self.num_views - 1

@@ -481,6 +481,7 @@ def test_pretrain_and_evaluate(tree, tree_t, tmp_path, data, action, dim):
         f"method.action={action}",
         "trainer.max_steps=2",
         "eval.num_workers=0",
+        "method.online_probe_input=aggregate",
         f"probe=[{','.join(probes)}]",
         *(f"eval.probes.{p}.epochs=1" for p in probes),
     )
@@ -496,6 +497,9 @@ def test_pretrain_and_evaluate(tree, tree_t, tmp_path, data, action, dim):
     # the test tree has 5 views per object: M_val = 1, 3, 5
     for m in (1, 3, 5):
         assert f"agg@M{m}/classification/top1" in metrics
+        # the online classifier, trained on aggregates during pretraining, scored as well
+        assert 0 <= metrics[f"agg@M{m}/classification/online_top1"] <= 1
+    assert "full/classification/online_top1" not in metrics
     assert {"full/classification/top1", "full/rotation/r2_global"} <= set(metrics)
     if data == "3diebench_t":
         assert "full/translation/r2_global" in metrics

@@ -116,7 +116,9 @@ def fresh_sequence_probe(
     """Linear classifier on the aggregate ``part`` of ``length``-view sequences: each epoch
     one fresh random sequence per labelled training object, aggregated from the cached
     encodings (:mod:`.sequences`); tested on ``val_sequences_per_object`` seeded random
-    sequences per labelled test object."""
+    sequences per labelled test object. Where the method's online classifier read this part
+    during pretraining (seq-JEPA's, ``online_probe_input: aggregate``), ``online_top1`` is
+    that classifier's top-1 on the same test sequences: the reference's reported number."""
     method = ctx.method
     enc = method.sequence_encoding_part
 
@@ -141,7 +143,15 @@ def fresh_sequence_probe(
         head = nn.Linear(xval.shape[1], ctx.num_classes)
     model = fit(head, sample_epoch, F.cross_entropy, cfg, ctx.device, "probe classification", False)
     yval = val_labels.repeat_interleave(per)
-    return scored(model, xval, yval, train_labels, ctx.num_classes, ctx.device)
+    res = scored(model, xval, yval, train_labels, ctx.num_classes, ctx.device)
+    if getattr(method, "online_probe_part", None) == part:
+        # the classifier trained online during pretraining, as the reference reports it
+        logits = torch.cat(
+            [method.online_logits(xval[i : i + 4096].to(ctx.device)).cpu()
+             for i in range(0, len(xval), 4096)]
+        )  # fmt: skip
+        res.metrics["online_top1"] = top1(logits, yval)
+    return res
 
 
 #: ``eval.probes.classification.sequences`` values
