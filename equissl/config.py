@@ -194,11 +194,15 @@ class TrainerConfig:
 class LoggerConfig:
     """Where pretraining's scalars go: any Lightning logger by import path (``target``,
     constructed with ``kwargs``; ``save_dir`` defaults to the run folder where the logger
-    takes one), e.g. ``logger=wandb`` (configs/logger/). ``name: none`` logs nowhere."""
+    takes one), e.g. ``logger=wandb`` (configs/logger/), plus any in ``also``
+    (``logger=tensorboard_wandb``). ``name: none`` logs nowhere."""
 
     name: str = "tensorboard"  # the option's name; "none" disables logging
     target: str | None = None  # e.g. lightning.pytorch.loggers.TensorBoardLogger
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # more loggers beside it, each {target: <Logger class>, kwargs: {...}}
+    # (configs/logger/tensorboard_wandb.yaml: TensorBoard and wandb at once)
+    also: list[Any] = field(default_factory=list)
     view_grid_every_n_steps: int = at_least(0, 500)  # 0 disables the input-view grid
     step_losses: bool = False  # append {"step", "loss"} per step to <run>/step_losses.jsonl
 
@@ -224,6 +228,10 @@ class EvalRunConfig:
     cache_dir: str | None = None  # default <run dir>/features (shared by its evaluations)
     # storage of the cached parts: float16 halves disk and page cache; probes get float32
     cache_dtype: str = "float32"
+    # what keys the feature cache to the data (docs/evaluation.md, "The feature cache"):
+    # folders: per object folder its listing, mtime and view 0's files (a few system calls
+    # per object); files: every file's size and mtime (one stat per file)
+    data_check: str = "folders"
     parts: list[str] | None = None  # default: every part the method names
     # eval: probes train on the cached eval()-mode features; reference: probes whose
     # protocol reran the frozen backbone in train() mode every batch (SIE's classification,
@@ -300,6 +308,39 @@ class SpeedConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """Validation during pretraining (:mod:`equissl.training.monitor`): every
+    ``every_n_steps`` optimizer steps, and after the last, the frozen model (``eval()``
+    mode, no gradients) represents a fixed seeded subset of the evaluation views of the
+    validation split and of the training split, and logs per part ``monitor/<part>/…``: a
+    closed-form ridge linear classifier's ``top1`` (fitted on the training subset), the
+    cosine k-NN's ``knn_top1``, the ridge regression of the pair target from
+    ``[r_a ‖ r_b]`` (``<target>_r2``, SIE's global-mean R²; its constant predictor's at
+    ``monitor/constant/<target>_r2``), and the collapse monitors ``std_min`` / ``std_mean``
+    (per-dimension std) and ``rankme``. Metrics the data cannot give are left out (no
+    labels: no ``top1`` / ``knn_top1``). Never changes what a run computes (not a result
+    key): it leaves the RNGs, the loader and the train / eval mode of every module as it
+    found them, and runs on global rank 0 only.
+    """
+
+    every_n_steps: int = at_least(0, 0)  # 0: off
+    at_end: bool = True  # also after the last step (when that is not a multiple)
+    objects: int = at_least(1, 512)  # objects per split (seeded subset; all when fewer)
+    views: int = at_least(1, 2)  # evaluation views per object (seeded; pairs need 2)
+    seed: int = 0  # the subsets and views: the same across runs, whatever their seed
+    ridge: float = at_least(0.0, 1e-2)  # relative ridge penalty (x mean Gram diagonal); 0: lstsq
+    knn_k: int = at_least(1, 20)  # neighbours of the k-NN vote (the knn probe's default)
+    knn_temperature: float = above(0.0, 0.07)  # exp(s / T) vote weights (the knn probe's)
+    # the action-space target regressed from view pairs; None: rotation where the data
+    # have it, else the first of the action space's default action
+    target: str | None = None
+    batch_size: int = at_least(1, 256)  # views per forward pass
+    # keep the subsets' views in host memory between passes when they take at most this
+    # (MiB); larger subsets are re-read every pass with data.num_workers loader workers
+    cache_mb: int = at_least(0, 1024)
+
+
+@dataclass
 class PretrainConfig:
     method: Any = MISSING
     data: Any = MISSING
@@ -318,6 +359,7 @@ class PretrainConfig:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     evaluate_after: bool = False  # run the evaluation stage on the final checkpoint
     eval: EvalRunConfig = field(default_factory=EvalRunConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 @dataclass
@@ -357,6 +399,7 @@ NOT_RESULT_KEYS = (
     "speed.",
     "logger.",
     "eval.",
+    "monitor.",  # validation during pretraining: logged only (equissl.training.monitor)
     "probe.",  # the config group that fills eval.probes
 )
 

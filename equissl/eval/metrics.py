@@ -2,7 +2,8 @@
 
 * ``r2_global`` — SIE/EquiCaps code: one scalar mean over every output component,
   ``1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean of *all* entries of y. A constant predictor
-  can score well above 0 on quaternions, whose components have different means.
+  can score well above 0 on quaternions, whose components have different means. Defined in
+  :mod:`equissl.scores` (with ``top1``), which the pretraining monitor shares.
 * ``r2_sklearn`` — seq-JEPA / scikit-learn ``r2_score(multioutput="uniform_average")``:
   R² of each output column against its own mean, averaged over columns.
 
@@ -22,10 +23,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def top1(logits: Tensor, labels: Tensor) -> float:
-    """Fraction of ``[N, C]`` logits whose argmax equals ``labels [N]``."""
-    return float((logits.argmax(-1) == labels).float().mean())
+# One implementation each, shared with the pretraining monitor (equissl.training.monitor)
+from equissl.scores import r2_global as r2_global
+from equissl.scores import top1 as top1
 
 
 def balanced_top1(logits: Tensor, labels: Tensor) -> float:
@@ -33,14 +33,6 @@ def balanced_top1(logits: Tensor, labels: Tensor) -> float:
     pred = logits.argmax(-1)
     recalls = [float((pred[labels == c] == c).float().mean()) for c in labels.unique()]
     return float(sum(recalls) / len(recalls))
-
-
-def r2_global(pred: Tensor, target: Tensor) -> float:
-    """R² with one global target mean (SIE ``r2_score``); ``[N, K]`` inputs."""
-    target = target.double()
-    ss_res = ((target - pred.double()) ** 2).sum()
-    ss_tot = ((target - target.mean()) ** 2).sum()
-    return float(1.0 - ss_res / ss_tot)
 
 
 def r2_sklearn(pred: Tensor, target: Tensor) -> float:

@@ -37,11 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# NORM_EPS: the SIE scripts normalise by ``‖x‖ + 1e-8``; F.normalize's ``max(‖x‖, eps)`` is
+# the same up to vectors of norm ~1e-8 (one constant with the monitor's exact search)
+from equissl.scores import NORM_EPS as NORM_EPS
+
 Metric = Literal["ip", "cosine", "l2"]
 METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
-#: the SIE scripts normalise by ``‖x‖ + 1e-8``; F.normalize's ``max(‖x‖, eps)`` is the same
-#: up to vectors of norm ~1e-8
-NORM_EPS = 1e-8
 
 
 INDEXES: tuple[str, ...] = ("flat", "ivf")

@@ -47,9 +47,7 @@ class EquiModSimCLRConfig(MethodConfig):
 
     projector: list[int] = field(default_factory=lambda: [2048, 2048, 2048])
     temperature: float = 0.1
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"infonce": 1.0, "equi_infonce": 1.0}
-    )
+    weights: dict[str, float] = field(default_factory=lambda: {"infonce": 1.0, "equi_infonce": 1.0})
 
 
 @METHODS.register("equimod_simclr", config=EquiModSimCLRConfig)

@@ -31,6 +31,7 @@ from equissl.training import run_lock
 from equissl.training.callbacks import ViewGridLogger
 from equissl.training.checkpoints import RunCheckpoint, StepLossLog
 from equissl.training.datamodule import PretrainDataModule
+from equissl.training.monitor import TrainingMonitor
 from equissl.training.resume import ResumeGuard
 from equissl.training.sampler import check_rank_share
 from equissl.training.signals import StopSignals, TrainingStopped
@@ -135,10 +136,11 @@ def resolve_batch(data: dict[str, Any], world_size: int, trainer: dict[str, Any]
     return per_device
 
 
-def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
-    """The Lightning logger of the ``logger`` config: ``target`` built with ``kwargs``
-    (``save_dir`` = the run folder unless given, for loggers that take one); ``False`` for
-    ``name: none``. An unknown or missing class is named with the key."""
+def build_logger(cfg: dict[str, Any], run_dir: Path) -> list[Logger] | bool:
+    """The Lightning loggers of the ``logger`` config: ``target`` built with ``kwargs``,
+    then every ``{target, kwargs}`` of ``also`` (several at once, e.g. TensorBoard and
+    wandb), each with ``save_dir`` = the run folder unless given, for loggers that take one;
+    ``False`` for ``name: none``. An unknown or missing class is named with its key."""
     if cfg["name"] == "none":
         return False
     target = cfg.get("target")
@@ -147,16 +149,29 @@ def build_logger(cfg: dict[str, Any], run_dir: Path) -> Logger | bool:
             f"logger.target is not set for logger.name={cfg['name']!r}: give a Lightning "
             "logger class, e.g. logger.target=lightning.pytorch.loggers.CSVLogger"
         )
+    loggers = [one_logger("logger", target, cfg.get("kwargs"), run_dir)]
+    for i, extra in enumerate(cfg.get("also") or []):
+        if not isinstance(extra, dict) or not extra.get("target"):
+            raise ValueError(f"logger.also[{i}] must be {{target: <Logger class>, kwargs: {{}}}}")
+        loggers.append(
+            one_logger(f"logger.also[{i}]", extra["target"], extra.get("kwargs"), run_dir)
+        )
+    return loggers
+
+
+def one_logger(key: str, target: str, kwargs: dict[str, Any] | None, run_dir: Path) -> Logger:
+    """The Lightning logger class ``target`` (the config key ``key`` in errors) built with
+    ``kwargs``, ``save_dir`` defaulting to ``run_dir``."""
     try:
         cls = hydra.utils.get_class(target)
     except (ImportError, ValueError) as err:
         raise ValueError(
-            f"logger.target={target}: cannot import it ({err}); is its package installed "
+            f"{key}.target={target}: cannot import it ({err}); is its package installed "
             "(wandb: pip install wandb)?"
         ) from err
     if not (isinstance(cls, type) and issubclass(cls, Logger)):
-        raise ValueError(f"logger.target={target} is not a Lightning logger class")
-    kwargs = dict(cfg.get("kwargs") or {})
+        raise ValueError(f"{key}.target={target} is not a Lightning logger class")
+    kwargs = dict(kwargs or {})
     if "save_dir" in inspect.signature(cls).parameters:
         kwargs.setdefault("save_dir", str(run_dir))
     return cls(**kwargs)
@@ -250,6 +265,11 @@ def _pretrain(config: dict[str, Any], run_dir: Path, signals: StopSignals) -> Pa
     if config["trainer"]["enable_progress_bar"]:
         refresh = max(1, logging_interval(config["trainer"]) // 5)
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+    monitor = config.get("monitor") or {}
+    if int(monitor.get("every_n_steps", 0)) > 0:
+        callbacks.append(
+            TrainingMonitor(monitor, config["data"], lambda: signals.signum is not None)
+        )
     logger = build_logger(config["logger"], run_dir)
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="step"))

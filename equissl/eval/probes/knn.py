@@ -25,6 +25,7 @@ from equissl.eval.neighbours import EXACT, IndexSpec, build_index
 from equissl.eval.probes.base import CLASSIFICATION_FLOORS, EvalContext, Probe, ProbeResult
 from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
+from equissl.scores import knn_vote
 
 
 @dataclass
@@ -59,16 +60,6 @@ def index_spec(cfg: Any, where: str) -> IndexSpec:
         )
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-
-
-def knn_vote(
-    sims: Tensor, neighbour_labels: Tensor, num_classes: int, temperature: float
-) -> Tensor:
-    """Class scores ``[Q, C]`` of the weighted vote: ``Σ_j exp(s_j / T)`` over the
-    neighbours ``j`` of each class, from similarities ``sims [Q, k]`` and their labels
-    ``neighbour_labels [Q, k]``."""
-    scores = sims.new_zeros(sims.shape[0], num_classes)
-    return scores.scatter_add_(1, neighbour_labels, (sims / temperature).exp())
 
 
 def knn_classify(

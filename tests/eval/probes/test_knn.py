@@ -8,8 +8,9 @@ import torch
 
 from equissl.eval.features import FeatureSet
 from equissl.eval.probes.base import EvalContext
-from equissl.eval.probes.knn import knn_classify, knn_vote
+from equissl.eval.probes.knn import knn_classify
 from equissl.registries import PROBES
+from equissl.scores import knn_vote
 
 CFG = {"impl": "knn", "seed": 0, "k": 20, "temperature": 0.07, "bank_views": 0,
        "query_views": 0, "query_batch": 8192, "index": "flat", "nlist": 0, "nprobe": 32,
