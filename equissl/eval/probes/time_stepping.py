@@ -9,7 +9,8 @@ from its last ``history`` frames, in three rows trained on the same data and bud
 * ``oracle_*`` — conditioned on the true coefficients (Burgers ν, NS buoyancy b); absent
   on data without coefficients (KdV and KS as generated here).
 
-The conditioning vector (standardised with the probe-train statistics) goes through a
+The conditioning vector (standardised with the probe-train statistics; dimensions constant
+there set to 0, :class:`Conditioning`) goes through a
 2-layer MLP to a ``cond_dim``-wide embedding (the paper: a bottleneck of 1), broadcast over
 space and stacked with the solver's input channels, as LPSDA stacks ``dx, dt``.
 
@@ -98,14 +99,28 @@ def frame_nmse(pred: Tensor, target: Tensor) -> Tensor:
     return err / target.double().pow(2).flatten(2).sum(2).clamp_min(1e-24)
 
 
+#: a conditioning dimension whose probe-train std is below this share of the median std is
+#: constant there (a dead ReLU unit of the representation) and is set to 0
+CONSTANT_DIMENSION = 1e-3
+
+
 class Conditioning(nn.Module):
     """Standardise a conditioning vector ``[B, K]`` and map it by a 2-layer MLP to
-    ``[B, cond_dim]`` (``K = 0``: ``[B, 0]``, no parameters)."""
+    ``[B, cond_dim]`` (``K = 0``: ``[B, 0]``, no parameters).
+
+    Dimensions constant over the probe-train trajectories (std below
+    :data:`CONSTANT_DIMENSION` × the median std) carry nothing the solver could learn; they
+    are set to 0 rather than standardised, which would blow any test-time deviation up (a
+    KdV representation's dead units reached 8·10⁴ standard deviations on val and its
+    rollouts diverged)."""
 
     def __init__(self, mean: Tensor, std: Tensor, hidden: int, out_dim: int) -> None:
         super().__init__()
+        std = std.float()
+        live = std > CONSTANT_DIMENSION * std.median() if len(std) else std > 0
         self.register_buffer("mean", mean.float().clone())
-        self.register_buffer("std", std.float().clamp_min(1e-6).clone())
+        self.register_buffer("std", torch.where(live, std, torch.ones_like(std)).clone())
+        self.register_buffer("live", live.float())
         k = len(mean)
         self.out_dim = out_dim if k else 0
         self.mlp = (
@@ -117,7 +132,7 @@ class Conditioning(nn.Module):
     def forward(self, c: Tensor) -> Tensor:
         if self.mlp is None:
             return c.new_zeros(len(c), 0)
-        return self.mlp((c - self.mean) / self.std)
+        return self.mlp((c - self.mean) / self.std * self.live)
 
 
 class LPSDACNN(nn.Module):

@@ -287,3 +287,17 @@ def test_card_names_the_validation_split_or_its_absence(burgers):
     assert any("no validation split" in d for d in card["deviations"])
     with pytest.raises(ValueError, match="selection='best'"):
         TimeSteppingProbe("time_stepping", {**TINY, "selection": "best"})
+
+
+def test_constant_conditioning_dimensions_are_set_to_zero_not_blown_up():
+    """A dimension constant over the probe-train trajectories (a dead unit) carries nothing
+    to learn: standardising it would turn a small test-time deviation into a huge input."""
+    train = torch.randn(40, 3)
+    train[:, 1] = 0.0  # dead on the probe-train split
+    cond = Conditioning(train.mean(0), train.std(0), 8, 2)
+    test = torch.tensor([[0.1, 5.0, -0.2], [0.1, 0.0, -0.2]])
+    with torch.no_grad():
+        torch.testing.assert_close(cond(test)[0], cond(test)[1])  # dimension 1 is ignored
+        z = (test[0] - cond.mean) / cond.std * cond.live
+    assert z[1] == 0 and z.abs().max() < 10
+    assert cond.live.tolist() == [1.0, 0.0, 1.0]
