@@ -75,6 +75,18 @@ def table(results: dict[str, dict], parts: list[str]) -> str:
     return "\n".join(lines)
 
 
+def protocols(results: dict) -> str:
+    """``classification: linear, 100 epochs (reference 300); …`` from the protocol cards."""
+    out = []
+    for probe, *_ in HEADLINE:
+        card = results["protocols"].get(probe)
+        if card:
+            changed = [d for d in card["deviations"] if d.startswith("epochs:")]
+            note = f" ({changed[0].split(' here')[0]})" if changed else ""
+            out.append(f"{probe}: {card['head']}, {card['epochs']} epochs{note}")
+    return "; ".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
@@ -82,6 +94,9 @@ def main() -> None:
     parser.add_argument("--parts", default="inv,equi", help="parts to probe (eval.parts)")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     parser.add_argument("--override", action="append", default=[], help="extra key=value")
+    parser.add_argument(
+        "--collect", action="store_true", help="only tabulate the two evaluations on disk"
+    )
     args = parser.parse_args()
     ckpt = args.checkpoint.resolve()
     parts = [p for p in args.parts.split(",") if p]
@@ -89,7 +104,8 @@ def main() -> None:
     results, seconds = {}, {}
     for mode in MODES:
         out = ckpt.parent.parent / f"backbone_mode_{mode}"
-        seconds[mode] = evaluate(ckpt, args.cwd.resolve(), out, mode, extra)
+        if not args.collect:
+            seconds[mode] = evaluate(ckpt, args.cwd.resolve(), out, mode, extra)
         results[mode] = json.loads((out / "results.json").read_text())
     config = results["eval"]["config"]
     card = results["reference"]["protocols"]["classification"]
@@ -100,12 +116,16 @@ def main() -> None:
         f"{config['trainer']['max_steps']} steps, {config['data']['image_size']} px, "
         f"{card['train_objects']} training / {card['test_objects']} test objects); "
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, no GPU. "
-        "Same probes, seeds and views in both modes (the SIE protocols: linear classifier "
-        "300 epochs, rotation MLP 300 epochs, linear colour head 50 epochs); the floor is "
-        "the probe's chance or constant predictor.\n\n"
+        "Same probes, seeds and views in both modes (the SIE protocols: "
+        + protocols(results["reference"])
+        + "); the floor is the probe's chance or constant predictor.\n\n"
         + table(results, parts)
-        + "\n\nWall time of the evaluation: "
-        + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
+        + (
+            "\n\nWall time of the evaluation: "
+            + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items())
+            if seconds
+            else ""
+        )
         + (f"\n\nOverrides: {' '.join(args.override)}" if args.override else "")
         + "\n"
     )
