@@ -1,30 +1,35 @@
 """Mialon et al. (NeurIPS 2023) Table 1 at CPU scale: Lie-symmetry VICReg pretrained on a
-small Burgers and a small KdV set, then the paper's two downstream tasks.
+small Burgers and a small KdV set, then the paper's two downstream tasks, under the released
+protocol; optionally a budget curve over pretraining steps.
 
     nice python bench/pde_ssl.py [--trajectories 120] [--steps 40] [--equations burgers,kdv]
         [--ts-epochs 10] [--ts-samples 4] [--ts-width 32] [--labelled 1.0] [--coef-epochs 30]
         [--probes coefficients,time_stepping] [--name pde_ssl_cpu] [--input-norm]
-        [--work runs/pde_ssl] [--out bench/results]
+        [--budgets 0,100,400] [--work runs/pde_ssl] [--out bench/results]
 
 Per equation: ``experiment=cpu/lie_vicreg_<eq>`` (the paper's recipe: VICReg 25/25/1,
 projector 512-512-512, AdamW 3e-4, wd 1e-6, batch 32, two independently transformed 16-frame
 windows, ResNet-18 on (t, x, u); LPSDA's strengths), on ``--trajectories`` trajectories
-generated on 64 points (ids % 5 == 0 are the val split), pretrained ``--steps`` steps; then
-the evaluation stage with two probes:
+generated on 64 points and split by id 4 : 1 : 1 into pretraining, labelled (held out of
+pretraining) and val (``data.val_every: 6``), pretrained ``--steps`` steps; then the
+evaluation stage with two probes, as docs/protocols.md describes:
 
 * ``coefficients`` (Burgers ν; KdV has none here): SSL + linear head vs the same ResNet-18
-  and head trained from scratch vs predict-the-mean, the released protocol (Adam 7e-4,
-  ``--coef-epochs`` epochs, 30 there), all three fitted on the labels of a ``--labelled``
-  share of the probe-train trajectories (the encoder saw all of them, unlabelled);
+  and head trained from scratch vs predict-the-mean vs the head on a random encoder, the
+  released protocol (Adam 7e-4, ``--coef-epochs`` epochs, 30 there, untransformed windows),
+  all fitted on the labels of a ``--labelled`` share of the labelled split and tested on val;
 * ``time_stepping``: LPSDA's CNN without conditioning / with the frozen first-window
-  representation / with the true ν (Burgers only), LPSDA's protocol with ``--ts-epochs``
-  epochs of ``--ts-samples`` random starts per trajectory (LPSDA: 20 × 1 on 512+
-  trajectories; more starts make up for our few trajectories) and width ``--ts-width``.
+  representation / with the true ν (Burgers only), LPSDA's protocol (model selected on the
+  labelled split) with ``--ts-epochs`` epochs of ``--ts-samples`` random starts per
+  trajectory (LPSDA: 20 epochs of 280 passes) and width ``--ts-width``.
 
-``--input-norm`` sets ``backbone.input_norm=true`` (input channels standardised; the run
-folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``. Resumable: data, checkpoints
-and results stay under ``--work``. One torch thread (``OMP_NUM_THREADS=1``): on the shared
-2-core development machine a second thread made small convolutions ~100× slower.
+``--budgets`` runs the whole table at each pretraining step count (0 = the untrained
+encoder) and adds a budget curve: ``<name>_budget.{md,png}``, the SSL figures against the
+steps beside the supervised, mean and unconditioned ones. ``--input-norm`` sets
+``backbone.input_norm=true`` (the run folder gets ``_inorm``). Writes ``<out>/<name>.{md,json}``.
+Resumable: data, checkpoints and results stay under ``--work``. One torch thread
+(``OMP_NUM_THREADS=1``): on the shared 2-core development machine a second thread made small
+convolutions ~100× slower.
 """
 
 from __future__ import annotations
@@ -129,7 +134,7 @@ def pick(metrics: dict[str, float], probe: str, key: str) -> float | None:
 
 
 def labelled_text(runs: dict[str, dict[str, Any]]) -> str:
-    """How many probe-train trajectories were labelled, per equation with a coefficient."""
+    """How many trajectories' labels the coefficient heads used, per equation with one."""
     counts = {
         eq: pick(r["metrics"], "coefficients", "labelled")
         for eq, r in runs.items()
@@ -144,9 +149,9 @@ def fmt(v: float | None, scale: float = 1.0, digits: int = 4) -> str:
 
 def table(runs: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| equation | task | metric | mean | supervised | SSL + linear / + SSL | truth | "
-        "paper: supervised / none | paper: SSL |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| equation | task | metric | mean | supervised | SSL + linear / + SSL | random + "
+        "linear | truth | paper: supervised / none | paper: SSL |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for eq, res in runs.items():
         m, paper = res["metrics"], PAPER[eq]
@@ -157,7 +162,7 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
             ):
                 row = [
                     fmt(pick(m, "coefficients", k), scale)
-                    for k in (f"mean_{key}", f"supervised_{key}", key)
+                    for k in (f"mean_{key}", f"supervised_{key}", key, f"random_{key}")
                 ]
                 lines.append(
                     f"| {eq} | coefficient | {name} | "
@@ -171,7 +176,7 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
                 )
         else:
             lines.append(
-                f"| {eq} | coefficient | — (no coefficient varies) | — | — | — | — "
+                f"| {eq} | coefficient | — (no coefficient varies) | — | — | — | — | — "
                 f"| {paper['supervised']} | {paper['ssl']} |"
             )
         frames = pick(m, "time_stepping", "rollout_frames")
@@ -182,7 +187,7 @@ def table(runs: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(
                 f"| {eq} | time-stepping | {name} | — "
                 f"| {fmt(pick(m, 'time_stepping', f'none_{key}'))} "
-                f"| {fmt(pick(m, 'time_stepping', key))} "
+                f"| {fmt(pick(m, 'time_stepping', key))} | — "
                 f"| {fmt(pick(m, 'time_stepping', f'oracle_{key}'))} "
                 + (
                     f"| {paper['ts_none']} | {paper['ts_ssl']} |"
@@ -210,6 +215,9 @@ def main() -> None:
     ap.add_argument(
         "--input-norm", action="store_true", help="backbone.input_norm=true (standardised channels)"
     )
+    ap.add_argument(
+        "--budgets", default="", help="pretraining steps of a budget curve, e.g. 0,100,400"
+    )
     ap.add_argument("--work", default="runs/pde_ssl")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
@@ -233,13 +241,14 @@ def main() -> None:
         f"Command: `{command}`  ",
         f"Machine: {info}; wall time {wall:.0f} s (this invocation; reused runs cost nothing).",
         "",
-        f"Data: {args.trajectories} trajectories per equation on 64 points (val: 1 in 5), "
-        f"LPSDA window (140 frames). Pretraining: {args.steps} steps × batch 32 on every "
-        f"probe-train trajectory; coefficient heads on the labels of {labelled_text(runs)} "
-        f"of them, {args.coef_epochs} epochs. Columns: "
+        f"Data: {args.trajectories} trajectories per equation on 64 points (4 : 1 : 1 "
+        "pretraining / labelled / val by id), LPSDA window (140 frames). Pretraining: "
+        f"{args.steps} steps × batch 32 on the pretraining split; coefficient heads on the "
+        f"labels of {labelled_text(runs)} labelled trajectories, {args.coef_epochs} epochs, "
+        "tested on val. Columns: "
         "coefficient regression: predict-the-mean / ResNet-18 from scratch + head / frozen "
         "SSL + linear head; time-stepping: no conditioning / + SSL representation of the "
-        "first 16 frames / + true ν. Paper columns: its Table 1 as recalled in "
+        "first 16 frames / + true ν. Paper columns: its Table 1 as recalled "
         "from the paper (unverified), at 10k trajectories, nx 256, 100 epochs; its 1-D "
         "time-stepping NMSE is LPSDA's (summed over the rolled-out frames, ours averaged).",
         "",
@@ -262,6 +271,75 @@ def main() -> None:
         json.dumps({"command": command, "machine": info, "wall_s": wall, "runs": runs}, indent=1)
     )
     print(text)
+    budgets = [int(b) for b in args.budgets.split(",") if b]
+    if budgets:
+        curve = {b: {eq: run(eq, work, argparse.Namespace(**{**vars(args), "steps": b}))
+                     for eq in runs} for b in budgets}  # fmt: skip
+        curve_text = budget_table(curve, f"{command} --budgets {args.budgets}", info)
+        (out / f"{args.name}_budget.md").write_text(curve_text)
+        plot_budget(curve, out / f"{args.name}_budget.png")
+        print(curve_text)
+
+
+#: (probe, metric, label) of the budget curve: the SSL figure first, then its references
+CURVE = (
+    ("coefficients", "rel_error", "ν relative error (SSL + linear)"),
+    ("coefficients", "supervised_rel_error", "supervised"),
+    ("coefficients", "random_rel_error", "random encoder + linear"),
+    ("coefficients", "mean_rel_error", "predict the mean"),
+    ("time_stepping", "nmse_rollout", "rollout NMSE (+ SSL)"),
+    ("time_stepping", "none_nmse_rollout", "no conditioning"),
+    ("time_stepping", "oracle_nmse_rollout", "+ true ν"),
+)
+
+
+def budget_table(curve: dict[int, dict[str, dict[str, Any]]], command: str, info: str) -> str:
+    """Markdown: one row per (equation, pretraining steps), one column per :data:`CURVE`."""
+    head = "| equation | pretraining steps | " + " | ".join(c[2] for c in CURVE) + " |"
+    lines = [
+        "# Lie-symmetry SSL for PDEs: budget curve",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {info}. Lower is better in every column; the SSL columns are the ones that",
+        "move with the pretraining budget (0 steps = the untrained encoder).",
+        "",
+        head,
+        "|---|---|" + "---|" * len(CURVE),
+    ]
+    for b, runs in curve.items():
+        for eq, r in runs.items():
+            cells = [fmt(pick(r["metrics"], probe, key)) for probe, key, _ in CURVE]
+            lines.append(f"| {eq} | {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_budget(curve: dict[int, dict[str, dict[str, Any]]], path: Path) -> None:
+    """Per equation and task, each :data:`CURVE` column against the pretraining steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(curve)
+    equations = list(curve[steps[0]])
+    fig, axes = plt.subplots(len(equations), 2, figsize=(10, 3.4 * len(equations)), squeeze=False)
+    for row, eq in enumerate(equations):
+        for col, probe in enumerate(("coefficients", "time_stepping")):
+            ax = axes[row][col]
+            for p, key, label in CURVE:
+                ys = [pick(curve[b][eq]["metrics"], p, key) for b in steps]
+                if p == probe and any(y is not None for y in ys):
+                    style = "o-" if key in ("rel_error", "nmse_rollout") else "--"
+                    ax.plot(steps, [float("nan") if y is None else y for y in ys], style,
+                            label=label)  # fmt: skip
+            ax.set_title(f"{eq}: {probe.replace('_', '-')} (↓ better)", fontsize=9)
+            ax.set_xlabel("pretraining steps")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
