@@ -4,8 +4,8 @@ against one process, and a run through the real Trainer with both actions.
 
 Formulas follow SIE ``src/models.py`` (classes ``VICRegPartInv``, ``SimCLRAugSelf``,
 ``VICRegEquiMod``, ``SimCLREquiMod``, ``SimCLROnlyEqui``, ``SIEOnlyEqui``) with the main.py
-defaults / README command: sim 10, std 10, cov 1, equi_factor 0.45, ec_weight 1, temperature
-0.1, ``--equi 256``.
+defaults / README command: sim 10, std 10, cov 1, ec_weight 1, temperature 0.1, ``--equi
+256``; EquiMod's λ = 1, its authors' ``--lmbd`` (docs/protocols.md).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from tests.conftest import TOY, compose_pretrain, write_iebench_tree
 from tests.ssl.test_losses import reference_vicreg
 from tests.ssl.test_simclr import nt_xent
 
+#: EquiMod's weight of its equivariant loss (the EquiMod authors' released scripts)
+LAMBDA = 1.0
 BASELINES = ("vicreg_partinv", "simclr_augself", "equimod_vicreg", "equimod_simclr", "sen")
 SMALL = [*TOY[2:], "method.projector=[16,16]"]  # TOY without its method, narrow heads
 WORLD = 2
@@ -73,11 +75,11 @@ def test_recipes(methods, tree):
             "invariance": 10.0,
             "variance": 10.0,
             "covariance": 1.0,
-            "equivariance": 0.45 * 10,
-            "equi_variance": 0.45 * 10,
-            "equi_covariance": 0.45 * 1,
+            "equivariance": LAMBDA * 10,
+            "equi_variance": LAMBDA * 10,
+            "equi_covariance": LAMBDA * 1,
         },
-        "equimod_simclr": {"infonce": 1.0, "equi_infonce": 0.45},
+        "equimod_simclr": {"infonce": 1.0, "equi_infonce": LAMBDA},
         "sen": {"equi_infonce": 1.0},
     }
     for name in BASELINES:
@@ -154,7 +156,7 @@ def test_equimod_vicreg_formula(methods):
     mse_i, mse_e = ((inv1 - inv2) ** 2).mean(), ((pred - equi2) ** 2).mean()
     loss_inv = 10 * mse_i + 10 * std_i + 1 * cov_i
     loss_equi = 10 * mse_e + 10 * std_e + 1 * cov_e
-    torch.testing.assert_close(weighted(m, terms), loss_inv + 0.45 * loss_equi)
+    torch.testing.assert_close(weighted(m, terms), loss_inv + LAMBDA * loss_equi)
     for name, value in (
         ("equivariance", mse_e),
         ("equi_variance", std_e),
@@ -173,7 +175,7 @@ def test_equimod_simclr_formula(methods):
     loss_inv, loss_equi = nt_xent(inv1, inv2, T), nt_xent(pred, equi2, T)
     torch.testing.assert_close(terms["infonce"], loss_inv)
     torch.testing.assert_close(terms["equi_infonce"], loss_equi)
-    torch.testing.assert_close(weighted(m, terms), loss_inv + 0.45 * loss_equi)
+    torch.testing.assert_close(weighted(m, terms), loss_inv + LAMBDA * loss_equi)
 
 
 def test_sen_formula(methods):
