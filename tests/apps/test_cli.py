@@ -40,6 +40,7 @@ def compose_pretrain(overrides: list[str]) -> dict:
         return _resolved(compose("pretrain", overrides=overrides))
 
 
+@pytest.mark.e2e  # the console script through pretraining and every default probe (~40 s)
 def test_pretrain_then_evaluate(iebench_tree, tmp_path):
     args = [
         f"data.root={iebench_tree}",

@@ -272,6 +272,7 @@ def burgers(tmp_path_factory) -> str:
     return str(root)
 
 
+@pytest.mark.e2e  # a PDE pretraining run (about 10 s)
 def test_unlabelled_pde_data_get_the_collapse_monitors_and_the_lie_target(burgers, tmp_path):
     cfg = compose_pretrain(
         [

