@@ -3,6 +3,7 @@ per-run bars of a multirun sweep, and PNG plots copied into TensorBoard."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from equissl.eval.run_settings import differing_settings  # noqa: E402
+from equissl.eval.run_settings import differing_settings, seed_groups  # noqa: E402
 
 # headline metrics (the bars of metrics.png, the printed table), in order; those present show
 HEADLINE = (
@@ -161,8 +162,9 @@ def plot_runs(
     results: Sequence[dict[str, Any]], path: Path, metrics: Sequence[str] = HEADLINE
 ) -> bool:
     """One panel per headline ``probe/metric`` present, one group of horizontal bars per run
-    (top to bottom in the table's order), one bar per part. Returns whether anything was
-    drawn (no headline metric: no file)."""
+    (top to bottom in the table's order) — or, where runs differ only in ``seed``, per group
+    of them: the mean with the sample std as an error bar, ``(n=…)`` in the label — one bar
+    per part. Returns whether anything was drawn (no headline metric: no file)."""
     keys = [{k.split("/", 1)[1] for k in r["metrics"]} for r in results]
     shown = [m for m in metrics if any(m in k for k in keys)]
     if not shown:
@@ -171,7 +173,12 @@ def plot_runs(
         {k.split("/", 1)[0] for r in results for k in r["metrics"] if k.split("/", 1)[1] in shown},
         key=lambda p: (PART_ORDER.index(p) if p in PART_ORDER else 99, p),
     )
-    labels = run_labels(results)
+    groups = seed_groups(results)
+    if all(len(members) == 1 for members in groups.values()):
+        labels, members = run_labels(results), [[i] for i in range(len(results))]
+    else:  # runs that differ only in seed: one bar (mean) with its std as an error bar
+        labels = [f"{label} (n={len(m)})" for label, m in groups.items()]
+        members = list(groups.values())
     height = 0.8 / len(parts)
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
@@ -179,16 +186,23 @@ def plot_runs(
     fig, axes = plt.subplots(
         rows,
         cols,
-        figsize=(label_width + 2.6 * cols, 0.9 + rows * (0.5 + 0.18 * len(parts) * len(results))),
+        figsize=(label_width + 2.6 * cols, 0.9 + rows * (0.5 + 0.18 * len(parts) * len(labels))),
         sharey=True,
         squeeze=False,
     )
-    centre = [len(results) - 1 - j for j in range(len(results))]  # first run on top
+    centre = [len(labels) - 1 - j for j in range(len(labels))]  # first run on top
     for ax, metric in zip(axes.flat, shown, strict=False):
         for i, part in enumerate(parts):
-            vals = [r["metrics"].get(f"{part}/{metric}", float("nan")) for r in results]
+            stats = [_mean_std(results, m, f"{part}/{metric}") for m in members]
             offset = (len(parts) - 1) / 2 - i
-            ax.barh([c + offset * height for c in centre], vals, height, label=part)
+            ax.barh(
+                [c + offset * height for c in centre],
+                [mean for mean, _ in stats],
+                height,
+                xerr=[std for _, std in stats],
+                error_kw={"elinewidth": 0.8, "capsize": 2},
+                label=part,
+            )
         ax.set_yticks(centre, labels, fontsize=8)
         ax.axvline(0, color="black", lw=0.5)
         floor = _floor_value(results, metric)
@@ -215,6 +229,17 @@ def plot_runs(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _mean_std(
+    results: Sequence[dict[str, Any]], members: list[int], key: str
+) -> tuple[float, float]:
+    """Mean and sample std (0 for one run) of ``key`` over the runs ``members``."""
+    values = [results[i]["metrics"].get(key, float("nan")) for i in members]
+    values = [v for v in values if v == v]
+    if not values:
+        return float("nan"), 0.0
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _floor_value(results: Sequence[dict[str, Any]], metric: str) -> tuple[str, float] | None:

@@ -35,3 +35,16 @@ def differing_settings(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]
     missing = object()
     differing = [k for k in keys if len({repr(f.get(k, missing)) for f in flat}) > 1]
     return [{k: f.get(k) for k in differing} for f in flat]
+
+
+def group_label(setting: dict[str, Any]) -> str:
+    """The label of a group of runs: their differing settings but ``seed``."""
+    return " ".join(f"{k}={v}" for k, v in setting.items() if k != "seed") or "all runs"
+
+
+def seed_groups(results: Sequence[dict[str, Any]]) -> dict[str, list[int]]:
+    """``{group label: indices of the runs}`` of the runs that differ only in ``seed``."""
+    groups: dict[str, list[int]] = {}
+    for i, setting in enumerate(differing_settings(results)):
+        groups.setdefault(group_label(setting), []).append(i)
+    return groups

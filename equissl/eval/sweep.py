@@ -23,14 +23,10 @@ from typing import Any
 from equissl.atomic import atomic_write_text
 from equissl.eval.plots import HEADLINE, lower_is_better, plot_runs, run_labels
 from equissl.eval.report import floor_column, markdown_table
-from equissl.eval.run_settings import differing_settings
+from equissl.eval.run_settings import differing_settings, seed_groups
 
 #: the default ranking: the equivariant part on rotation (what SIE-like methods are for)
 DEFAULT_SORT = ("equi/rotation/r2_global",)
-
-
-def _group_label(setting: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in setting.items() if k != "seed") or "all runs"
 
 
 def summary(
@@ -43,10 +39,7 @@ def summary(
     ``sort_by`` (``part/probe/metric``; default ``equi/rotation/r2_global`` when present,
     else the first metric present on the ``full`` part), best first, with the best
     configuration named."""
-    settings = differing_settings(results)
-    groups: dict[str, list[int]] = {}
-    for i, s in enumerate(settings):
-        groups.setdefault(_group_label(s), []).append(i)
+    groups = seed_groups(results)
     present = [m for m in metrics if any(k.split("/", 1)[1] == m for r in results
                                          for k in r["metrics"])]  # fmt: skip
     if not present:

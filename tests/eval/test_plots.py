@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from equissl.eval.plots import plot_runs, run_labels
 from equissl.eval.report import hparams_of, write_report
+from equissl.eval.run_settings import seed_groups
 from equissl.eval.sweep import combine
 
 
@@ -90,3 +91,20 @@ def test_tensorboard_scalars_sit_at_the_checkpoints_step_with_hparams(tmp_path):
     assert hparams == {"method.name": "sie", "method.lr": 1e-3, "seed": 3}  # scalars only
     assert headline["hparam/equi/rotation/r2_global"] == 0.4
     assert (tmp_path / "tb" / "hparams").is_dir()  # TensorBoard's HPARAMS run
+
+
+def test_seeds_of_one_setting_become_one_bar_with_an_error_bar(tmp_path):
+    runs = []
+    for i, (method, seed, equi) in enumerate(
+        [("sie", 0, 0.40), ("sie", 1, 0.44), ("vicreg", 0, 0.30), ("vicreg", 1, 0.30)]
+    ):
+        res = result(method, f"r{i}", 0.5, equi)
+        res["config"] = {"method": {"name": method}, "seed": seed}
+        runs.append(res)
+    groups = seed_groups(runs)
+    assert groups == {"method.name=sie": [0, 1], "method.name=vicreg": [2, 3]}
+    assert plot_runs(runs, tmp_path / "bars.png")
+    png = mpimg.imread(tmp_path / "bars.png")
+    # two groups, not four runs: the figure is as tall as a two-run one
+    assert plot_runs(runs[::2], tmp_path / "two.png")
+    assert png.shape[0] == mpimg.imread(tmp_path / "two.png").shape[0]
