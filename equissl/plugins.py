@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from equissl.config import EvaluateConfig, LoggerConfig, PretrainConfig, TrainerConfig
-from equissl.registries import ALL
+from equissl.registries import ALL, DATASETS
 from equissl.registry import Registry, discover
 
 PART_PACKAGES = ("equissl.datasets", "equissl.models", "equissl.ssl", "equissl.eval.probes")
@@ -25,6 +25,13 @@ def load_plugins() -> list[Registry[Any]]:
     """Import every part module (and ``EQUISSL_PLUGINS``); return the registries."""
     for package in PART_PACKAGES:
         discover(package)
+    load_user_plugins()
+    return registries()
+
+
+def load_user_plugins() -> None:
+    """Import the modules named in ``EQUISSL_PLUGINS`` (comma-separated; once each: Python
+    keeps an imported module)."""
     for name in filter(None, (n.strip() for n in os.environ.get("EQUISSL_PLUGINS", "").split(","))):
         try:
             importlib.import_module(name)
@@ -32,7 +39,6 @@ def load_plugins() -> list[Registry[Any]]:
             raise ImportError(
                 f"EQUISSL_PLUGINS names {name!r}, which cannot be imported: {err}"
             ) from err
-    return registries()
 
 
 def registries() -> list[Registry[Any]]:
@@ -82,11 +88,26 @@ def register_configs() -> None:
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     for registry in load_plugins():
-        if registry.group is None:
+        _store_schemas(cs, registry)
+
+
+def register_data_configs() -> None:
+    """Fill Hydra's ConfigStore with the ``data`` group's schemas alone: imports the dataset
+    modules and ``EQUISSL_PLUGINS``, not the models, methods or probes (``equissl-generate``
+    composes a data option without Lightning or timm); idempotent."""
+    discover("equissl.datasets")
+    load_user_plugins()
+    _store_schemas(ConfigStore.instance(), DATASETS)
+
+
+def _store_schemas(cs: ConfigStore, registry: Registry[Any]) -> None:
+    """``<group>/<name>_schema`` of every entry of ``registry`` with a schema (``impl``
+    filled in)."""
+    if registry.group is None:
+        return
+    for entry in registry.entries():
+        if entry.config is None:
             continue
-        for entry in registry.entries():
-            if entry.config is None:
-                continue
-            node = OmegaConf.structured(entry.config)
-            node.impl = entry.name
-            cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)
+        node = OmegaConf.structured(entry.config)
+        node.impl = entry.name
+        cs.store(group=registry.group, name=f"{entry.name}_schema", node=node)

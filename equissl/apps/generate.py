@@ -20,16 +20,18 @@ from omegaconf.errors import OmegaConfBaseException
 
 
 def data_config(name: str, out: str, overrides: list[str]) -> dict[str, Any]:
-    """The resolved ``data`` section of option ``name`` with ``root=out``."""
+    """The resolved ``data`` section of option ``name`` with ``root=out``: the data group
+    composed alone, with only the datasets' schemas registered (no method, model or probe
+    is imported: generating data needs neither Lightning nor timm)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
 
-    from equissl.plugins import register_configs
+    from equissl.plugins import register_data_configs
 
-    register_configs()
+    register_data_configs()
     try:
         with initialize_config_module("equissl.configs", version_base="1.3"):
-            cfg = compose("pretrain", overrides=[f"data={name}", f"data.root={out}", *overrides])
+            cfg = compose(overrides=[f"+data={name}", f"data.root={out}", *overrides])
     except HydraException as err:
         raise SystemExit(f"equissl-generate: {err}") from None
     return OmegaConf.to_container(cfg.data, resolve=True)  # type: ignore[return-value]

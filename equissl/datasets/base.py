@@ -134,8 +134,16 @@ class ViewDataset(Dataset):
 
     def manifest(self) -> Iterable[str]:
         """Lines that change whenever the data behind this split changes (paths, sizes,
-        mtimes, split-file content): the evaluation feature cache is keyed by them."""
+        mtimes, split-file content): the evaluation feature cache is keyed by them, on every
+        evaluation, before the cache is looked at, so they should be cheap to compute (a
+        dataset of millions of files may fingerprint folders rather than files: say what it
+        trusts in the docstring)."""
         raise NotImplementedError
+
+    def full_manifest(self) -> Iterable[str]:
+        """Like :meth:`manifest`, from every file (``eval.data_check=files``); by default
+        the manifest itself."""
+        return self.manifest()
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:

@@ -22,13 +22,13 @@ from equissl.datasets.contract import Item, make_item
 from equissl.datasets.iebench_actions import IEBenchActionSpace
 from equissl.datasets.iebench_format import (
     MEAN,
+    RENDER_RECORD,
+    SPLITS_DIR,
     STD,
     default_splits_dir,
 )
 from equissl.datasets.keys import SampleKey, split_key
 from equissl.datasets.packed import open_store
-from equissl.datasets.render.layout import CONFIG_FILE as RENDER_RECORD
-from equissl.datasets.render.layout import SPLITS_DIR
 from equissl.registries import DATASETS
 
 
@@ -215,13 +215,23 @@ class IEBenchDataset(ViewDataset):
         return make_grid(v.flatten(0, 1), nrow=v.shape[1], padding=2)
 
     def manifest(self) -> Iterable[str]:
-        """Split files' content hashes, then every object's files (or shard files) with sizes
-        and mtimes."""
+        """Split files' content hashes, then a fingerprint of each object folder (listing,
+        mtime, view 0's files: :func:`~equissl.datasets.packed.folder_fingerprint`), or the
+        packed index's hash and the shard files' sizes and mtimes."""
+        yield from self._manifest_head()
+        yield from self.store.manifest()
+
+    def full_manifest(self) -> Iterable[str]:
+        """Split files' content hashes, then every object's files (or the shard files) with
+        sizes and mtimes."""
+        yield from self._manifest_head()
+        yield from self.store.full_manifest()
+
+    def _manifest_head(self) -> Iterable[str]:
         for suffix in ("images", "labels"):
             f = self.splits_dir / f"{self.split_name}_{suffix}.npy"
             yield f"{f}|{hashlib.sha1(f.read_bytes()).hexdigest()}"
         yield f"image_size={self.image_size}|canonical_sign={self.action_space.canonical_sign}"
-        yield from self.store.manifest()
 
     @classmethod
     def needs_generation(cls, cfg: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 from torch import Tensor
 
 from equissl.datasets.contract import ActionSpace, register_action_space
+from equissl.datasets.iebench_format import LATENT_DIMS as LATENT_DIMS
 from equissl.geometry import (
     canonical_quaternion,
     euler_xyz_to_quaternion,
@@ -36,7 +37,6 @@ ROTATION = slice(0, 3)
 FLOOR_HUE = 3
 SPOT_HUE = 6
 TRANSLATION = slice(7, 10)
-LATENT_DIMS = (7, 10)
 
 
 @register_action_space("iebench")

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
-from torchvision.io import ImageReadMode
-from torchvision.io import decode_image as decode_image_bytes
 
-from equissl.datasets.iebench_actions import LATENT_DIMS
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _IMAGE_RE = re.compile(r"^image_(\d+)\.jpg$")
+
+#: latent lengths: 3DIEBench (7: rotation, floor hue, spot light) and 3DIEBench-T (10: and
+#: the translation); the layout is in :mod:`equissl.datasets.iebench_actions`
+LATENT_DIMS = (7, 10)
 
 # torchvision 0.29 deprecates its codecs in favour of torchcodec (we pin torchvision <= 0.29.1);
 # the warning fires on every decode, so it is silenced once, here, by its message.
@@ -52,8 +56,14 @@ class Split:
         return len(self.entries)
 
 
+#: folder of the split files under the root (the published layout), and the record a render
+#: of ours leaves there (``equissl.datasets.render``: it finishes or refuses its own folder)
+SPLITS_DIR = "data"
+RENDER_RECORD = "render_config.json"
+
+
 def default_splits_dir(root: str | Path) -> Path:
-    return Path(root) / "data"
+    return Path(root) / SPLITS_DIR
 
 
 def load_split(root: str | Path, split: str, splits_dir: str | Path | None = None) -> Split:
@@ -113,18 +123,36 @@ def count_views(object_dir: Path) -> int:
     return len(ids)
 
 
+@cache
+def _decoder() -> Callable[[bytes | np.ndarray], Tensor]:
+    """torchvision's image decoder, imported on the first decode: torch and torchvision cost
+    ~3.5 s of CPU and ~0.8 GB resident to import, which the checks of split files, latents
+    and packed indexes (``equissl-validate`` on a broken tree, ``equissl-pack
+    verify=false``) do not need."""
+    import torch
+    from torchvision.io import ImageReadMode
+    from torchvision.io import decode_image as decode_image_bytes
+
+    def decode(data: bytes | np.ndarray) -> Tensor:
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        return decode_image_bytes(buf, mode=ImageReadMode.RGB)
+
+    return decode
+
+
 def decode_image(data: bytes | np.ndarray, source: str) -> Tensor:
     """Decode encoded image bytes (JPEG, PNG) to ``[3, H, W]`` uint8, naming ``source`` on failure.
 
-    The one decoder of every reader (loose files and packed shards), so both give the same
-    pixels: torchvision's libjpeg-turbo / libpng decoder, which matches PIL's pixel for pixel
-    on 3DIEBench-style JPEGs and is about 2.5x faster at 64 px.
+    The one decoder of every reader (loose files and packed shards) and of
+    ``equissl-validate``, so all give the same pixels and accept the same files:
+    torchvision's libjpeg-turbo / libpng decoder, which matches PIL's pixel for pixel on
+    3DIEBench-style JPEGs and is about 2.5x faster at 64 px.
     """
     if len(data) == 0:
         raise DatasetFormatError(f"image {source} cannot be decoded: it is empty (0 bytes)")
-    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    decode = _decoder()
     try:
-        return decode_image_bytes(buf, mode=ImageReadMode.RGB)
+        return decode(data)
     except RuntimeError as err:  # torchvision raises RuntimeError for every corrupt input
         raise DatasetFormatError(f"image {source} cannot be decoded: {err}") from err
 

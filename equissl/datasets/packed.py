@@ -26,15 +26,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from equissl.atomic import atomic_open, atomic_write_bytes, atomic_write_text, remove_stale_tmp
 from equissl.datasets.iebench_format import (
@@ -49,8 +49,11 @@ from equissl.datasets.iebench_format import (
     read_image,
     read_latent,
 )
-from equissl.datasets.validate import check_split
+from equissl.datasets.validate import bounded_map, check_split
 from equissl.output_folder import claim_output
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,11 @@ SHARDS_DIR = "packed"
 #: settings record of the folder equissl-pack writes (in its split-file folder)
 PACK_RECORD = "pack_config.json"
 ENCODINGS = ("jpeg", "raw")
+#: bytes a process reads through one store's shard maps before they are dropped and mapped
+#: again (:meth:`PackedStore._charge`): the bound on the shard pages its RSS counts
+MAPPED_BUDGET = 256 * 2**20
+#: bytes the kernel may map around each faulted page of a file map (``fault_around_bytes``)
+FAULT_AROUND = 64 * 1024
 
 
 def is_packed(root: str | Path) -> bool:
@@ -127,6 +135,14 @@ def _encode(data: bytes, source: str, encoding: str, verify: bool) -> tuple[byte
     return (pixels.numpy().tobytes() if encoding == "raw" else data), tuple(pixels.shape)
 
 
+def _npy_header(f: BinaryIO, shape: tuple[int, ...], dtype: Any) -> None:
+    """The ``.npy`` header ``np.save`` writes for a C-ordered array of ``shape`` and
+    ``dtype``; the data follows in C order."""
+    descr = np.lib.format.dtype_to_descr(np.dtype(dtype))
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(f, header)
+
+
 def write_shard(
     out: Path,
     split: Split,
@@ -146,53 +162,85 @@ def write_shard(
     :func:`~equissl.atomic.atomic_open`, the record last, so a killed job leaves no record and
     a rerun writes the chunk again.
 
+    Streams: each object's payloads, offsets and latents go to their files as it arrives
+    (the ``.npy`` headers, whose shapes the first object fixes, are written first), so
+    memory does not grow with the chunk. The files are byte for byte what ``np.save`` of
+    the whole arrays writes; latents are stored as float64.
+
     Raises:
         DatasetFormatError: objects with different view counts, latent lengths or (``raw``)
-            image sizes, or an image that does not decode (with ``verify`` or ``raw``).
+            image sizes, an image that does not decode (with ``verify`` or ``raw``), or
+            another number of objects than ``stop - start``.
     """
     shards = out / SHARDS_DIR
-    views = None
+    count = stop - start
+    views: int | None = None
+    dim = 0
     first = ""
     shapes: set[tuple[int, ...]] = set()
-    offsets = [0]
-    latents: list[np.ndarray] = []
-    with atomic_open(shards / f"{name}.bin") as blob:
+    position = 0  # bytes written to .bin
+    done = 0
+    with ExitStack() as files:
+        blob = files.enter_context(atomic_open(shards / f"{name}.bin"))
+        offsets = files.enter_context(atomic_open(shards / f"{name}.offsets.npy"))
+        latents = files.enter_context(atomic_open(shards / f"{name}.latents.npy"))
         for obj in objects:
             n = len(obj.images)
-            views, first = (n, obj.source) if views is None else (views, first)
+            lat = np.ascontiguousarray(obj.latents, dtype=np.float64)
+            if views is None:
+                views, first = n, obj.source
+                dim = int(lat.shape[1]) if lat.ndim == 2 else 0
+                _npy_header(offsets, (count * views + 1,), np.int64)
+                _npy_header(latents, (count, views, dim), np.float64)
+                offsets.write(np.zeros(1, np.int64).tobytes())
             if n != views:
                 raise DatasetFormatError(
                     f"{obj.source} has {n} views but {first} has {views}; packed objects "
                     "must all have the same number of views"
                 )
+            if lat.shape != (views, dim):
+                raise DatasetFormatError(
+                    f"latent lengths {sorted({dim, lat.shape[-1]})} differ within {name} "
+                    f"({obj.source}: latents {lat.shape}, {first}: {(views, dim)})"
+                )
+            if done == count:
+                raise DatasetFormatError(
+                    f"{obj.source}: more objects than the {count} of {name} "
+                    f"({split.images_file} objects {start}..{stop - 1})"
+                )
+            ends = np.empty(n, np.int64)
             for v, image in enumerate(obj.images):
                 data, shape = _encode(image, obj.view_source(v), encoding, verify)
                 shapes |= {shape} if shape else set()
                 blob.write(data)
-                offsets.append(offsets[-1] + len(data))
-            latents.append(obj.latents)
-    if len(shapes) > 1 or (encoding == "raw" and not shapes and stop > start):
-        raise DatasetFormatError(
-            f"images of {split.images_file} objects {start}..{stop - 1} differ in size "
-            f"({sorted(shapes)}); raw encoding needs one size"
-        )
-    dims = {lat.shape[1] for lat in latents}
-    if len(dims) > 1:
-        raise DatasetFormatError(f"latent lengths {sorted(dims)} differ within {name}")
-    lat = np.stack(latents) if latents else np.zeros((0, views or 0, 0))
-    for suffix, array in (("offsets", np.asarray(offsets, np.int64)), ("latents", lat)):
-        with atomic_open(shards / f"{name}.{suffix}.npy") as f:
-            np.save(f, array, allow_pickle=False)
+                position += len(data)
+                ends[v] = position
+            offsets.write(ends.tobytes())
+            latents.write(lat.tobytes())
+            done += 1
+        if done != count:
+            raise DatasetFormatError(
+                f"{name} received {done} objects; {split.images_file} objects "
+                f"{start}..{stop - 1} are {count}"
+            )
+        if views is None:  # an empty chunk
+            np.save(offsets, np.zeros(1, np.int64), allow_pickle=False)
+            np.save(latents, np.zeros((0, 0, 0)), allow_pickle=False)
+        if len(shapes) > 1 or (encoding == "raw" and not shapes and count > 0):
+            raise DatasetFormatError(
+                f"images of {split.images_file} objects {start}..{stop - 1} differ in size "
+                f"({sorted(shapes)}); raw encoding needs one size"
+            )
     record = {
         "version": FORMAT_VERSION,
         "shard": name,
         "start": start,
         "stop": stop,
         "views": views,
-        "latent_dim": int(lat.shape[2]) if lat.ndim == 3 else 0,
+        "latent_dim": dim,
         "encoding": encoding,
         "image_shape": list(next(iter(shapes))) if shapes else None,
-        "bin_bytes": offsets[-1],
+        "bin_bytes": position,
         "split_digest": split_digest(split),
     }
     atomic_write_text(shards / f"{name}.json", json.dumps(record, indent=1, sort_keys=True))
@@ -435,10 +483,49 @@ class LooseStore:
         )
 
     def manifest(self) -> Iterable[str]:
+        """One line per object folder (:func:`folder_fingerprint`): a few system calls per
+        object, not one per file (docs/evaluation.md, "The feature cache")."""
         for entry in self.split.entries:
-            for p in sorted((self.root / entry).iterdir()):
-                st = p.stat()
-                yield f"{entry}/{p.name}|{st.st_size}|{st.st_mtime_ns}"
+            yield folder_fingerprint(self.root, entry)
+
+    def full_manifest(self) -> Iterable[str]:
+        """One line per file of every object folder: its name, size and mtime."""
+        for entry in self.split.entries:
+            with os.scandir(self.root / entry) as listing:
+                files = sorted(listing, key=lambda e: e.name)
+            for f in files:
+                st = f.stat()
+                yield f"{entry}/{f.name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+#: files of an object folder whose size and mtime enter its fingerprint: view 0's image and
+#: latent, so a script rewriting every image (or every latent) in place is seen
+SENTINELS = ("image_0.jpg", "latent_0.npy")
+
+
+def folder_fingerprint(root: Path, entry: str) -> str:
+    """``entry|folder mtime|sorted file names|size:mtime of each sentinel`` of the object
+    folder ``root/entry``: one ``stat`` and one listing of the folder and a ``stat`` of each
+    of :data:`SENTINELS`.
+
+    It changes when a file is added, removed, renamed or replaced by a new file moved or
+    renamed over it (``mv``, ``os.replace``, atomic writers), which changes the folder's
+    listing or mtime, and when a sentinel file changes. It does not see a file other than a
+    sentinel overwritten in place under the same name (``cp`` onto an existing file,
+    ``np.save`` / ``PIL.Image.save`` onto an existing path): that leaves the folder
+    untouched (``eval.data_check=files`` stats every file; docs/evaluation.md).
+    """
+    folder = root / entry
+    names = sorted(os.listdir(folder))
+    parts = [entry, str(os.stat(folder).st_mtime_ns), "/".join(names)]
+    for name in SENTINELS:
+        try:
+            st = os.stat(folder / name)
+        except FileNotFoundError:
+            parts.append("-")
+        else:
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
 
 
 class PackedStore:
@@ -493,14 +580,17 @@ class PackedStore:
         self.encoding = str(self.index["encoding"])
         self.image_shape = tuple(self.index["image_shape"] or ())
         self._maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._mapped = 0  # bytes charged to the current maps (:meth:`_charge`)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_maps": None}  # workers map the files themselves
+        # workers map the files themselves
+        return {**self.__dict__, "_maps": None, "_mapped": 0}
 
     def _open(self, shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._maps is None:
-            self._maps = [None] * len(self.names)  # type: ignore[list-item]
-        maps = self._maps[shard]
+        opened = self._maps  # one reference: another thread may drop self._maps meanwhile
+        if opened is None:
+            opened = self._maps = [None] * len(self.names)  # type: ignore[list-item]
+        maps = opened[shard]
         if maps is None:
             base = self.shards / self.names[shard]
             try:
@@ -514,8 +604,19 @@ class PackedStore:
                 )
             except (OSError, ValueError) as err:
                 raise DatasetFormatError(f"shard {base} cannot be opened: {err}") from err
-            self._maps[shard] = maps
+            opened[shard] = maps
         return maps
+
+    def _charge(self, nbytes: int) -> None:
+        """Count a read of ``nbytes`` through the maps (plus the kernel's fault-around, which
+        maps up to :data:`FAULT_AROUND` bytes of cached neighbours with each page); past
+        :data:`MAPPED_BUDGET` the maps are dropped (unmapped once the last view of them is
+        gone) and the next read maps the files again. This bounds the shard pages mapped
+        into the process, which its RSS counts (``RssFile``); the pages stay in the page
+        cache, so reading them again costs minor faults, not disk reads."""
+        self._mapped += nbytes + FAULT_AROUND
+        if self._mapped > MAPPED_BUDGET:
+            self._maps, self._mapped = None, 0
 
     def _locate(self, index: int) -> tuple[int, int]:
         shard = int(np.searchsorted(self.starts, index, side="right")) - 1
@@ -533,14 +634,19 @@ class PackedStore:
         )
         if b > len(blob) or a > b:
             raise DatasetFormatError(f"image {source} lies outside the file ({len(blob)} bytes)")
+        payload = blob[a:b]  # keeps its map alive until decoded
+        self._charge(b - a)
         if self.encoding == "raw":
-            return torch.from_numpy(np.array(blob[a:b]).reshape(self.image_shape))
-        return decode_image(blob[a:b], source)
+            from torch import from_numpy  # imported once; packing and checks do without
+
+            return from_numpy(np.array(payload).reshape(self.image_shape))
+        return decode_image(payload, source)
 
     def latents(self, index: int, views: Sequence[int]) -> np.ndarray:
         """``[len(views), P]`` float64 latents, checked finite like loose latent files."""
         shard, local = self._locate(index)
         lat = np.array(self._open(shard)[2][local, list(views)])
+        self._charge(lat.nbytes)
         if not np.isfinite(lat).all():
             bad = [v for v, row in zip(views, lat, strict=True) if not np.isfinite(row).all()]
             raise DatasetFormatError(
@@ -551,6 +657,8 @@ class PackedStore:
         return lat
 
     def manifest(self) -> Iterable[str]:
+        """The index's content hash and every shard file's size and mtime (three files per
+        chunk: as cheap to confirm as it is complete)."""
         index_file = self.root / INDEX_FILE
         yield f"{index_file}|{hashlib.sha1(index_file.read_bytes()).hexdigest()}"
         for name in self.names:
@@ -558,13 +666,60 @@ class PackedStore:
                 st = (self.shards / f"{name}{suffix}").stat()
                 yield f"{SHARDS_DIR}/{name}{suffix}|{st.st_size}|{st.st_mtime_ns}"
 
+    full_manifest = manifest
+
+
+#: offsets (and latent rows x views) checked at once by :func:`check_packed`: its memory does
+#: not grow with the shard
+CHECK_BLOCK = 1 << 20
+
+
+def _offsets_problem(
+    offsets: np.ndarray, count: int, blob_bytes: int, raw_bytes: int | None, base: Path
+) -> str | None:
+    """What is wrong with a shard's ``offsets`` (``count + 1`` increasing from 0 up to
+    ``blob_bytes``, steps of ``raw_bytes`` for raw payloads), checked block by block."""
+    increasing = (
+        f"{base}.offsets.npy: expected {count + 1} increasing offsets from 0, "
+        f"got shape {offsets.shape}"
+    )
+    if offsets.shape != (count + 1,) or offsets[0] != 0:
+        return increasing
+    mismatch = offsets[-1] != blob_bytes
+    for i in range(0, count, CHECK_BLOCK):
+        steps = np.diff(offsets[i : i + CHECK_BLOCK + 1])
+        if (steps < 0).any():
+            return increasing
+        mismatch = mismatch or bool(raw_bytes and (steps != raw_bytes).any())
+    if mismatch:
+        return f"{base}.offsets.npy does not match {base}.bin ({blob_bytes} bytes)"
+    return None
+
+
+def _latents_problem(lat: np.ndarray, store: PackedStore, start: int, base: Path) -> str | None:
+    """The objects and views of a shard's ``latents [M, V, P]`` with non-finite values (the
+    first five and a count), checked block by block."""
+    rows_per_block = max(1, CHECK_BLOCK // max(1, lat.shape[1] * lat.shape[2]))
+    bad: list[tuple[int, int]] = []
+    total = 0
+    for r in range(0, len(lat), rows_per_block):
+        rows, cols = np.nonzero(~np.isfinite(lat[r : r + rows_per_block]).all(axis=2))
+        total += len(rows)
+        bad += [(r + i, c) for i, c in zip(rows[:5].tolist(), cols[:5].tolist(), strict=True)]
+    if not total:
+        return None
+    named = ", ".join(f"{store.split.entries[start + r]} view {c}" for r, c in bad[:5])
+    more = f" and {total - 5} more" if total > 5 else ""
+    return f"{base}.latents.npy contains non-finite values: {named}{more}"
+
 
 def check_packed(
     root: Path, split: str, splits_dir: str | Path | None = None, workers: int = 8
 ) -> tuple[int, int, list[str]]:
     """Every check of one packed split (``equissl-validate`` on a packed root): the index and
     shard files (:class:`PackedStore`), each shard's offsets and latents against its record,
-    and every payload decoded.
+    and every payload decoded. Memory does not grow with the shards: arrays are checked
+    block by block, payloads decoded a few objects ahead of the results.
 
     Returns:
         ``(objects, payloads decoded, problems)``; each problem names its file.
@@ -581,26 +736,15 @@ def check_packed(
         blob, offsets, lat = store._open(k)
         base = store.shards / info["shard"]
         m = info["stop"] - info["start"]
-        steps = np.diff(offsets)
-        if offsets.shape != (m * views + 1,) or offsets[0] != 0 or (steps < 0).any():
-            problems.append(
-                f"{base}.offsets.npy: expected {m * views + 1} increasing offsets from 0, "
-                f"got shape {offsets.shape}"
-            )
-        elif offsets[-1] != len(blob) or (raw_bytes and (steps != raw_bytes).any()):
-            problems.append(f"{base}.offsets.npy does not match {base}.bin ({len(blob)} bytes)")
+        found = [_offsets_problem(offsets, m * views, len(blob), raw_bytes, base)]
         if lat.shape != (m, views, dim) or lat.dtype.kind != "f":
-            problems.append(
+            found.append(
                 f"{base}.latents.npy is {lat.dtype} {lat.shape}; expected float {(m, views, dim)}"
             )
-        elif not np.isfinite(lat).all():
-            rows, cols = np.nonzero(~np.isfinite(lat).all(axis=2))
-            named = ", ".join(
-                f"{store.split.entries[info['start'] + r]} view {c}"
-                for r, c in zip(rows[:5].tolist(), cols[:5].tolist(), strict=True)
-            )
-            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
-            problems.append(f"{base}.latents.npy contains non-finite values: {named}{more}")
+        else:
+            found.append(_latents_problem(lat, store, info["start"], base))
+        problems += [f for f in found if f]
+        del blob, offsets, lat  # the maps: PackedStore bounds what stays mapped
     if problems:
         return n, 0, problems  # payload offsets cannot be trusted
 
@@ -614,7 +758,7 @@ def check_packed(
         return errors
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for errors in pool.map(decode, range(n)):
+        for errors in bounded_map(pool, decode, range(n), 4 * max(1, workers)):
             problems += errors
     return n, n * views, problems
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -141,6 +140,8 @@ class PDEWindows(PDEWindowDataset, ViewDataset):
         lo = flat.flatten(1).min(1).values.view(-1, 1, 1)
         hi = flat.flatten(1).max(1).values.view(-1, 1, 1)
         scaled = ((flat - lo) / (hi - lo).clamp_min(1e-12)).numpy()
+        import matplotlib  # only for pictures: not imported by a command that draws none
+
         rgb = torch.from_numpy(matplotlib.colormaps["viridis"](scaled)[..., :3]).float()
         return make_grid(rgb.permute(0, 3, 1, 2), nrow=v.shape[1], padding=2)
 

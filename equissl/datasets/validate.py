@@ -22,8 +22,9 @@ checked, so a minority of odd objects is named rather than the good ones.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,21 @@ def _listing(items: Sequence[Any], limit: int = _SHOWN) -> str:
 def split_files(splits_dir: Path, split: str) -> tuple[Path, Path]:
     """``({split}_images.npy, {split}_labels.npy)`` in ``splits_dir``."""
     return splits_dir / f"{split}_images.npy", splits_dir / f"{split}_labels.npy"
+
+
+def bounded_map(
+    pool: Executor, fn: Callable[[Any], Any], items: Iterable[Any], window: int
+) -> Iterator[Any]:
+    """``pool.map(fn, items)``, results in order, with at most ``window`` calls submitted
+    ahead of the one consumed: ``Executor.map`` submits every call at once, which holds a
+    future (and, until it is consumed, a result) per object of a 52 k-object split."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 # ----------------------------------------------------------------------------- labels
@@ -279,7 +295,7 @@ def majority(counts: Counter) -> Any:
 
 
 def minority_problems(
-    views: dict[str, int], lengths: dict[str, dict[int, list[int]]], root: Path
+    views: dict[str, int], lengths: dict[str, dict[int, Sequence[int]]], root: Path
 ) -> tuple[int, int, list[str]]:
     """Majority view count and latent length, and a problem per object/file off them."""
     problems = []

@@ -21,6 +21,7 @@ from equissl.datasets.iebench_format import (
 )
 from equissl.datasets.packed import check_packed, is_packed
 from equissl.datasets.validate import (
+    bounded_map,
     check_entries,
     check_object,
     check_overlap,
@@ -59,6 +60,16 @@ class ValidationReport:
             lines.append(f"  ... and {more} more")
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def compact_lengths(per_len: dict[int, list[int]], views: int) -> dict[int, Sequence[int]]:
+    """``{latent length: view ids}`` of one object, its usual case (every view's latent of
+    one length) kept as a ``range``: the pass keeps one per object until the end."""
+    if len(per_len) == 1:
+        ((length, ids),) = per_len.items()
+        if ids == list(range(views)):
+            return {length: range(views)}
+    return per_len
 
 
 def _load_splits(
@@ -141,9 +152,11 @@ def validate_iebench(
     entries = list(dict.fromkeys(e for s in loaded.values() for e in s.entries))
     entries = [e for e in entries if not check_entries([e], "")]
     views: dict[str, int] = {}
-    lengths: dict[str, dict[int, list[int]]] = {}
+    lengths: dict[str, dict[int, Sequence[int]]] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        jobs = pool.map(lambda e: (e, check_object(root, e, None)), entries)
+        jobs = bounded_map(
+            pool, lambda e: (e, check_object(root, e, None)), entries, 4 * max(1, workers)
+        )
         for entry, (found, checked, per_len, problems) in tqdm(
             jobs, total=len(entries), desc=f"validate {root.name}", unit="obj",
             disable=not progress,
@@ -151,6 +164,6 @@ def validate_iebench(
             report.objects += 1
             report.files += checked
             report.problems += problems
-            views[entry], lengths[entry] = found, per_len
+            views[entry], lengths[entry] = found, compact_lengths(per_len, found)
     report.problems += minority_problems(views, lengths, root)[2]
     return report

@@ -67,3 +67,38 @@ def test_a_synset_with_two_labels_is_named_by_validate_and_at_start_up(iebench_t
     assert any(f"synset {synset}" in p and images[1].strip("/") in p for p in report.problems)
     with pytest.raises(DatasetFormatError, match=f"synset {synset} carry 2 different labels"):
         check_split(iebench_tree, "train")
+
+
+def test_bounded_map_keeps_order_and_a_bounded_window():
+    """validate's passes submit a few objects ahead of the one consumed, not every object
+    of the split at once (a future and a result each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from equissl.datasets.validate import bounded_map
+
+    submitted, consumed = [], []
+
+    def work(i):
+        submitted.append(i)
+        return i * i
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i, result in enumerate(bounded_map(pool, work, range(100), 4)):
+            assert result == i * i
+            assert len(submitted) <= i + 4  # at most the window ahead of the consumer
+            consumed.append(result)
+    assert consumed == [i * i for i in range(100)]
+
+
+def test_a_minority_latent_length_is_named_per_view(iebench_tree):
+    """The pass keeps each object's usual case (one latent length for every view) as a
+    range; an object whose views disagree, or whose length is the minority, is named."""
+    entries = sorted(p for p in iebench_tree.glob("*/*") if p.parent.name != "data")
+    np.save(entries[0] / "latent_2.npy", np.zeros(10))  # one view of one object
+    for v in range(5):  # every view of another object
+        np.save(entries[1] / f"latent_{v}.npy", np.zeros(10))
+    report = validate_iebench(iebench_tree, progress=False, workers=1)
+    text = report.summary()
+    assert str(entries[0] / "latent_2.npy") in text
+    assert all(str(entries[1] / f"latent_{v}.npy") in text for v in range(5))
+    assert str(entries[0] / "latent_1.npy") not in text

@@ -22,9 +22,10 @@ import numpy as np
 from PIL import Image
 
 from equissl.atomic import atomic_write_bytes
+from equissl.datasets.iebench_format import RENDER_RECORD
+from equissl.datasets.iebench_format import SPLITS_DIR as SPLITS_DIR
 
-SPLITS_DIR = "data"
-CONFIG_FILE = "render_config.json"
+CONFIG_FILE = RENDER_RECORD
 JPEG_QUALITY = 95
 _TMP_RE = re.compile(r"^\.(image|latent)_\d+\.(jpg|npy)\.[^.]+\.tmp$")
 
