@@ -353,12 +353,9 @@ def evaluate_checkpoint(
     if builders:  # the key only when asked for: results without it keep their exact shape
         results["baselines"] = baselines
     if ood is not None:  # heads trained on the train split as above, scored on another root
-        ood_feats = split_features(
-            method, {"x": ood}, digest, settings, cache_dir, eval_cfg, device, progress
-        )["x"]
         ood_ctx = replace(
             ctx,
-            val=ood_feats,
+            val=ctx.features_of(ood, ""),
             datasets={**splits, "val": ood},
             out_dir=out_dir / "ood",
         )

@@ -289,8 +289,11 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, device: torch.device, bs: int = 4096) -> Tensor:
-    """``model`` on ``x`` in float32 batches (cached features may be stored as float16)."""
+def predict(
+    model: Callable[[Tensor], Tensor], x: Tensor, device: torch.device, bs: int = 4096
+) -> Tensor:
+    """``model`` (a head, or any function of a batch) on ``x`` in float32 batches of ``bs``
+    rows (cached features may be stored as float16); the result on the CPU."""
     return torch.cat(
         [model(x[i : i + bs].to(device, torch.float32)).cpu() for i in range(0, len(x), bs)]
     )

@@ -146,11 +146,7 @@ def fresh_sequence_probe(
     res = scored(model, xval, yval, train_labels, ctx.num_classes, ctx.device)
     if getattr(method, "online_probe_part", None) == part:
         # the classifier trained online during pretraining, as the reference reports it
-        logits = torch.cat(
-            [method.online_logits(xval[i : i + 4096].to(ctx.device)).cpu()
-             for i in range(0, len(xval), 4096)]
-        )  # fmt: skip
-        res.metrics["online_top1"] = top1(logits, yval)
+        res.metrics["online_top1"] = top1(predict(method.online_logits, xval, ctx.device), yval)
     return res
 
 
