@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from data_wait import tree  # the process-tree walk of the data-wait bench (bench/ is on the path)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -334,21 +335,6 @@ def child(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- measuring
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-
 def fields(path: str, keys: tuple[str, ...]) -> dict[str, int]:
     """``{key: kB}`` of ``key:`` lines of a ``/proc`` file (0 when absent or gone)."""
     out = dict.fromkeys(keys, 0)
