@@ -19,6 +19,7 @@ import torch
 
 from equissl.checkpointing import file_digest
 from equissl.datasets.base import DataSpec, ViewDataset, build_dataset, num_classes_of
+from equissl.datasets.iebench_format import DatasetFormatError
 from equissl.datasets.validate import check_dataset_labels
 from equissl.eval.baselines import BASELINES
 from equissl.eval.features import FeatureSet, cache_key, cached_features
@@ -78,8 +79,8 @@ def ood_dataset(meta: dict[str, Any], data: dict[str, Any], root: str) -> ViewDa
     model's spec: the ``eval.ood_root`` protocol's test set."""
     try:
         ds = build_dataset({**data, "root": root}, data["val_split"], 1)
-    except ValueError as err:
-        raise ValueError(f"eval.ood_root={root}: {err}") from err
+    except (ValueError, DatasetFormatError) as err:  # a wrong kind of data, a missing file
+        raise type(err)(f"eval.ood_root={root}: {err}") from err
     problems = DataSpec.from_dict(meta["spec"]).mismatch(ds.spec())
     if problems:
         raise ValueError(

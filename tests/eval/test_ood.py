@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from equissl.datasets.iebench_format import DatasetFormatError
 from equissl.eval.evaluate import evaluate_checkpoint
 from tests.conftest import write_iebench_tree
 from tests.eval.conftest import fast_probes
@@ -44,4 +45,7 @@ def test_an_ood_root_that_does_not_fit_is_named_before_any_probe(initial_checkpo
     eval_cfg = {**config["eval"], "num_workers": 0, "probes": PROBES, "ood_root": str(other)}
     with pytest.raises(ValueError, match=r"eval.ood_root=.*3DIEBench-T: .*10-value latents"):
         evaluate_checkpoint(ckpt, eval_cfg, tmp_path / "eval", progress=False)
+    missing = {**eval_cfg, "ood_root": str(tmp_path / "nowhere")}
+    with pytest.raises(DatasetFormatError, match=r"eval.ood_root=.*nowhere: dataset root"):
+        evaluate_checkpoint(ckpt, missing, tmp_path / "eval", progress=False)
     assert not (tmp_path / "eval" / "results.json").exists()
