@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 from torch import Tensor
 
-from equissl.apps.cli import _resolved, setup
+from equissl.apps.hydra_main import _resolved, setup
 from equissl.datasets.base import build_dataset
 from equissl.eval.features import cached_features
 from equissl.eval.metrics import r2_global, r2_sklearn

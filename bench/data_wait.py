@@ -59,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
     import lightning.pytorch as pl
     from hydra import compose, initialize_config_module
 
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
     from equissl.plugins import register_configs
     from equissl.training.pretrain import pretrain
 

@@ -113,35 +113,38 @@ WHY = {
     "anonymous: the split's entries, offsets and latents checked block by block",
     "pack": "file-backed: the files read and the shard written go through the page cache "
     "(reclaimable, not the process's own memory)",
-    "features loose": "file-backed memory grows with the cache: its .npy files are written "
-    "through memory maps, whose pages stay mapped (and count in RssFile) until the "
-    "extraction ends (the synthetic cache row: 2.0 GB at full size); anonymous memory flat",
+    "features loose": "flat: each batch is written into the cache's files with a file write "
+    "(equissl.eval.features.ArrayStore), not through a map of the process, so neither "
+    "anonymous nor file-backed RSS follows the cache's size; the written pages are in the "
+    "kernel's page cache (reclaimable, docs/evaluation.md)",
     "features packed": "as features loose, plus up to MAPPED_BUDGET of mapped shard pages",
-    "synthetic cache": "the bench's own stage: writes the full-size cache through memory maps "
-    "(RssFile = the cache's size, as an extraction's would be)",
-    "classification": "anonymous memory grows with N_val x V: every cached view of each "
-    "validation object is scored and its logits (views x classes float32) are gathered "
-    "before the top-1 (equissl.eval.probes.base.predict); training reads one view per "
-    "object per epoch from the memory-mapped cache",
-    "rotation": "anonymous memory grows with N: the fixed validation pairs (10 per object) "
-    "and the constant floor's training pairs (10 per object) are gathered with their "
-    "targets at once (equissl.eval.probes.pair_regression); time: one epoch here",
+    "synthetic cache": "the bench's own stage: writes a full-size cache of random features "
+    "the way an extraction does (file writes, 4,096 objects at a time)",
+    "classification": "anonymous memory: the predicted class and the label of every "
+    "validation view (16 bytes each; the logits are reduced per batch); training draws view "
+    "indices and gathers each batch from the memory-mapped cache "
+    "(equissl.eval.probes.base.view_features)",
+    "rotation": "anonymous memory: each fixed validation pair's target and prediction (kept "
+    "for the scatter), [P, 4] each, P = 10 pairs per object; inputs gathered per batch, the "
+    "constant floor's mean accumulated chunk by chunk (equissl.eval.probes.pair_regression)",
     "color": "as rotation, a linear head",
     "predictor": "MRR / Hit@k are linear (each prediction ranked among its own object's "
     "views); PRE is an exact nearest-neighbour search of every validation view's prediction "
     "among every validation view, O((N_val x V)^2 x E): quadratic, as the reference "
-    "protocol; anonymous memory holds the embeddings of every validation view",
+    "protocol. Anonymous memory holds the embeddings of every validation view (the "
+    "ranking's and PRE's bank) and the index's normalised copy; predictions are made, "
+    "ranked and searched chunk by chunk of objects",
     "knn_flat": "exact search: every validation view against every training view, "
     "O(N_val x N_train x V^2 x D) time, quadratic in N; anonymous memory holds the bank "
-    "(N_train x V x D float32) and faiss's copy of it, linear in N. index: ivf scans "
-    "nprobe of sqrt(bank) lists instead",
-    "knn_ivf": "anonymous memory holds the bank (every training view, float32) and the "
-    "index's copy of it: linear in N, ~0.8 GB for a 48-d part at full size (x 10 for a "
-    "512-d ResNet-18 part; bank_views= caps it); time ~ N^1.5: k-means on 64 x sqrt(B) "
-    "points and nprobe of sqrt(B) lists scanned per query",
-    "diagnostics": "anonymous memory grows with N_val x V: the normalised features of every "
-    "validation view are copied for the variance decomposition and the pair distances; "
-    "PCA / t-SNE on seeded subsets",
+    "once (N_train x V x D float32, normalised; the memory-mapped cache is not copied "
+    "first), linear in N. index: ivf scans nprobe of sqrt(bank) lists instead",
+    "knn_ivf": "anonymous memory holds the bank once, in the index's lists (prepared and "
+    "added 65,536 vectors at a time): linear in N, ~0.4 GB for a 48-d part at full size "
+    "(x 10 for a 512-d ResNet-18 part; bank_views= caps it); time ~ N^1.5: k-means on "
+    "64 x sqrt(B) points and nprobe of sqrt(B) lists scanned per query",
+    "diagnostics": "the distances and the variance decomposition read the part chunk by "
+    "chunk (two passes over the objects); the equivariance fit accumulates moments over "
+    "pair chunks; PCA / t-SNE on seeded subsets",
 }
 
 
@@ -272,7 +275,7 @@ def synthetic_cache(ckpt: Path, root: Path, cache: Path, out: Path) -> dict[str,
     from hydra import compose, initialize_config_module
 
     import equissl.eval.evaluate as evaluate
-    from equissl.apps.cli import _resolved, setup
+    from equissl.apps.hydra_main import _resolved, setup
     from equissl.eval import features
 
     setup()
@@ -290,14 +293,14 @@ def synthetic_cache(ckpt: Path, root: Path, cache: Path, out: Path) -> dict[str,
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             for name, rep in reps.items():
-                part = store.get(f"part/{name}", (n, v, rep.shape[-1]), np.float32)
-                part[start:stop] = rng.standard_normal((stop - start, v, rep.shape[-1]))
-            lat = ds.store.latents
-            latents_ = store.get("latents", (n, v, ds.latent_dim), np.float32)
-            latents_[start:stop] = np.stack([lat(i, range(v)) for i in range(start, stop)])
-        store.get("labels", (n,), np.int64)[:] = ds.labels
-        store.get("coeffs", (n, 0), np.float32)
-        store.get("index", (n,), np.int64)[:] = np.arange(n)
+                shape = (n, v, rep.shape[-1])
+                noise = rng.standard_normal((stop - start, v, rep.shape[-1]), dtype=np.float32)
+                store.write(f"part/{name}", shape, start, noise)
+            lat = np.stack([ds.store.latents(i, range(v)) for i in range(start, stop)])
+            store.write("latents", (n, v, ds.latent_dim), start, lat.astype(np.float32))
+        store.write("labels", (n,), 0, np.asarray(ds.labels, np.int64))
+        store.write("coeffs", (n, 0), 0, np.empty((n, 0), np.float32))
+        store.write("index", (n,), 0, np.arange(n, dtype=np.int64))
         store.close({"key": directory.name, "split": ds.split_name, "dtype": "float32"})
         os.replace(store.directory, directory)
         return features.load_features(directory)

@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from equissl.apps.cli import _resolved, setup  # noqa: E402
+from equissl.apps.hydra_main import _resolved, setup  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from equissl.eval.report import markdown_table  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402

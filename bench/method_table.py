@@ -63,7 +63,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 from learning_sie_vs_vicreg import ROTATION  # noqa: E402
 
-from equissl.apps.cli import _resolved, setup  # noqa: E402
+from equissl.apps.hydra_main import _resolved, setup  # noqa: E402
 from equissl.atomic import atomic_open, atomic_write_text  # noqa: E402
 from equissl.datasets.base import build_dataset  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint, resolve_device  # noqa: E402

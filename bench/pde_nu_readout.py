@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from equissl.apps.cli import setup  # noqa: E402
+from equissl.apps.hydra_main import setup  # noqa: E402
 from equissl.eval.evaluate import eval_datasets  # noqa: E402
 from equissl.eval.features import load_features  # noqa: E402
 from equissl.ssl.loading import load_method  # noqa: E402

@@ -48,7 +48,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from equissl.apps.cli import _resolved, setup  # noqa: E402
+from equissl.apps.hydra_main import _resolved, setup  # noqa: E402
 from equissl.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from equissl.training.pretrain import pretrain  # noqa: E402
 

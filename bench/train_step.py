@@ -65,7 +65,7 @@ PHASES = ("data", "forward", "backward", "optimizer", "rest")
 def quickstart_config(data: str, workers: int, flags: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_module
 
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
     from equissl.plugins import register_configs
 
     register_configs()

@@ -328,7 +328,9 @@ class MonitorConfig:
     objects: int = at_least(1, 512)  # objects per split (seeded subset; all when fewer)
     views: int = at_least(1, 2)  # evaluation views per object (seeded; pairs need 2)
     seed: int = 0  # the subsets and views: the same across runs, whatever their seed
-    ridge: float = at_least(0.0, 1e-2)  # relative ridge penalty (x mean Gram diagonal); 0: lstsq
+    # relative ridge penalty of the linear classifier (x mean Gram diagonal); 0: lstsq. The
+    # pair regression chooses its own among equissl.scores.RIDGES on held-out objects
+    ridge: float = at_least(0.0, 1e-2)
     knn_k: int = at_least(1, 20)  # neighbours of the k-NN vote (the knn probe's default)
     knn_temperature: float = above(0.0, 0.07)  # exp(s / T) vote weights (the knn probe's)
     # the action-space target regressed from view pairs; None: rotation where the data

@@ -3,13 +3,15 @@
 re-exports them), so a number logged during pretraining and one in ``results.json`` mean
 the same thing.
 
-* :func:`top1` — fraction of rows whose arg-max is the label.
+* :func:`top1` — fraction of rows whose arg-max (:func:`classes`) is the label.
 * :func:`r2_global` — SIE/EquiCaps code's R²: ``1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean of
   *all* entries of y (one scalar over every output component).
 * :func:`ridge_solve`, :func:`ridge_fit` — closed-form ridge regression with a *relative*
   penalty ``λ = ridge · tr(XᵀX) / F`` (the mean diagonal of the centred Gram matrix, so the
   same ``ridge`` means the same thing at any feature scale); ``ridge = 0`` is least squares
   (minimum norm where the Gram matrix is singular). The intercept is never penalised.
+* :func:`ridge_fit_held_out` — the ridge fit whose penalty (of :data:`RIDGES`) predicts
+  held-out objects best, refitted on all rows.
 * :func:`ridge_classifier_scores` — the ridge fit of one-hot labels: a linear classifier in
   one solve, no SGD.
 * :func:`knn_vote`, :func:`knn_scores` — the weighted k-NN vote of Wu et al. (2018) as DINO
@@ -20,6 +22,8 @@ the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,9 +32,16 @@ from torch import Tensor
 NORM_EPS = 1e-8
 
 
-def top1(logits: Tensor, labels: Tensor) -> float:
-    """Fraction of ``[N, C]`` logits whose argmax equals ``labels [N]``."""
-    return float((logits.argmax(-1) == labels).float().mean())
+def classes(scores: Tensor) -> Tensor:
+    """The predicted class of each row: the arg-max of ``[N, C]`` scores; ``[N]`` class ids
+    are returned as they are."""
+    return scores if scores.ndim == 1 else scores.argmax(-1)
+
+
+def top1(scores: Tensor, labels: Tensor) -> float:
+    """Fraction of rows whose predicted class (:func:`classes` of ``[N, C]`` scores or
+    ``[N]`` ids) equals ``labels [N]``."""
+    return float((classes(scores) == labels).float().mean())
 
 
 def r2_global(pred: Tensor, target: Tensor) -> float:
@@ -67,6 +78,31 @@ def ridge_predict(fit: tuple[Tensor, Tensor], x: Tensor) -> Tensor:
     """``x [M, F] @ W + b`` of a :func:`ridge_fit` (float64)."""
     w, b = fit
     return x.double() @ w + b
+
+
+#: relative ridges tried where a penalty is chosen on held-out objects
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
+def ridge_fit_held_out(
+    x: Tensor, y: Tensor, held_out: Tensor, ridges: Sequence[float] = RIDGES
+) -> tuple[tuple[Tensor, Tensor], float]:
+    """The :func:`ridge_fit` of ``y [N, K]`` on ``x [N, F]`` with the penalty of ``ridges``
+    that predicts the rows ``held_out [N]`` (bool; whole objects, so that a fit cannot
+    recognise the object) with the least squared error when fitted on the others; refitted
+    on every row. Returns the fit and the chosen ridge. With few objects and many features
+    a fixed small penalty overfits the objects seen; this one shrinks towards the mean
+    target instead, so the score cannot fall far below the constant predictor's."""
+    kept = ~held_out
+    if not bool(held_out.any()) or not bool(kept.any()):
+        raise ValueError("ridge_fit_held_out needs rows both held out and kept")
+
+    def error(ridge: float) -> float:
+        pred = ridge_predict(ridge_fit(x[kept], y[kept], ridge), x[held_out])
+        return float(((pred - y[held_out].double()) ** 2).sum())
+
+    best = min(ridges, key=error)
+    return ridge_fit(x, y, best), best
 
 
 def ridge_classifier_scores(

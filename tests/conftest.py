@@ -82,7 +82,7 @@ def compose_pretrain(overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_module
 
     import tests.toy_parts  # noqa: F401  (registers the toy parts)
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
     from equissl.plugins import register_configs
 
     register_configs()
@@ -109,6 +109,6 @@ TOY = [
 def _configs_registered() -> None:
     """The schemas, parts and resolvers the Hydra commands register at start-up (the
     console scripts call ``setup()`` after their fast pre-Hydra checks)."""
-    from equissl.apps.cli import setup
+    from equissl.apps.hydra_main import setup
 
     setup()

@@ -6,7 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from equissl.apps.cli import _resolved
+from equissl.apps.hydra_main import _resolved
 from equissl.checkpointing import load_checkpoint
 from equissl.datasets.pde import generate_pde
 from equissl.eval.evaluate import evaluate_checkpoint

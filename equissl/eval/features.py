@@ -10,8 +10,8 @@ The cache is a directory named by a content key: the checkpoint's bytes, the dat
 manifest (split files' content, every data file's path, size and mtime), and the settings
 that change features (views, seed, sequence lengths, storage dtype), so replacing data
 under the same root or retraining re-extracts. It holds one ``.npy`` per array,
-preallocated with :func:`numpy.lib.format.open_memmap` and filled batch by batch as
-extraction proceeds (a split never has to fit in RAM), and ``manifest.json`` (shapes,
+preallocated and filled batch by batch with file writes as extraction proceeds (a split never
+has to fit in RAM, nor stays mapped in the process), and ``manifest.json`` (shapes,
 dtypes, the key), written last and atomically. Extraction fills a private sibling
 directory that is renamed onto the key only once complete; a directory without a valid
 manifest, or with a file that does not match it, is never trusted: it is re-extracted.
@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -128,40 +128,70 @@ class FeatureSet:
 
 class ArrayStore:
     """The arrays extraction writes into, preallocated: in RAM (``directory=None``) or as
-    ``.npy`` files in ``directory`` opened with ``open_memmap`` (writes go to the page
-    cache and on to disk; nothing accumulates in the process)."""
+    ``.npy`` files in ``directory``, written batch by batch with plain file writes at their
+    offsets. The writes go through the page cache (the kernel's, reclaimable once on disk),
+    never through a mapping of the process, so neither its anonymous nor its file-backed
+    memory grows with the cache (docs/evaluation.md, "Memory")."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.ndarray] = {}  # in RAM
+        self.files: dict[str, BinaryIO] = {}  # open for writing
+        self.offsets: dict[str, int] = {}  # byte offset of each file's data
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        """The array ``name``, allocated on first use."""
-        if name not in self.arrays:
-            if self.directory is None:
-                self.arrays[name] = np.empty(shape, dtype)
-            else:
-                path = self.directory / array_file(name)
-                self.arrays[name] = np.lib.format.open_memmap(path, "w+", dtype, shape)
-        return self.arrays[name]
+    def write(self, name: str, shape: tuple[int, ...], start: int, values: np.ndarray) -> None:
+        """Write ``values [k, *rest]`` (already of the array's dtype) as the rows
+        ``start .. start + k`` of the array ``name [..., *rest]`` of ``shape`` viewed as
+        ``[-1, *rest]``; the array is allocated on first write."""
+        values = np.ascontiguousarray(values)
+        first = start * math.prod(values.shape[1:])  # in elements
+        if self.directory is None:
+            if name not in self.arrays:
+                self.arrays[name] = np.empty(shape, values.dtype)
+            self.arrays[name].reshape(-1)[first : first + values.size] = values.reshape(-1)
+            return
+        if name not in self.files:
+            path = self.directory / array_file(name)
+            header = np.lib.format.open_memmap(path, "w+", values.dtype, shape)  # sized, sparse
+            self.offsets[name] = int(header.offset)
+            del header
+            # written with os.pwrite: each batch reaches the file (the page cache) at once
+            self.files[name] = open(path, "r+b", buffering=0)  # noqa: SIM115 (close())
+        data = memoryview(values.reshape(-1)).cast("B") if values.size else memoryview(b"")
+        fd, at = self.files[name].fileno(), self.offsets[name] + first * values.itemsize
+        while data:  # a write may take fewer bytes than offered
+            done = os.pwrite(fd, data, at)
+            data, at = data[done:], at + done
+
+    def array(self, name: str) -> np.ndarray:
+        """The array ``name`` as written so far (a copy-on-write map of its file)."""
+        if self.directory is None:
+            return self.arrays[name]
+        if not self.files[name].closed:
+            self.files[name].flush()
+        return np.load(self.directory / array_file(name), mmap_mode="c")
 
     def close(self, info: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Flush the files and write the manifest (last, atomically); the arrays."""
-        if self.directory is not None:
-            for a in self.arrays.values():
-                a.flush()
-            manifest = {
-                **info,
-                "format": CACHE_FORMAT,
-                "arrays": {
-                    name: {"file": array_file(name), "shape": list(a.shape), "dtype": a.dtype.str}
-                    for name, a in self.arrays.items()
-                },
-            }
-            atomic_write_text(self.directory / MANIFEST, json.dumps(manifest, indent=1))
-        return self.arrays
+        """Write the files to disk and the manifest (last, atomically); the arrays."""
+        if self.directory is None:
+            return self.arrays
+        for f in self.files.values():
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        arrays = {name: self.array(name) for name in self.files}
+        manifest = {
+            **info,
+            "format": CACHE_FORMAT,
+            "arrays": {
+                name: {"file": array_file(name), "shape": list(a.shape), "dtype": a.dtype.str}
+                for name, a in arrays.items()
+            },
+        }
+        atomic_write_text(self.directory / MANIFEST, json.dumps(manifest, indent=1))
+        return arrays
 
 
 def array_file(name: str) -> str:
@@ -198,17 +228,16 @@ def write_rows(
     dtype: Any,
 ) -> None:
     """Write ``values [b, *rest]`` into the flat rows ``rows`` of the ``[*lead, *rest]``
-    array ``name`` (allocated on first write)."""
+    array ``name`` (allocated on first write), stored as ``dtype``."""
     src = values.detach().float().cpu().numpy() if values.is_floating_point() else values.numpy()
-    rest = src.shape[1:]
-    out = store.get(name, (*lead, *rest), dtype).reshape(math.prod(lead), *rest)  # a view
     with np.errstate(over="ignore"):  # checked below, with the feature's name
-        out[rows] = src
-    if out.dtype == np.float16 and not np.isfinite(out[rows]).all() and np.isfinite(src).all():
+        out = src.astype(dtype, copy=False)
+    if out.dtype == np.float16 and not np.isfinite(out).all() and np.isfinite(src).all():
         raise ValueError(
             f"feature {name!r} exceeds the float16 range (|x| > 65504): "
             "use eval.cache_dtype=float32"
         )
+    store.write(name, (*lead, *src.shape[1:]), rows.start, out)
 
 
 @torch.inference_mode()
@@ -310,7 +339,7 @@ def extract_sequences(
                 key = f"seq/{name}@M{m}"
                 names.add(key)
                 write_rows(store, key, slice(objs.start, objs.stop), rep[:, None], (n,), part_dtype)
-    return {k[4:]: torch.from_numpy(store.arrays[k]) for k in sorted(names)}
+    return {k[4:]: torch.from_numpy(store.array(k)) for k in sorted(names)}
 
 
 def read_array(directory: Path, spec: dict[str, Any]) -> np.ndarray:

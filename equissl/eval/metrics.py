@@ -24,13 +24,15 @@ import torch
 from torch import Tensor
 
 # One implementation each, shared with the pretraining monitor (equissl.training.monitor)
+from equissl.scores import classes as classes
 from equissl.scores import r2_global as r2_global
 from equissl.scores import top1 as top1
 
 
-def balanced_top1(logits: Tensor, labels: Tensor) -> float:
-    """Mean over the classes present in ``labels`` of their per-class recall."""
-    pred = logits.argmax(-1)
+def balanced_top1(scores: Tensor, labels: Tensor) -> float:
+    """Mean over the classes present in ``labels`` of their per-class recall
+    (``[N, C]`` scores or ``[N]`` predicted class ids)."""
+    pred = classes(scores)
     recalls = [float((pred[labels == c] == c).float().mean()) for c in labels.unique()]
     return float(sum(recalls) / len(recalls))
 
@@ -82,10 +84,9 @@ def classification_floors(
     and ``majority_balanced_top1`` on ``val_labels [M]``: always the most frequent class of
     ``train_labels [N]`` (the lowest such class id on ties)."""
     majority = int(torch.bincount(train_labels, minlength=num_classes).argmax())
-    logits = torch.zeros(len(val_labels), num_classes)
-    logits[:, majority] = 1.0
+    pred = torch.full_like(val_labels, majority)
     return {
         "chance_top1": 1.0 / num_classes,
-        "majority_top1": top1(logits, val_labels),
-        "majority_balanced_top1": balanced_top1(logits, val_labels),
+        "majority_top1": top1(pred, val_labels),
+        "majority_balanced_top1": balanced_top1(pred, val_labels),
     }

@@ -194,6 +194,8 @@ class IVFIndex(BankIndex):
     (numpy views of faiss's memory).
     """
 
+    ADD_CHUNK = 65536  # bank vectors prepared and added at once
+
     def __init__(self, bank: Tensor, metric: Metric, spec: IndexSpec) -> None:
         super().__init__(bank, metric, spec)
         b, d = bank.shape
@@ -201,14 +203,17 @@ class IVFIndex(BankIndex):
         g = torch.Generator().manual_seed(spec.seed)
         sample = torch.randperm(b, generator=g)[: spec.training_size(b, self.nlist)]
         self.gpu = on_gpu(bank)
-        data = prepare(bank if self.gpu else bank.cpu(), metric)
+        bank = bank if self.gpu else bank.cpu()
         index = faiss.index_factory(d, f"IVF{self.nlist},Flat", self.kind)
         spherical = index.cp.spherical  # the factory's choice for inner products
         if self.gpu:
             index = faiss.index_cpu_to_gpu(gpu_resources(), bank.device.index or 0, index)
         index.cp.seed, index.cp.spherical = spec.seed, spherical
-        index.train(data[sample.to(data.device)].contiguous())
-        index.add(data)
+        index.train(prepare(bank[sample.to(bank.device)], metric))
+        # prepared and added chunk by chunk: the index's lists are the one full copy of the
+        # bank in memory (``prepare`` works row by row, so the vectors are the same)
+        for start in range(0, b, self.ADD_CHUNK):
+            index.add(prepare(bank[start : start + self.ADD_CHUNK], metric))
         index.nprobe = self.nprobe = min(spec.nprobe, self.nlist)
         self.index = index
         self.lists = [] if self.gpu else [self.inverted_list(i) for i in range(self.nlist)]

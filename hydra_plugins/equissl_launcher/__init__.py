@@ -16,7 +16,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
     SlurmLauncher as SubmititSlurmLauncher,
 )
 
-from equissl.apps.cli import setup
+from equissl.apps.hydra_main import setup
 from equissl.apps.sweep_jobs import sweep_table
 
 

@@ -6,6 +6,7 @@
   import torch.
 * generate composes the ``data`` config group alone with Hydra, and imports the dataset
   modules (torch, h5py for PDE data) but no method, model, probe or training code.
+* validate and pack never import Hydra (only the commands that compose a config do).
 * None of them imports Lightning, timm, faiss, matplotlib, trimesh or the ``models``,
   ``ssl``, ``training`` or ``eval`` packages.
 """
@@ -57,7 +58,7 @@ def run_steps(steps: list[list[str]], cwd: Path) -> list[dict]:
     """Run the console commands ``steps`` one after another in one fresh interpreter; the
     exit status of each and the watched modules imported after it."""
     res = subprocess.run(
-        [sys.executable, "-c", RUN, json.dumps(steps), json.dumps([*NEVER, "torch"])],
+        [sys.executable, "-c", RUN, json.dumps(steps), json.dumps([*NEVER, "torch", "hydra"])],
         capture_output=True, text=True, cwd=cwd, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
@@ -89,4 +90,4 @@ def test_generate_imports_the_datasets_only(tmp_path):
     small = ["num_trajectories=2", "params.nx=32", "params.nt=12", "params.substeps=4"]
     (step,) = run_steps([["generate", "data=pde_kdv", f"out={out}", *small]], tmp_path)
     assert step["exit"] == 0 and list(out.glob("*.h5"))
-    assert step["loaded"] == ["torch"]  # the PDE solver
+    assert step["loaded"] == ["torch", "hydra"]  # the PDE solver; the data config composed

@@ -278,6 +278,42 @@ def test_extraction_does_not_hold_the_split_in_memory(tmp_path):
     assert fs.parts["inv"][-1, -1, 0] == n * V // 8  # every batch landed
 
 
+def rss_file_kib() -> int:
+    """This process's file-backed resident memory (``RssFile``, KiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_extraction_keeps_no_written_page_mapped(tmp_path):
+    """The cache's files are written with file writes, not through maps of the process:
+    its file-backed RSS stays flat while 48 MiB are written (writing through open_memmap
+    kept every written page mapped, so RssFile grew by the cache's size)."""
+    width, n = 4096, 1024
+    peaks: list[int] = []
+
+    class Wide(ToyMethod):
+        def represent(self, x: Tensor) -> dict[str, Tensor]:
+            self.calls += 1
+            peaks.append(rss_file_kib())
+            return {"inv": torch.full((len(x), width), float(self.calls))}
+
+    total_kib = n * V * width * 4 // 1024  # 48 MiB
+    fs = cached_features(
+        Wide().eval(),
+        ToyData(n=n),
+        tmp_path / "k",
+        views_per_object=V,
+        batch_size=64,
+        progress=False,
+    )
+    growth = max(peaks) - peaks[1]  # after the first batch allocated the files
+    assert growth < total_kib / 8, (growth, total_kib)
+    assert fs.parts["inv"][-1, -1, 0] == n * V // 64  # every batch landed
+
+
 def test_settings_change_the_key():
     base = {"views": 5, "seed": 0, "split": "val", "sequences": [], "dtype": "float32"}
     key = cache_key("digest", ["a 1"], base)

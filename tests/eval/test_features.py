@@ -3,7 +3,7 @@
 import torch
 from hydra import compose, initialize_config_module
 
-from equissl.apps.cli import _resolved
+from equissl.apps.hydra_main import _resolved
 from equissl.checkpointing import file_digest
 from equissl.datasets.base import build_dataset
 from equissl.eval.features import cache_key, cached_features, extract_features

@@ -3,11 +3,19 @@ neighbours are untied by construction; the approximate ``ivf`` index: exact when
 every list, recall and k-NN top-1 bounds on clustered data at its defaults."""
 
 import faiss
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from equissl.eval.neighbours import IndexSpec, build_index, rank_of, search, search_subsets
+from equissl.eval.neighbours import (
+    IndexSpec,
+    IVFIndex,
+    build_index,
+    rank_of,
+    search,
+    search_subsets,
+)
 from equissl.eval.probes.knn import knn_classify
 
 
@@ -113,6 +121,19 @@ def test_ivf_list_by_list_search_equals_faiss_index_search(metric):
     scores, rows = index.index.search(F.normalize(x, dim=1) if metric == "cosine" else x, 7)
     assert torch.equal(got.index, rows)
     torch.testing.assert_close(got.scores, scores, rtol=1e-5, atol=1e-5)
+
+
+def test_ivf_built_chunk_by_chunk_is_the_index_built_at_once(monkeypatch):
+    """Adding the bank in chunks of 7 vectors gives the lists, and the neighbours, of one
+    add of the whole bank."""
+    x, y = untied(64, 300, 16, seed=5, k=7)
+    spec = IndexSpec("ivf", nlist=6, nprobe=2)
+    whole = build_index(y, "cosine", spec)
+    monkeypatch.setattr(IVFIndex, "ADD_CHUNK", 7)
+    chunked = build_index(y, "cosine", spec)
+    for (ids_a, xb_a), (ids_b, xb_b) in zip(whole.lists, chunked.lists, strict=True):
+        assert np.array_equal(ids_a, ids_b) and np.array_equal(xb_a, xb_b)
+    assert torch.equal(whole.search(x, 7).index, chunked.search(x, 7).index)
 
 
 def mixture(n_bank: int, n_query: int, classes: int, dim: int, seed: int):

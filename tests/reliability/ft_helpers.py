@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from equissl.apps.cli import _resolved
+from equissl.apps.hydra_main import _resolved
 from equissl.checkpointing import load_checkpoint
 from equissl.lightning_compat import checkpoint_loader_states
 from equissl.training.pretrain import pretrain

@@ -410,7 +410,7 @@ def test_evaluation_stage_checks_labels(tmp_path, caplog):
     """The evaluation stage warns about unseen val classes and rejects bad train labels."""
     from hydra import compose, initialize_config_module
 
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.training.pretrain import pretrain
 
@@ -504,7 +504,7 @@ def test_on_error_unknown_value_is_a_start_up_error(tmp_path):
 def test_on_error_is_a_config_key():
     from hydra import compose, initialize_config_module
 
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
 
     with initialize_config_module("equissl.configs", version_base="1.3"):
         cfg = _resolved(compose("pretrain", overrides=["data.root=/d", "data.on_error=skip"]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from equissl.apps.cli import _resolved
+from equissl.apps.hydra_main import _resolved
 from equissl.eval.evaluate import evaluate_checkpoint
 from equissl.training.pretrain import pretrain
 

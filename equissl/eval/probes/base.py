@@ -266,7 +266,8 @@ def fit(
     shuffled in mini-batches of ``cfg["batch_size"]``; sampling from a seeded generator.
     Each batch of ``x`` is cast to float32 (cached features may be stored as float16);
     with ``inputs``, ``x`` holds what ``inputs`` turns into the batch's features (view
-    indices, for a backbone run per batch: :class:`TrainModeBackbone`)."""
+    indices: :func:`view_features` of the cache, or a backbone run per batch,
+    :class:`TrainModeBackbone`)."""
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model.to(device).train()
     opt = torch.optim.Adam(
@@ -290,10 +291,48 @@ def fit(
 
 @torch.no_grad()
 def predict(
-    model: Callable[[Tensor], Tensor], x: Tensor, device: torch.device, bs: int = 4096
+    model: Callable[[Tensor], Tensor],
+    x: Tensor,
+    device: torch.device,
+    bs: int = 4096,
+    keep: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """``model`` (a head, or any function of a batch) on ``x`` in float32 batches of ``bs``
-    rows (cached features may be stored as float16); the result on the CPU."""
-    return torch.cat(
-        [model(x[i : i + bs].to(device, torch.float32)).cpu() for i in range(0, len(x), bs)]
-    )
+    rows (cached features may be stored as float16); the result on the CPU. ``keep``
+    reduces each batch's output before it is gathered (``classes`` keeps the arg-max
+    class of each row instead of its ``[bs, C]`` logits)."""
+    out = []
+    for i in range(0, len(x), bs):
+        xb = x[i : i + bs]  # integer rows (view indices) stay as they are, on the CPU
+        y = model(xb.to(device, torch.float32) if xb.is_floating_point() else xb)
+        out.append((y if keep is None else keep(y)).cpu())
+    return torch.cat(out)
+
+
+def view_features(x: Tensor) -> Callable[[Tensor], Tensor]:
+    """Batch features from flat view indices into the cached part ``x [N, V, D]`` (view
+    ``j`` of object ``o`` is ``o * V + j``): ``[B]`` indices give ``[B, D]``, ``[B, k]``
+    give ``[B, k·D]`` (the views' features side by side). Probes draw indices per epoch and
+    gather per batch, so no epoch's inputs are ever copied out of the memory-mapped cache
+    at once (the same indices :class:`TrainModeBackbone` featurises in reference mode)."""
+    flat = x.reshape(-1, x.shape[-1])
+
+    def features(idx: Tensor) -> Tensor:
+        return flat[idx].reshape(len(idx), -1)
+
+    return features
+
+
+def labelled_rows(labels: Tensor) -> Tensor:
+    """``[N']`` indices of the objects with a known label (``>= 0``) among ``labels [N]``."""
+    return (labels >= 0).nonzero().squeeze(1)
+
+
+def labelled(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The objects of ``x [N, V, D]`` with a known label (``>= 0``). When every label is
+    known (3DIEBench), ``x`` itself: the cached part stays memory-mapped and each epoch
+    reads one view per object, instead of a copy of all ``N × V`` rows in RAM."""
+    if bool((labels >= 0).all()):
+        return x, labels
+    rows = labelled_rows(labels)
+    return x[rows], labels[rows]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from equissl.config import ProbeConfig, at_least
-from equissl.eval.metrics import balanced_top1, classification_floors, top1
+from equissl.eval.metrics import balanced_top1, classes, classification_floors, top1
 from equissl.eval.probes.backbone_mode import TrainModeBackbone
 from equissl.eval.probes.base import (
     CLASSIFICATION_FLOORS,
@@ -21,9 +21,12 @@ from equissl.eval.probes.base import (
     Probe,
     ProbeResult,
     fit,
+    labelled,
+    labelled_rows,
     predict,
     seeded,
     sequence_length,
+    view_features,
 )
 from equissl.eval.probes.protocol import TRAIN_MODE, Reference, trained_head_fields
 from equissl.eval.probes.sequences import aggregate, random_orders
@@ -69,13 +72,11 @@ def classification_probe(
 
     def sample_epoch(gen: torch.Generator) -> tuple[Tensor, Tensor]:
         views = torch.randint(v, (n,), generator=gen)
-        if backbone is not None:  # flat view indices, featurised per batch
-            return objects * v + views, train_labels
-        return train_x[torch.arange(n), views], train_labels
+        return objects * v + views, train_labels  # flat view indices, featurised per batch
 
     with seeded(int(cfg["seed"])):
         head = nn.Linear(d, num_classes)
-    inputs = None if backbone is None else backbone.features
+    inputs = view_features(train_x) if backbone is None else backbone.features
     model = fit(
         head, sample_epoch, F.cross_entropy, cfg, device, "probe classification", progress, inputs
     )
@@ -97,14 +98,14 @@ def scored(
 ) -> ProbeResult:
     """A trained classifier's ``top1`` and ``balanced_top1`` on ``xval [S, D]`` with labels
     ``yval [S]``, beside the chance and majority-class floors."""
-    logits = predict(model, xval, device)
+    pred = predict(model, xval, device, keep=classes)  # [S] class ids, not [S, C] logits
     return ProbeResult(
         {
-            "top1": top1(logits, yval),
-            "balanced_top1": balanced_top1(logits, yval),
+            "top1": top1(pred, yval),
+            "balanced_top1": balanced_top1(pred, yval),
             **classification_floors(train_labels, yval, num_classes),
         },
-        logits.argmax(-1),
+        pred,
         yval,
         floors=dict(CLASSIFICATION_FLOORS),
     )
@@ -146,27 +147,13 @@ def fresh_sequence_probe(
     res = scored(model, xval, yval, train_labels, ctx.num_classes, ctx.device)
     if getattr(method, "online_probe_part", None) == part:
         # the classifier trained online during pretraining, as the reference reports it
-        res.metrics["online_top1"] = top1(predict(method.online_logits, xval, ctx.device), yval)
+        online = predict(method.online_logits, xval, ctx.device, keep=classes)
+        res.metrics["online_top1"] = top1(online, yval)
     return res
 
 
 #: ``eval.probes.classification.sequences`` values
 SEQUENCE_MODES = ("fresh", "fixed")
-
-
-def labelled_rows(labels: Tensor) -> Tensor:
-    """``[N']`` indices of the objects with a known label (``>= 0``) among ``labels [N]``."""
-    return (labels >= 0).nonzero().squeeze(1)
-
-
-def labelled(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """The objects of ``x [N, V, D]`` with a known label (``>= 0``). When every label is
-    known (3DIEBench), ``x`` itself: the cached part stays memory-mapped and each epoch
-    reads one view per object, instead of a copy of all ``N × V`` rows in RAM."""
-    if bool((labels >= 0).all()):
-        return x, labels
-    rows = labelled_rows(labels)
-    return x[rows], labels[rows]
 
 
 @PROBES.register("classification", config=ClassificationProbeConfig)

@@ -73,8 +73,7 @@ from equissl.eval.probes.base import EvalContext, Probe, ProbeResult, seeded
 from equissl.eval.probes.pair_regression import fixed_pairs
 from equissl.geometry import quaternion_angle
 from equissl.registries import PROBES
-
-RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+from equissl.scores import RIDGES
 
 
 @dataclass
@@ -98,26 +97,46 @@ class DiagnosticsProbeConfig(ProbeConfig):
     tsne_points: int = 1000
 
 
+def unit(rows: Tensor) -> Tensor:
+    """Cached feature rows ``[..., D]`` L2-normalised in float32 (row by row, so normalising
+    gathered rows equals gathering normalised ones)."""
+    return F.normalize(rows.float(), dim=-1)
+
+
 def distances(z: Tensor, pairs_per_object: int, seed: int) -> dict[str, float]:
-    """``within``, ``between`` and ``invariance`` of normalised features ``z [N, V, D]``
-    (``N ≥ 2``, ``V ≥ 2``) on seeded pairs; see the module docstring."""
+    """``within``, ``between`` and ``invariance`` of the normalised features of ``z [N, V,
+    D]`` (``N ≥ 2``, ``V ≥ 2``) on seeded pairs; see the module docstring. Pairs are
+    gathered chunk by chunk from ``z`` (the memory-mapped cache)."""
     n, v, _ = z.shape
     o, a, b = fixed_pairs(n, v, pairs_per_object, seed).unbind(1)
     gen = torch.Generator().manual_seed(seed + 1)
     other = (o + torch.randint(1, n, o.shape, generator=gen)) % n
-    within = float((z[o, a] - z[o, b]).double().norm(dim=-1).mean())
-    between = float((z[o, a] - z[other, b]).double().norm(dim=-1).mean())
+    within = between = 0.0
+    for sl in chunks(len(o)):
+        za = unit(z[o[sl], a[sl]])
+        within += float((za - unit(z[o[sl], b[sl]])).double().norm(dim=-1).sum())
+        between += float((za - unit(z[other[sl], b[sl]])).double().norm(dim=-1).sum())
+    within, between = within / len(o), between / len(o)
     invariance = 1.0 - within / between if between > 0 else 0.0  # every view at one point
     return {"within": within, "between": between, "invariance": invariance}
 
 
 def variance_decomposition(z: Tensor) -> dict[str, float]:
-    """``var_object`` and ``var_view``, the shares of ``SS_total`` of ``z [N, V, D]``
-    between and within objects (one-way ANOVA sums of squares)."""
-    z = z.double()
-    means = z.mean(1, keepdim=True)
-    ss_view = float(((z - means) ** 2).sum())
-    ss_object = float(z.shape[1] * ((means - z.mean((0, 1))) ** 2).sum())
+    """``var_object`` and ``var_view``, the shares of ``SS_total`` of the normalised
+    features of ``z [N, V, D]`` between and within objects (one-way ANOVA sums of squares),
+    in two passes over chunks of objects (the grand mean, then the sums of squares)."""
+    n, v, d = z.shape
+    blocks = chunks(n, max(1, 65536 // v))
+    grand = torch.zeros(d, dtype=torch.float64)
+    for sl in blocks:
+        grand += unit(z[sl]).double().sum((0, 1))
+    grand /= n * v
+    ss_view = ss_object = 0.0
+    for sl in blocks:
+        x = unit(z[sl]).double()
+        means = x.mean(1, keepdim=True)
+        ss_view += float(((x - means) ** 2).sum())
+        ss_object += float(v * ((means - grand) ** 2).sum())
     total = ss_view + ss_object
     if total <= 0:  # every view of every object at one point
         return {"var_object": 0.0, "var_view": 0.0}
@@ -338,7 +357,7 @@ class DiagnosticsProbe(Probe):
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         cfg, seed = self.cfg, int(self.cfg["seed"])
-        val_z = F.normalize(ctx.val.part(part).float(), dim=-1)
+        val_z = ctx.val.part(part)  # [N, V, D] as cached: normalised where it is read
         per_object = int(cfg["pairs_per_object"])
         action = self.action(ctx)
         train = split_pairs(ctx.train.part(part), ctx.train.latents, action, per_object, seed)
@@ -355,8 +374,8 @@ class DiagnosticsProbe(Probe):
             **variance_decomposition(val_z),
             "equivariance": score,
         }
-        o, a, b = val.pairs.unbind(1)
-        res = ProbeResult(metrics, val_z[o, b] - val_z[o, a], val.g, floors={})  # none
+        # nothing is trained, so there are no predictions to keep (nor floors)
+        res = ProbeResult(metrics, torch.empty(0), torch.empty(0), floors={})
         if cfg["pca_plot"]:
             res.plots[f"{self.name}/pca_{part}"] = self.plot_pca(ctx, part, val_z)
         if cfg.get("tsne_plot", False):
@@ -380,7 +399,7 @@ class DiagnosticsProbe(Probe):
         else:  # unlabelled data with invariant targets (PDE coefficients)
             coeff = ctx.val.coeffs[:, 0][:, None].expand(n, v).reshape(-1)
             first = Colouring(coeff[keep], names[0], categorical=False)
-        return x[keep], first, pose[keep], pose_label
+        return unit(x[keep]), first, pose[keep], pose_label
 
     def title(self, ctx: EvalContext, part: str) -> str:
         return f"{ctx.meta['config']['method']['name']} {part}"

@@ -13,6 +13,7 @@ approximate index, seeded by the probe's ``seed``). Beside ``top1`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,15 @@ import torch
 from torch import Tensor
 
 from equissl.config import ProbeConfig
-from equissl.eval.metrics import balanced_top1, classification_floors, top1
+from equissl.eval.metrics import balanced_top1, classes, classification_floors, top1
 from equissl.eval.neighbours import EXACT, IndexSpec, build_index
-from equissl.eval.probes.base import CLASSIFICATION_FLOORS, EvalContext, Probe, ProbeResult
+from equissl.eval.probes.base import (
+    CLASSIFICATION_FLOORS,
+    EvalContext,
+    Probe,
+    ProbeResult,
+    labelled,
+)
 from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
 from equissl.scores import knn_vote
@@ -71,17 +78,20 @@ def knn_classify(
     temperature: float,
     query_batch: int = 8192,
     spec: IndexSpec = EXACT,
+    keep: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Weighted k-NN class scores ``[Q, C]`` of ``queries [Q, D]`` against ``bank [B, D]``
     with labels ``bank_labels [B]`` (cosine similarity, faiss search through ``spec``, the
     index built once). Neighbours an ``ivf`` search could not fill (score ``-inf``) get no
-    vote."""
+    vote. ``keep`` reduces each query batch's scores before they are gathered (``classes``:
+    ``[Q]`` predicted class ids)."""
     bank_labels = bank_labels.to(bank.device)
     index = build_index(bank, "cosine", spec)
     out = []
     for start in range(0, len(queries), query_batch):
         nn = index.search(queries[start : start + query_batch], k)
-        out.append(knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature).cpu())
+        scores = knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature)
+        out.append((scores if keep is None else keep(scores)).cpu())
     return torch.cat(out)
 
 
@@ -125,13 +135,14 @@ class KNNProbe(Probe):
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
         cfg = self.cfg
-        tr, va = ctx.train.labels >= 0, ctx.val.labels >= 0
-        train_x, val_x = ctx.train.part(part)[tr], ctx.val.part(part)[va]
+        # every label known (3DIEBench): the memory-mapped parts, no copy of them
+        train_x, train_labels = labelled(ctx.train.part(part), ctx.train.labels)
+        val_x, val_labels = labelled(ctx.val.part(part), ctx.val.labels)
         bank = first_views(train_x, int(cfg["bank_views"]))
         queries = first_views(val_x, int(cfg["query_views"]))
-        bank_labels = ctx.train.labels[tr].repeat_interleave(len(bank) // len(train_x))
-        labels = ctx.val.labels[va].repeat_interleave(len(queries) // len(val_x))
-        scores = knn_classify(
+        bank_labels = train_labels.repeat_interleave(len(bank) // len(train_x))
+        labels = val_labels.repeat_interleave(len(queries) // len(val_x))
+        pred = knn_classify(
             bank.to(ctx.device),
             bank_labels,
             queries.to(ctx.device),
@@ -140,14 +151,15 @@ class KNNProbe(Probe):
             float(cfg["temperature"]),
             int(cfg["query_batch"]),
             self.spec,
+            keep=classes,  # [Q] class ids, not [Q, C] scores
         )
         return ProbeResult(
             {
-                "top1": top1(scores, labels),
-                "balanced_top1": balanced_top1(scores, labels),
+                "top1": top1(pred, labels),
+                "balanced_top1": balanced_top1(pred, labels),
                 **classification_floors(bank_labels, labels, ctx.num_classes),
             },
-            scores.argmax(-1),
+            pred,
             labels,
             floors=dict(CLASSIFICATION_FLOORS),
         )

@@ -37,6 +37,7 @@ from equissl.eval.probes.base import (
     fit,
     predict,
     seeded,
+    view_features,
 )
 from equissl.eval.probes.protocol import TRAIN_MODE, Reference, trained_head_fields
 from equissl.eval.report import TARGET_PLOTS, plot_target, plot_target_panels
@@ -163,27 +164,40 @@ def pair_regression_probe(
         a, b = distinct_views(n, v, gen)
         rows = torch.arange(n)
         y = target(train_lat[rows, a], train_lat[rows, b])
-        if backbone is not None:  # flat view indices [n, 2], featurised per batch
-            return torch.stack((rows * v + a, rows * v + b), dim=1), y
-        return torch.cat((train_x[rows, a], train_x[rows, b]), dim=1), y
+        return torch.stack((rows * v + a, rows * v + b), dim=1), y  # [n, 2] view indices
 
     with seeded(int(cfg["seed"])):
         head = pair_head(str(cfg.get("head", "mlp")), 2 * d, int(cfg["hidden_dim"]), out_dim)
-    inputs = None if backbone is None else backbone.pair_features
+    inputs = view_features(train_x) if backbone is None else backbone.pair_features
     model = fit(head, sample_epoch, F.mse_loss, cfg, device, desc, progress, inputs)
     if backbone is not None:
         val_x = backbone.test_features()
-    pairs = fixed_pairs(
-        len(val_x), val_x.shape[1], int(cfg["val_pairs_per_object"]), int(cfg["seed"]) + 1
-    )
-    o, a, b = pairs.unbind(1)
-    xval = torch.cat((val_x[o, a], val_x[o, b]), dim=1)
-    yval = target(val_lat[o, a], val_lat[o, b])
-    pred = predict(model, xval, device)
     per_object = int(cfg["val_pairs_per_object"])
-    to, ta, tb = fixed_pairs(n, v, per_object, int(cfg["seed"]) + 2).unbind(1)
-    metrics = regression_metrics(pred, yval, target(train_lat[to, ta], train_lat[to, tb]))
+    o, a, b = fixed_pairs(len(val_x), val_x.shape[1], per_object, int(cfg["seed"]) + 1).unbind(1)
+    yval = target(val_lat[o, a], val_lat[o, b])
+    val_inputs = view_features(val_x)
+    pred = predict(
+        lambda idx: model(val_inputs(idx).to(device, torch.float32)),
+        torch.stack((o * val_x.shape[1] + a, o * val_x.shape[1] + b), dim=1),
+        device,
+    )
+    floor_pairs = fixed_pairs(n, v, per_object, int(cfg["seed"]) + 2)
+    metrics = regression_metrics(pred, yval, mean_target(target, train_lat, floor_pairs))
     return ProbeResult(metrics, pred, yval, floors=dict(REGRESSION_FLOORS))
+
+
+def mean_target(target: PairTarget, latents: Tensor, pairs: Tensor, chunk: int = 65536) -> Tensor:
+    """``[1, K]`` mean of ``target`` over the (object, view a, view b) rows of ``pairs``
+    into ``latents [N, V, P]``, accumulated in float64 chunk by chunk (memory flat in the
+    number of pairs)."""
+    total = None
+    for i in range(0, len(pairs), chunk):
+        o, a, b = pairs[i : i + chunk].unbind(1)
+        part = target(latents[o, a], latents[o, b]).double().sum(0)
+        total = part if total is None else total + part
+    if total is None:
+        raise ValueError("mean_target needs at least one pair")
+    return (total / len(pairs))[None]
 
 
 @PROBES.register("pair_regression", config=PairRegressionProbeConfig)

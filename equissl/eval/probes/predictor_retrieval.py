@@ -32,7 +32,7 @@ from torch import Tensor
 
 from equissl.config import ProbeConfig
 from equissl.eval.features import FeatureSet
-from equissl.eval.neighbours import rank_of, search
+from equissl.eval.neighbours import build_index, rank_of, search
 from equissl.eval.probes.base import EvalContext, Probe, ProbeResult
 from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
@@ -62,10 +62,15 @@ def ranking_metrics(ranks: Tensor, hits: Sequence[int]) -> dict[str, float]:
     }
 
 
-def prediction_error(quat_target_to_neighbour: Tensor) -> float:
-    """PRE: mean ``1 − (q_t · q_n)²`` over pairs, from the relative rotations
+def prediction_errors(quat_target_to_neighbour: Tensor) -> Tensor:
+    """``1 − (q_t · q_n)²`` of each pair ``[Q]`` (float64), from the relative rotations
     ``q_t⁻¹ q_n [Q, 4]`` (x, y, z, w) whose scalar part is the dot product ``q_t · q_n``."""
-    return float((1.0 - quat_target_to_neighbour.double()[..., QUAT_W] ** 2).mean())
+    return 1.0 - quat_target_to_neighbour.double()[..., QUAT_W] ** 2
+
+
+def prediction_error(quat_target_to_neighbour: Tensor) -> float:
+    """PRE: the mean of :func:`prediction_errors` over the pairs."""
+    return float(prediction_errors(quat_target_to_neighbour).mean())
 
 
 @torch.inference_mode()
@@ -161,6 +166,9 @@ class PredictorProbe(Probe):
         return None
 
     def run(self, ctx: EvalContext, part: str) -> ProbeResult:
+        """Every object's predictions are made, ranked and searched chunk by chunk of
+        objects: only the embeddings (the ranking's and PRE's bank) are held whole, never
+        the ``[N, V, E]`` predictions."""
         method = ctx.method
         if part != method.predictor_part:
             return ProbeResult({}, torch.empty(0), torch.empty(0), floors={})
@@ -168,22 +176,31 @@ class PredictorProbe(Probe):
         normalize = bool(cfg["normalize"])
         method.eval().to(ctx.device)
         emb = embed(method, ctx.val.parts[part], ctx.device, bs)
-        pred = predictions(method, emb, ctx.val.latents, bs)
-        metrics, ranks = predictor_metrics(pred, emb, list(cfg["hits"]), normalize)
+        n, v, e = emb.shape
+        latents = ctx.val.latents
         quaternions = ctx.action_space.targets_of_kind("quaternion")
+        index = bank_latents = None
         if quaternions:
-            rotation = quaternions[0]
-            bank, lats = self.pre_bank(ctx, part, emb, bs)
-            e = emb.shape[-1]
-            metrics["pre"] = pre_metric(
-                pred.reshape(-1, e),
-                ctx.val.latents.reshape(-1, ctx.val.latents.shape[-1]),
-                bank,
-                lats,
-                lambda a, b: ctx.action_space.target(rotation, a, b),
-                normalize,
-            )
-        return ProbeResult(metrics, ranks, torch.ones_like(ranks), floors={})  # no floors
+            bank, bank_latents = self.pre_bank(ctx, part, emb, bs)
+            index = build_index(bank, "cosine" if normalize else "ip")
+            del bank  # the index holds the bank's one copy it searches
+        ranks, errors = [], []
+        per_chunk = max(1, bs // v)
+        for start in range(0, n, per_chunk):
+            objs = slice(start, min(n, start + per_chunk))
+            pred = predictions(method, emb[objs], latents[objs], bs)
+            ranks.append(predictor_metrics(pred, emb[objs], [], normalize)[1])
+            if index is not None:
+                nn = index.search(pred.reshape(-1, e), 1)
+                neighbour = bank_latents[nn.index[:, 0].cpu()]
+                target = latents[objs].reshape(-1, latents.shape[-1])
+                relative = ctx.action_space.target(quaternions[0], target, neighbour)
+                errors.append(prediction_errors(relative))
+        rank = torch.cat(ranks)
+        metrics = ranking_metrics(rank, list(cfg["hits"]))
+        if errors:
+            metrics["pre"] = float(torch.cat(errors).mean())
+        return ProbeResult(metrics, rank, torch.ones_like(rank), floors={})  # no floors
 
     def pre_bank(
         self, ctx: EvalContext, part: str, val_emb: Tensor, bs: int

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from equissl.apps.cli import _resolved
+from equissl.apps.hydra_main import _resolved
 from equissl.datasets.pde import generate_pde
 from equissl.datasets.pde.dataset import split_mask
 from equissl.datasets.pde.storage import pde_files

@@ -181,6 +181,13 @@ def test_tiny_sie_checkpoint_matches_a_reference_style_loop(iebench_tree, tmp_pa
         assert m[f"equi/predictor/{k}"] == pytest.approx(v)
     assert m["equi/predictor/pre"] == pytest.approx(float(np.mean(errors)), abs=1e-5)
 
+    # predicted, ranked and searched one object at a time (5 views, batch 5): the same
+    chunked = {**config["eval"], "probes": {"predictor": {**config["eval"]["probes"]["predictor"],
+                                                          "batch_size": 5}}}  # fmt: skip
+    res = evaluate_checkpoint(ckpt, chunked, tmp_path / "eval_sie_chunks", progress=False)
+    for k in keys:
+        assert res["metrics"][f"equi/predictor/{k}"] == pytest.approx(m[f"equi/predictor/{k}"])
+
 
 def test_method_without_predictor_is_skipped_with_its_reason(iebench_tree, tmp_path):
     config = compose_pretrain(

@@ -123,7 +123,7 @@ def test_probes_on_features_that_carry_nothing_score_their_floor():
 def test_color_runs_by_default_where_the_action_space_offers_it():
     from hydra import compose, initialize_config_module
 
-    from equissl.apps.cli import _resolved
+    from equissl.apps.hydra_main import _resolved
     from equissl.datasets.iebench_actions import IEBenchActionSpace
     from equissl.datasets.pde.dataset import PDEActionSpace
     from equissl.eval.features import FeatureSet
