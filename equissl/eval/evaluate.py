@@ -173,6 +173,8 @@ def run_probes(
         bar = progress_bar(todo, desc=f"probe {name}", unit="part", disable=not ctx.progress)
         for part in bar:
             res = by_part[part] = probe.run(quiet, part)
+            for split in (ctx.train, ctx.val):  # unmap the cache pages it read
+                split.release()
             metrics.update({f"{part}/{name}/{k}": v for k, v in res.metrics.items()})
             for k, floor in res.declared_floors().items():
                 floors[f"{name}/{k}"] = {"of": f"{name}/{floor.of}", "row": floor.row}

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import shutil
@@ -89,6 +90,19 @@ class FeatureSet:
     coeffs: Tensor
     index: Tensor
     sequences: dict[str, Tensor] = field(default_factory=dict)
+    #: the file maps behind the tensors of a cache directory (none in RAM)
+    maps: list[mmap.mmap] = field(default_factory=list, repr=False, compare=False)
+
+    def release(self) -> None:
+        """Unmap the cache pages read so far (``MADV_DONTNEED``): the tensors stay valid and
+        later reads fault the pages in again from the page cache, where they stay. Called
+        after each probe on each part, so the file-backed memory of an evaluation is what
+        one probe reads, not every part it has read (docs/evaluation.md, "Memory at full
+        size"). A probe's in-place change to its tensors (copy-on-write) is dropped with the
+        pages: the next probe reads the cache as written."""
+        for m in self.maps:
+            if not m.closed:
+                m.madvise(mmap.MADV_DONTNEED)
 
     def part(self, name: str) -> Tensor:
         """``[N, V, D]`` features of a part, or ``[N, 1, D]`` of a sequence part."""
@@ -116,7 +130,9 @@ class FeatureSet:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureSet:
         """From the store's arrays (``"part/<name>"``, ``"seq/<name>"``, ``latents``, ...)."""
         t = {name: torch.from_numpy(a) for name, a in arrays.items()}
+        maps = [a._mmap for a in arrays.values() if getattr(a, "_mmap", None) is not None]
         return cls(
+            maps=maps,
             parts={k[5:]: v for k, v in t.items() if k.startswith("part/")},
             latents=t["latents"],
             labels=t["labels"],

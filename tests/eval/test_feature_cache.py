@@ -314,6 +314,34 @@ def test_extraction_keeps_no_written_page_mapped(tmp_path):
     assert fs.parts["inv"][-1, -1, 0] == n * V // 64  # every batch landed
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_release_unmaps_the_pages_read_and_keeps_the_values(tmp_path):
+    """Reading a 48 MiB cached part maps its pages (RssFile grows by about its size);
+    ``release`` unmaps them, the tensor reads the same values after, and an in-place change
+    a probe made is dropped (the next probe reads the cache as written)."""
+    width, n = 4096, 1024
+
+    class Wide(ToyMethod):
+        def represent(self, x: Tensor) -> dict[str, Tensor]:
+            self.calls += 1
+            return {"inv": torch.full((len(x), width), float(self.calls))}
+
+    cached_features(Wide().eval(), ToyData(n=n), tmp_path / "k", views_per_object=V,
+                    batch_size=64, progress=False)  # fmt: skip
+    fs = load_features(tmp_path / "k")
+    part, size_kib = fs.parts["inv"], n * V * width * 4 // 1024
+    before = rss_file_kib()
+    total = float(part.double().sum())
+    read = rss_file_kib() - before
+    part[0, 0, 0] = -1.0  # a probe writing into its tensor (copy-on-write)
+    fs.release()
+    released = rss_file_kib() - before
+    assert read > size_kib * 0.9, (read, size_kib)
+    assert released < size_kib / 8, (released, size_kib)
+    assert float(part.double().sum()) == total  # the file's values, the change dropped
+    assert part[0, 0, 0] == 1.0
+
+
 def test_settings_change_the_key():
     base = {"views": 5, "seed": 0, "split": "val", "sequences": [], "dtype": "float32"}
     key = cache_key("digest", ["a 1"], base)
