@@ -18,6 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: fresh interpreters running the console commands (~10 s): with the end-to-end tier
+pytestmark = pytest.mark.e2e
+
 NEVER = (
     "lightning",
     "timm",

