@@ -324,6 +324,23 @@ def torch_inference() -> Any:
 CHILDREN = {"build-loose", "build-packed", "cache-key", "synthetic-cache"}
 
 
+def merged(
+    earlier: dict[str, Any], now: dict[str, Any], only: set[str]
+) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """``earlier``'s result with the stages ``only`` replaced by ``now``'s at the sizes
+    ``now`` ran (the rest as measured then), and the merged runs keyed by size."""
+    out = {**earlier, "remeasured": dict(earlier.get("remeasured", {}))}
+    runs = {int(n): dict(r) for n, r in earlier["runs"].items()}
+    for n, r in now["runs"].items():
+        for name in only:
+            if name in r:
+                runs.setdefault(int(n), {})[name] = r[name]
+    for name in sorted(only):
+        out["remeasured"][name] = f"{now['date']} by `{now['command']}`"
+    out["runs"] = {str(n): r for n, r in runs.items()}
+    return out, runs
+
+
 def child(args: argparse.Namespace) -> None:
     root = Path(args.root)
     if args.child == "build-loose":
@@ -471,6 +488,11 @@ def probe_stages(args: argparse.Namespace) -> dict[str, tuple[list[str], list[st
     return stages
 
 
+#: stages that run under ``--only`` whatever it lists: the tree, the checkpoint, the cache
+PREREQUISITES = {"build loose", "build packed", "pack", "pretrain", "features packed",
+                 "synthetic cache"}  # fmt: skip
+
+
 def run_size(args: argparse.Namespace, n: int, work: Path, state: dict[str, Any]) -> dict:
     """Every stage at ``n`` objects; the trees are deleted afterwards."""
     here = work / f"n{n}"
@@ -483,6 +505,8 @@ def run_size(args: argparse.Namespace, n: int, work: Path, state: dict[str, Any]
     results: dict[str, Any] = {}
 
     def stage(name: str, cmd: list[str]) -> dict[str, Any]:
+        if args.only and name not in args.only and name not in PREREQUISITES:
+            return {}
         print(f"  {name} ...", end="", flush=True)
         r = measure(cmd, logs / f"{name.replace(' ', '_')}.log", here)
         results[name] = r
@@ -713,6 +737,8 @@ def main() -> None:
     p.add_argument("--skip-at-full", default="features packed,knn_flat,predictor")
     p.add_argument("--keep", action="store_true", help="keep the trees and caches")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "full_scale_cpu")
+    p.add_argument("--only", default="", help="run only these stages (and what they need)")
+    p.add_argument("--merge", type=Path, help="replace --only's stages in this earlier result")
     p.add_argument("--child", choices=sorted(CHILDREN))
     p.add_argument("--root")
     p.add_argument("--objects", type=int)
@@ -729,6 +755,9 @@ def main() -> None:
     VIEWS = args.views
     args.dim = 10 if args.translation else 7
     args.skip_at_full = {s for s in args.skip_at_full.split(",") if s}
+    args.only = {s for s in args.only.split(",") if s}
+    if args.merge and not args.only:
+        sys.exit("--merge replaces the stages named by --only: name them")
     sizes = {int(s) for s in args.sizes.split(",") if s}
     sizes = sorted(sizes | ({args.full_objects} if args.full else set()))
     free = shutil.disk_usage(args.work.parent if not args.work.exists() else args.work).free
@@ -762,13 +791,17 @@ def main() -> None:
         "bench_wall_s": time.perf_counter() - start,
     }
     shutil.rmtree(args.work, ignore_errors=True) if not args.keep else None
+    if args.merge:
+        result, runs = merged(json.loads(args.merge.read_text()), result, args.only)
+    remeasured = [f"{k} re-measured {v}" for k, v in result.get("remeasured", {}).items()]
     lines = [
         f"# bench/full_scale.py, {result['date']}",
         "",
         f"machine: {result['machine']}; `{result['command']}`; OMP_NUM_THREADS=1; "
         f"{args.views} views per object, {args.dim}-value latents, {IMAGE_SIZE} px JPEGs; "
         f"SIE on timm test_resnet, {args.steps} pretraining steps, probes {args.epochs} "
-        f"epoch(s); bench wall {result['bench_wall_s'] / 60:.1f} min",
+        f"epoch(s); bench wall {result['bench_wall_s'] / 60:.1f} min"
+        + "".join(f"; {r}" for r in remeasured),
         "",
         *table(runs),
         *why_lines(runs),

@@ -78,3 +78,16 @@ def test_command_line_help():
     script = Path(full_scale.__file__)
     res = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--skip-at-full" in res.stdout
+
+
+def test_merge_replaces_only_the_named_stages():
+    earlier = {"date": "d0", "command": "c0", "runs": {
+        "10": {"rotation": {"cpu_s": 1.0}, "color": {"cpu_s": 2.0}},
+        "20": {"rotation": {"cpu_s": 3.0}, "color": {"cpu_s": 4.0}}}}  # fmt: skip
+    now = {"date": "d1", "command": "c1", "runs": {"20": {"rotation": {"cpu_s": 9.0},
+                                                          "color": {"cpu_s": 8.0}}}}  # fmt: skip
+    out, runs = full_scale.merged(earlier, now, {"rotation"})
+    assert runs[20] == {"rotation": {"cpu_s": 9.0}, "color": {"cpu_s": 4.0}}
+    assert runs[10] == earlier["runs"]["10"]
+    assert out["remeasured"] == {"rotation": "d1 by `c1`"}
+    assert earlier["runs"]["20"]["rotation"] == {"cpu_s": 3.0}  # not modified in place
