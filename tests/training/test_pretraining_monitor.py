@@ -304,7 +304,7 @@ def test_recipes_monitor_at_a_sparse_cadence():
     quick = compose_pretrain(["experiment=quickstart"])["monitor"]
     assert generic["every_n_steps"] == 0
     assert (paper["every_n_steps"], paper["objects"]) == (2000, 2048)
-    assert quick["every_n_steps"] == 200 and quick["objects"] <= 128
+    assert quick["every_n_steps"] == 200 and quick["objects"] <= 128 and quick["views"] == 4
     for experiment in ("vicreg_3diebench", "equicaps_3x3_3diebench", "cpu/sie_3diebench"):
         assert compose_pretrain([f"experiment={experiment}"])["monitor"]["every_n_steps"] > 0
 
