@@ -326,6 +326,30 @@ def torch_inference() -> Any:
 CHILDREN = {"build-loose", "build-packed", "cache-key", "synthetic-cache"}
 
 
+def render(result: dict[str, Any], runs: dict[int, dict[str, Any]]) -> str:
+    """The Markdown report of a result: header, table, and why each stage is not linear or
+    flat (stages re-measured with ``--merge`` named, grouped by the command that did it)."""
+    by_command: dict[str, list[str]] = {}
+    for name, how in result.get("remeasured", {}).items():
+        by_command.setdefault(how, []).append(name)
+    remeasured = "".join(
+        f"; {', '.join(sorted(names))} re-measured {how}" for how, names in by_command.items()
+    )
+    lines = [
+        f"# bench/full_scale.py, {result['date']}",
+        "",
+        f"machine: {result['machine']}; `{result['command']}`; OMP_NUM_THREADS=1; "
+        f"{result['views']} views per object, {result['latent_dim']}-value latents, "
+        f"{IMAGE_SIZE} px JPEGs; SIE on timm test_resnet, {result['steps']} pretraining steps, "
+        f"probes {result['epochs']} epoch(s); bench wall {result['bench_wall_s'] / 60:.1f} min"
+        + remeasured,
+        "",
+        *table(runs),
+        *why_lines(runs),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def merged(
     earlier: dict[str, Any], now: dict[str, Any], only: set[str]
 ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
@@ -741,6 +765,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "full_scale_cpu")
     p.add_argument("--only", default="", help="run only these stages (and what they need)")
     p.add_argument("--merge", type=Path, help="replace --only's stages in this earlier result")
+    p.add_argument("--render", type=Path, help="only rewrite the .md of this result (.json)")
     p.add_argument("--child", choices=sorted(CHILDREN))
     p.add_argument("--root")
     p.add_argument("--objects", type=int)
@@ -754,6 +779,12 @@ def main() -> None:
         child(args)
         return
     global VIEWS
+    if args.render:
+        result = json.loads(args.render.read_text())
+        VIEWS = int(result["views"])
+        runs = {int(n): r for n, r in result["runs"].items()}
+        args.render.with_suffix(".md").write_text(render(result, runs))
+        return
     VIEWS = args.views
     args.dim = 10 if args.translation else 7
     args.skip_at_full = {s for s in args.skip_at_full.split(",") if s}
@@ -795,20 +826,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True) if not args.keep else None
     if args.merge:
         result, runs = merged(json.loads(args.merge.read_text()), result, args.only)
-    remeasured = [f"{k} re-measured {v}" for k, v in result.get("remeasured", {}).items()]
-    lines = [
-        f"# bench/full_scale.py, {result['date']}",
-        "",
-        f"machine: {result['machine']}; `{result['command']}`; OMP_NUM_THREADS=1; "
-        f"{args.views} views per object, {args.dim}-value latents, {IMAGE_SIZE} px JPEGs; "
-        f"SIE on timm test_resnet, {args.steps} pretraining steps, probes {args.epochs} "
-        f"epoch(s); bench wall {result['bench_wall_s'] / 60:.1f} min"
-        + "".join(f"; {r}" for r in remeasured),
-        "",
-        *table(runs),
-        *why_lines(runs),
-    ]
-    text = "\n".join(lines) + "\n"
+    text = render(result, runs)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")

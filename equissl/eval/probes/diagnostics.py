@@ -387,19 +387,17 @@ class DiagnosticsProbe(Probe):
     ) -> tuple[Tensor, Colouring, Tensor, str]:
         """A seeded subset of at most ``count`` validation views: features ``[M, D]``, the
         first panel's colouring, the pose ``[M]`` and its label."""
-        n, v, d = val_z.shape
-        labels = ctx.val.labels[:, None].expand(n, v).reshape(-1)
-        pose, pose_label = pose_colour(ctx.action_space, ctx.val.latents)
-        x, pose = val_z.reshape(-1, d), pose.reshape(-1)
+        n, v, _ = val_z.shape
         gen = torch.Generator().manual_seed(int(self.cfg["seed"]))
-        keep = torch.randperm(len(x), generator=gen)[:count]
+        keep = torch.randperm(n * v, generator=gen)[:count]
+        o, j = keep // v, keep % v  # only the drawn views' pose is computed
+        pose, pose_label = pose_colour(ctx.action_space, ctx.val.latents[o, j])
         names = tuple(ctx.meta.get("spec", {}).get("coeff_names") or ())
-        if bool((labels >= 0).any()) or not names or ctx.val.coeffs.shape[1] == 0:
-            first = Colouring(labels[keep], "class")
+        if bool((ctx.val.labels >= 0).any()) or not names or ctx.val.coeffs.shape[1] == 0:
+            first = Colouring(ctx.val.labels[o], "class")
         else:  # unlabelled data with invariant targets (PDE coefficients)
-            coeff = ctx.val.coeffs[:, 0][:, None].expand(n, v).reshape(-1)
-            first = Colouring(coeff[keep], names[0], categorical=False)
-        return unit(x[keep]), first, pose[keep], pose_label
+            first = Colouring(ctx.val.coeffs[o, 0], names[0], categorical=False)
+        return unit(val_z[o, j]), first, pose, pose_label
 
     def title(self, ctx: EvalContext, part: str) -> str:
         return f"{ctx.meta['config']['method']['name']} {part}"
