@@ -278,6 +278,27 @@ def test_extraction_does_not_hold_the_split_in_memory(tmp_path):
     assert fs.parts["inv"][-1, -1, 0] == n * V // 8  # every batch landed
 
 
+class WideBatches(ToyMethod):
+    """A ``width``-wide part whose every value is the batch's 1-based number; ``seen``
+    gets this process's ``RssFile`` at each batch."""
+
+    def __init__(self, width: int, seen: list[int] | None = None) -> None:
+        super().__init__()
+        self.wide, self.seen = width, seen
+
+    def represent(self, x: Tensor) -> dict[str, Tensor]:
+        self.calls += 1
+        if self.seen is not None:
+            self.seen.append(rss_file_kib())
+        return {"inv": torch.full((len(x), self.wide), float(self.calls))}
+
+
+def wide_cache(directory: Path, n: int, width: int, seen: list[int] | None = None) -> FeatureSet:
+    """The cache of :class:`WideBatches` over ``n`` toy objects, batches of 64 views."""
+    return cached_features(WideBatches(width, seen).eval(), ToyData(n=n), directory,
+                           views_per_object=V, batch_size=64, progress=False)  # fmt: skip
+
+
 def rss_file_kib() -> int:
     """This process's file-backed resident memory (``RssFile``, KiB)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -293,22 +314,8 @@ def test_extraction_keeps_no_written_page_mapped(tmp_path):
     kept every written page mapped, so RssFile grew by the cache's size)."""
     width, n = 4096, 1024
     peaks: list[int] = []
-
-    class Wide(ToyMethod):
-        def represent(self, x: Tensor) -> dict[str, Tensor]:
-            self.calls += 1
-            peaks.append(rss_file_kib())
-            return {"inv": torch.full((len(x), width), float(self.calls))}
-
     total_kib = n * V * width * 4 // 1024  # 48 MiB
-    fs = cached_features(
-        Wide().eval(),
-        ToyData(n=n),
-        tmp_path / "k",
-        views_per_object=V,
-        batch_size=64,
-        progress=False,
-    )
+    fs = wide_cache(tmp_path / "k", n, width, peaks)
     growth = max(peaks) - peaks[1]  # after the first batch allocated the files
     assert growth < total_kib / 8, (growth, total_kib)
     assert fs.parts["inv"][-1, -1, 0] == n * V // 64  # every batch landed
@@ -320,14 +327,7 @@ def test_release_unmaps_the_pages_read_and_keeps_the_values(tmp_path):
     ``release`` unmaps them, the tensor reads the same values after, and an in-place change
     a probe made is dropped (the next probe reads the cache as written)."""
     width, n = 4096, 1024
-
-    class Wide(ToyMethod):
-        def represent(self, x: Tensor) -> dict[str, Tensor]:
-            self.calls += 1
-            return {"inv": torch.full((len(x), width), float(self.calls))}
-
-    cached_features(Wide().eval(), ToyData(n=n), tmp_path / "k", views_per_object=V,
-                    batch_size=64, progress=False)  # fmt: skip
+    wide_cache(tmp_path / "k", n, width)
     fs = load_features(tmp_path / "k")
     part, size_kib = fs.parts["inv"], n * V * width * 4 // 1024
     before = rss_file_kib()
