@@ -139,15 +139,22 @@ def pretrain_main(cfg: DictConfig) -> None:
         _pretrain_job(cfg)
 
 
+def _job_start(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
+    """What every Hydra job does first: one log stream, the resolved config, the output
+    folder (named in a sweep's listing)."""
+    _one_log_stream()
+    config = _resolved(cfg)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    name_sweep_job(out_dir.name)
+    return config, out_dir
+
+
 def _pretrain_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.training.pretrain import pretrain
     from equissl.training.signals import requeue_on_usr1
 
-    _one_log_stream()
-    config = _resolved(cfg)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    name_sweep_job(run_dir.name)
+    config, run_dir = _job_start(cfg)
     last = pretrain(config, run_dir)
     print(f"checkpoint: {last}")
     if config["evaluate_after"]:
@@ -169,10 +176,7 @@ def evaluate_main(cfg: DictConfig) -> None:
 def _evaluate_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
 
-    _one_log_stream()
-    config = _resolved(cfg)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    name_sweep_job(out_dir.name)
+    config, out_dir = _job_start(cfg)
     overrides = {
         "root": config["data_root"],
         "splits_dir": config["splits_dir"],
