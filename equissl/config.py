@@ -278,7 +278,7 @@ class CheckpointConfig:
     # Adam moments every epoch would dominate the run; step, final and signal checkpoints
     # are never skipped. 0: every end-of-epoch checkpoint.
     epoch_min_interval_s: float = at_least(0.0, 60.0)
-    requeue: bool = True  # on SLURM's SIGUSR1: checkpoint, then `scontrol requeue` (we own it)
+    requeue: bool = True  # SLURM's SIGUSR1 or time-limit SIGTERM: `scontrol requeue` (we own it)
 
 
 @dataclass

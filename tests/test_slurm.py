@@ -35,14 +35,28 @@ def sbatch_options(template: Path) -> dict[str, str]:
     return options
 
 
-def start(template: str, args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
-    """Run ``template`` as SLURM would (cwd = submit dir = the repository), stubs on PATH."""
+# `scontrol show job` as SLURM answers while it stops a job (JobState, Reason): the rest
+# of the calls are recorded as STUB does
+SHOW_JOB = """if [[ $1 == show ]]; then
+    echo "JobId=1234 JobState={state} Reason={reason}"; exit 0
+fi
+"""
+
+
+def start(
+    template: str, args: list[str], tmp_path: Path, show_job: str = "", **env: str
+) -> subprocess.Popen:
+    """Run ``template`` as SLURM would (cwd = submit dir = the repository), stubs on PATH;
+    ``show_job``: what ``scontrol show job`` answers (:data:`SHOW_JOB`; nothing by default)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("srun", "scontrol"):  # srun runs until the test releases it
         stub = bin_dir / name
         release = tmp_path / ("release" if name == "srun" else "scontrol.args")
-        stub.write_text(STUB.format(log=tmp_path / f"{name}.args", release=release))
+        text = STUB.format(log=tmp_path / f"{name}.args", release=release)
+        if name == "scontrol" and show_job:
+            text = text.replace("\n", f"\n{show_job}", 1)  # after the #! line
+        stub.write_text(text)
         stub.chmod(0o755)
     environ = {
         **os.environ,
@@ -153,3 +167,35 @@ def test_array_templates_pass_valid_options(tmp_path):
     keys = [a for a in expected[1:] if not a.startswith("out=")]
     settings = OmegaConf.merge(OmegaConf.structured(RenderSettings), OmegaConf.from_dotlist(keys))
     assert (settings.chunk, settings.num_chunks, settings.workers) == (3, 8, 16)
+
+
+@pytest.mark.parametrize("template", ["evaluate.sbatch", "generate.sbatch", "pack.sbatch"])
+def test_batch_shell_requeues_on_the_time_limits_sigterm(template, tmp_path):
+    """A warning SLURM sent before the batch shell existed is lost; the time limit's SIGTERM
+    then requeues instead, and the shell waits for its command (which SLURM stops)."""
+    args, env, _ = CASES[template]
+    show = SHOW_JOB.format(state="COMPLETING", reason="TimeLimit")
+    proc = start(template, args, tmp_path, show_job=show, **env)
+    srun_args(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    job = "1234_3" if env else "1234"
+    assert stub_args(tmp_path, "scontrol") == ["requeue", job]
+    assert proc.poll() is None  # still waiting for the command
+    (tmp_path / "release").touch()
+    assert proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("template", ["evaluate.sbatch", "pretrain.sbatch"])
+def test_batch_shell_does_not_requeue_on_scancels_sigterm(template, tmp_path):
+    """``scancel``: the batch shell dies of SIGTERM as before, nothing requeued. pretrain's
+    shell never requeues on SIGTERM (its training tasks decide, once, from rank 0)."""
+    args, env, _ = CASES[template]
+    reason = "TimeLimit" if template == "pretrain.sbatch" else "None"
+    proc = start(
+        template, args, tmp_path, show_job=SHOW_JOB.format(state="COMPLETING", reason=reason), **env
+    )
+    srun_args(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    assert not (tmp_path / "scontrol.args").exists()
+    (tmp_path / "release").touch()

@@ -12,6 +12,11 @@ the time limit is near — it either
 * ``forward`` (pretrain): passes the signal to ``CMD`` (``srun``, which hands it to every
   task), whose handler writes ``last.ckpt`` at the next step boundary and requeues.
 
+On SIGTERM in ``requeue`` mode it requeues too when SLURM is ending the job for its time
+limit (a warning sent too early, before this process existed, is lost: slurm/README.md), and
+keeps waiting for ``CMD``, which SLURM signals itself; ``scancel``'s SIGTERM is not requeued.
+In ``forward`` mode the training tasks make that decision (one requeue, from global rank 0).
+
 A bash ``trap`` would not do: bash runs traps only after its foreground child has
 returned, and a batch shell without one dies of SIGUSR1 (the job ends FAILED 0:10 without a
 requeue). Standard library only: it starts in milliseconds.
@@ -20,12 +25,13 @@ requeue). Standard library only: it starts in milliseconds.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
 from types import FrameType
 
-from equissl.slurm_job import request_requeue
+from equissl.slurm_job import request_requeue, time_limit_reached
 
 
 def say(message: str) -> None:
@@ -48,7 +54,18 @@ def run(cmd: list[str], usr1: str) -> int:
             requeued, message = request_requeue()
             say(f"time limit near: {message}" if requeued else message)
 
+    def on_term(signum: int, _: FrameType | None) -> None:
+        nonlocal requeued
+        if requeued or not time_limit_reached():  # as without this handler: die of it
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        requeued, message = request_requeue()
+        say(f"time limit reached: {message}")
+
     signal.signal(signal.SIGUSR1, on_usr1)
+    if usr1 == "requeue":
+        signal.signal(signal.SIGTERM, on_term)
     try:
         child = subprocess.Popen(cmd)
     except OSError as err:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint
 
 from equissl.atomic import atomic_write_text
 from equissl.lightning_compat import apply_restored_loader_state
+from equissl.slurm_job import time_limit_reached
 from equissl.training.signals import (
     EXIT_OK,
     EXIT_RESUMABLE,
@@ -157,12 +159,16 @@ class RunCheckpoint(Checkpoint):
         final = trainer.max_steps != -1 and step >= trainer.max_steps
         if epoch_end and not (periodic or final or signum):
             epoch_end = self._epoch_save_due(trainer)
+        # SIGTERM at the time limit: requeue before saving, SLURM kills after KillWait
+        requeued = signum == signal.SIGTERM and self._requeue(trainer, time_limit=True)
         if signum or ((periodic or epoch_end or final) and step != self.saved_step):
             trainer.save_checkpoint(self.path, weights_only=False)
             self.saved_step = step
             self._saved_at = time.monotonic()
+        if signum == signal.SIGUSR1:  # the warning: save first, the requeue stops the job
+            requeued = self._requeue(trainer, time_limit=False)
         if signum:
-            self._stop(trainer, signum, step)
+            self._stop(trainer, signum, step, requeued)
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -193,15 +199,18 @@ class RunCheckpoint(Checkpoint):
             signum = int(trainer.strategy.reduce(flag, reduce_op="max").item())
         return signum
 
-    def _stop(self, trainer: pl.Trainer, signum: int, step: int) -> None:
-        import signal as _signal
-
+    def _requeue(self, trainer: pl.Trainer, time_limit: bool) -> bool:
+        """Global rank 0 asks SLURM to requeue the job — for a SIGTERM only when SLURM is
+        ending the job for its time limit (``scancel`` and pre-emption are not requeued by
+        us); whether SLURM accepted, the same on every rank."""
         requeued = False
-        if signum == _signal.SIGUSR1 and self.requeue:
-            requeued = request_requeue() if trainer.is_global_zero else False
-            requeued = bool(trainer.strategy.broadcast(requeued, src=0))
+        if self.requeue and trainer.is_global_zero and (not time_limit or time_limit_reached()):
+            requeued = request_requeue()
+        return bool(trainer.strategy.broadcast(requeued, src=0))
+
+    def _stop(self, trainer: pl.Trainer, signum: int, step: int, requeued: bool) -> None:
         self.exit_code = EXIT_OK if requeued else EXIT_RESUMABLE
-        name = _signal.Signals(signum).name
+        name = signal.Signals(signum).name
         self.stop_message = f"{name}: stopped after step {step} with checkpoint {self.path}" + (
             "; SLURM job requeued" if requeued else "; run the same command to resume"
         )

@@ -4,17 +4,20 @@ The handlers only record the signal. :class:`equissl.training.checkpoints.RunChe
 looks at the record after every optimizer step (all ranks agree through one all-reduce),
 writes ``last.ckpt`` at that step boundary — an exact resume point — and stops the Trainer.
 On SLURM's pre-timeout SIGUSR1 (``--signal=SIGUSR1@90``) global rank 0 then requeues the
-job with ``scontrol requeue``: **equissl owns requeueing**; Lightning's
-``SLURMEnvironment`` runs with ``auto_requeue=False`` and its SIGTERM handler is replaced
-once training starts (it would save nothing and exit 0).
+job with ``scontrol requeue``; on a SIGTERM it does so only when SLURM is ending the job for
+its time limit (a warning that came too early to reach the tasks; requeued before the
+checkpoint is written, since SLURM kills the job ``KillWait`` seconds later). **equissl owns
+requeueing**: Lightning's ``SLURMEnvironment`` runs with ``auto_requeue=False`` and its
+SIGTERM handler is replaced once training starts (it would save nothing and exit 0).
 
 Exit codes of ``equissl-pretrain`` (see ``slurm/README.md``):
 
-* ``0`` (:data:`EXIT_OK`) — finished; or stopped by SIGUSR1 with ``last.ckpt`` written and
-  the requeue accepted by SLURM.
+* ``0`` (:data:`EXIT_OK`) — finished; or stopped by SIGUSR1, or by the SIGTERM of SLURM's
+  time limit, with ``last.ckpt`` written and the requeue accepted by SLURM.
 * ``75`` (:data:`EXIT_RESUMABLE`, ``EX_TEMPFAIL``) — stopped by a signal, ``last.ckpt``
-  written at the stopping step, no requeue requested (SIGTERM, or SIGUSR1 outside SLURM or
-  with a failed ``scontrol``): run the same command again to continue.
+  written at the stopping step, no requeue requested (SIGTERM of ``scancel`` or pre-emption,
+  or SIGUSR1 outside SLURM or with a failed ``scontrol``): run the same command again to
+  continue.
 * ``128 + signum`` (143 for SIGTERM, 138 for SIGUSR1) — a signal arrived but no checkpoint
   was written for it (training ended or had not reached a step).
 * ``1`` — any error (Hydra's code for an exception).

@@ -54,3 +54,31 @@ def test_sigusr1_requeues_through_scontrol(iebench_tree, tmp_path):
     assert calls.read_text().split() == ["requeue", "4242"]
     assert "SLURM job requeued" in out + err
     assert load_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")["global_step"] >= 2
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("reason", "requeued"), [("TimeLimit", True), ("None", False)])
+def test_sigterm_requeues_only_at_the_time_limit(iebench_tree, tmp_path, reason, requeued):
+    """SIGTERM under SLURM: rank 0 asks ``scontrol show job`` why; at the time limit
+    (``Reason=TimeLimit``, as SLURM says while stopping such a job) it requeues — before the
+    checkpoint, which must fit in SLURM's KillWait — and exits 0; after ``scancel`` it
+    checkpoints and exits 75 without requeueing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls"
+    fake = bin_dir / "scontrol"
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
+        f'[ "$1" = show ] && echo "JobId=4242 JobState=COMPLETING Reason={reason}"\nexit 0\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
+    proc = start(fast_args(iebench_tree, 1000, *QUIET), tmp_path, env=env)
+    wait_for_steps(proc, tmp_path, 2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    asked = ["show job -o 4242"] + (["requeue 4242"] if requeued else [])
+    assert calls.read_text().splitlines() == asked
+    assert proc.returncode == (EXIT_OK if requeued else EXIT_RESUMABLE), err[-3000:]
+    assert ("SLURM job requeued" in out + err) == requeued
+    assert load_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt")["global_step"] >= 2

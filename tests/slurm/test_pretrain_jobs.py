@@ -1,8 +1,9 @@
 """``slurm/pretrain.sbatch`` on a real SLURM, submitted from outside the checkout on a CPU
-partition: a plain job, requeues on SIGUSR1 (to the tasks, to the batch shell, at the time
-limit) and on ``scontrol requeue`` that end in a checkpoint bitwise equal to an
-uninterrupted run's (model, optimizer, step, loader position), SIGTERM (``scancel``), two
-tasks under ``srun`` and SIGUSR1 during ``evaluate_after``."""
+partition: a plain job; requeues on SIGUSR1 (to the tasks, to the batch shell, at the time
+limit), at the time limit without a warning and on ``scontrol requeue``, each ending in a
+checkpoint bitwise equal to an uninterrupted run's (model, optimizer, step, loader
+position); SIGTERM (``scancel``), two tasks under ``srun`` and SIGUSR1 during
+``evaluate_after``."""
 
 from __future__ import annotations
 
@@ -37,11 +38,16 @@ def wait_for_step(run: Path, step: int, cluster: Cluster, job: str, timeout: flo
         time.sleep(0.3)
 
 
-def submit(cluster: Cluster, where: Path, env, *options: str, args: list[str]) -> str:
+def submit(
+    cluster: Cluster,
+    where: Path,
+    env,
+    *options: str,
+    args: list[str],
+    template: Path = TEMPLATES / "pretrain.sbatch",
+) -> str:
     where.mkdir(parents=True, exist_ok=True)
-    return cluster.sbatch(
-        *ONE_CPU, *options, str(TEMPLATES / "pretrain.sbatch"), *args, cwd=where, env=env
-    )
+    return cluster.sbatch(*ONE_CPU, *options, str(template), *args, cwd=where, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +118,45 @@ def test_scancel_checkpoints_and_stays_cancelled(cluster, tree, tmp_path, job_en
 
 
 def test_time_limit_requeues_until_done(cluster, tree, tmp_path, job_env):
-    """``--time=1 --signal=USR1@40`` on a run of ~90 s: each attempt is warned before its
-    minute ends, checkpoints, requeues; the last one finishes. Its final checkpoint equals
-    that of the same run without a time limit, submitted at the same time."""
-    args = pretrain_args(tree, 2000)
+    """``--time=2 --signal=USR1@40`` on a run of ~2 minutes: each attempt is warned 50-80 s
+    in, checkpoints, requeues; the last one finishes. Its final checkpoint equals that of the
+    same run without a time limit, submitted at the same time.
+
+    Not ``--time=1``: SLURM sends the warning when at most ``warn + 30`` s are left, at its
+    next 30 s check, so a requeued one-minute attempt was warned 1 s in (measured), before
+    ``srun`` had started the task; a step signal with no step is lost and that attempt ended
+    TIMEOUT (slurm/README.md, "The time-limit warning")."""
+    args = pretrain_args(tree, 2500)
     free = submit(cluster, tmp_path / "free", job_env, args=args)
-    job = submit(cluster, tmp_path / "limited", job_env, "--time=1", "--signal=USR1@40", args=args)
+    job = submit(cluster, tmp_path / "limited", job_env, "--time=2", "--signal=USR1@40", args=args)
     done = cluster.wait(job, timeout=900)
     log = (tmp_path / "limited" / f"slurm-equissl-pretrain-{job}.out").read_text()
     assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
     assert done.restarts >= 1 and "requeued SLURM job" in log
+    assert cluster.wait(free, timeout=600).state == "COMPLETED"
+    assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 2501))
+    assert_same_state(
+        tmp_path / "limited" / "run" / "checkpoints" / "last.ckpt",
+        tmp_path / "free" / "run" / "checkpoints" / "last.ckpt",
+    )
+
+
+def test_a_lost_warning_requeues_at_the_time_limit(cluster, tree, tmp_path, job_env):
+    """The template without its ``--signal`` line — as when SLURM's warning came before the
+    tasks existed and reached nobody: each attempt runs into ``--time=1``, whose SIGTERM
+    requeues (``Reason=TimeLimit``) before the checkpoint; the run ends as the same run
+    without a limit."""
+    template = tmp_path / "pretrain-no-warning.sbatch"
+    lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
+    template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
+    args = pretrain_args(tree, 2000)
+    free = submit(cluster, tmp_path / "free", job_env, args=args)
+    job = submit(cluster, tmp_path / "limited", job_env, "--time=1", args=args, template=template)
+    done = cluster.wait(job, timeout=900)
+    log = (tmp_path / "limited" / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
+    assert done.restarts >= 1 and "SIGTERM: stopped after step" in log, log[-3000:]
+    assert "SIGUSR1" not in log and "requeued SLURM job" in log
     assert cluster.wait(free, timeout=600).state == "COMPLETED"
     assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 2001))
     assert_same_state(
