@@ -138,12 +138,12 @@ WHY = {
     "O(N_val x N_train x V^2 x D) time, quadratic in N; anonymous memory holds the bank "
     "once (N_train x V x D float32, normalised; the memory-mapped cache is not copied "
     "first), linear in N. index: ivf scans nprobe of sqrt(bank) lists instead",
-    "knn_ivf": "anonymous memory holds the bank once, in the index's lists (prepared and "
-    "added 65,536 vectors at a time): linear in N, ~0.4 GB for a 48-d part at full size "
-    "(x 10 for a 512-d ResNet-18 part; bank_views= caps it), times ~1.6: faiss grows each "
-    "list as a std::vector, whose capacity doubles (measured: +176 MiB for a 109 MiB bank "
-    "of 600 k x 48, whatever the add chunk); time ~ N^1.5: k-means on 64 x sqrt(B) points "
-    "and nprobe of sqrt(B) lists scanned per query",
+    "knn_ivf": "anonymous memory holds the bank once, in the lists (one array sized once, "
+    "filled 65,536 prepared vectors at a time; faiss keeps only the centroids): linear in "
+    "N, ~0.4 GB for a 48-d part at full size (x 10 for a 512-d ResNet-18 part; bank_views= "
+    "caps it); faiss's own lists grew as std::vectors, ~1.6 x the bank (measured on 600 k "
+    "x 48: +200 MiB held for the 110 MiB bank, now +149); time ~ N^1.5: k-means on "
+    "64 x sqrt(B) points and nprobe of sqrt(B) lists scanned per query",
     "diagnostics": "the distances and the variance decomposition read the part chunk by "
     "chunk (two passes over the objects); the equivariance fit accumulates moments over "
     "pair chunks; PCA / t-SNE on seeded subsets",

@@ -12,6 +12,7 @@ from equissl.eval.neighbours import (
     IndexSpec,
     IVFIndex,
     build_index,
+    prepare,
     rank_of,
     search,
     search_subsets,
@@ -118,22 +119,30 @@ def test_ivf_list_by_list_search_equals_faiss_index_search(metric):
     x, y = untied(64, 300, 16, seed=5, k=7)
     index = build_index(y, metric, IndexSpec("ivf", nlist=6, nprobe=2))
     got = index.search(x, 7)
-    scores, rows = index.index.search(F.normalize(x, dim=1) if metric == "cosine" else x, 7)
+    index.index.add(prepare(y, metric))  # faiss's lists, on the same trained centroids
+    scores, rows = index.index.search(prepare(x, metric), 7)
     assert torch.equal(got.index, rows)
     torch.testing.assert_close(got.scores, scores, rtol=1e-5, atol=1e-5)
 
 
-def test_ivf_built_chunk_by_chunk_is_the_index_built_at_once(monkeypatch):
-    """Adding the bank in chunks of 7 vectors gives the lists, and the neighbours, of one
-    add of the whole bank."""
-    x, y = untied(64, 300, 16, seed=5, k=7)
-    spec = IndexSpec("ivf", nlist=6, nprobe=2)
-    whole = build_index(y, "cosine", spec)
-    monkeypatch.setattr(IVFIndex, "ADD_CHUNK", 7)
-    chunked = build_index(y, "cosine", spec)
-    for (ids_a, xb_a), (ids_b, xb_b) in zip(whole.lists, chunked.lists, strict=True):
-        assert np.array_equal(ids_a, ids_b) and np.array_equal(xb_a, xb_b)
-    assert torch.equal(whole.search(x, 7).index, chunked.search(x, 7).index)
+@pytest.mark.parametrize("chunk", [IVFIndex.ADD_CHUNK, 7])
+@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
+def test_ivf_lists_are_those_faiss_add_files(monkeypatch, metric, chunk):
+    """The lists filed here (one array sized once, the bank prepared ``chunk`` rows at a
+    time) hold the rows and vectors, in the order, that faiss's ``index.add`` of the whole
+    bank puts in its inverted lists."""
+    monkeypatch.setattr(IVFIndex, "ADD_CHUNK", chunk)
+    _, y = untied(64, 300, 16, seed=5, k=7)
+    index = build_index(y, metric, IndexSpec("ivf", nlist=6, nprobe=2))
+    index.index.add(prepare(y, metric))
+    invlists, d = index.index.invlists, y.shape[1]
+    assert sum(len(ids) for ids, _ in index.lists) == len(y)
+    for i, (ids, xb) in enumerate(index.lists):
+        n = invlists.list_size(i)
+        want_ids = faiss.rev_swig_ptr(invlists.get_ids(i), n) if n else np.empty(0, np.int64)
+        codes = faiss.rev_swig_ptr(invlists.get_codes(i), n * invlists.code_size) if n else None
+        want_xb = codes.view(np.float32).reshape(n, d) if n else np.empty((0, d), np.float32)
+        assert np.array_equal(ids, want_ids) and np.array_equal(xb, want_xb)
 
 
 def mixture(n_bank: int, n_query: int, classes: int, dim: int, seed: int):
