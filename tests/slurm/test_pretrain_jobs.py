@@ -149,7 +149,7 @@ def test_a_lost_warning_requeues_at_the_time_limit(cluster, tree, tmp_path, job_
     template = tmp_path / "pretrain-no-warning.sbatch"
     lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
     template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
-    args = pretrain_args(tree, 2000)
+    args = pretrain_args(tree, 3000)  # > 90 s unloaded: SLURM enforces at 60-90 s
     free = submit(cluster, tmp_path / "free", job_env, args=args)
     job = submit(cluster, tmp_path / "limited", job_env, "--time=1", args=args, template=template)
     done = cluster.wait(job, timeout=900)
@@ -158,7 +158,7 @@ def test_a_lost_warning_requeues_at_the_time_limit(cluster, tree, tmp_path, job_
     assert done.restarts >= 1 and "SIGTERM: stopped after step" in log, log[-3000:]
     assert "SIGUSR1" not in log and "requeued SLURM job" in log
     assert cluster.wait(free, timeout=600).state == "COMPLETED"
-    assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 2001))
+    assert steps_logged(tmp_path / "limited" / "run") == list(range(1, 3001))
     assert_same_state(
         tmp_path / "limited" / "run" / "checkpoints" / "last.ckpt",
         tmp_path / "free" / "run" / "checkpoints" / "last.ckpt",
