@@ -4,6 +4,8 @@ equissl (not Lightning) requeues on SLURM's SIGUSR1."""
 import json
 import os
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 from ft_helpers import fast_args, run, run_dir, start, wait_for_steps
@@ -37,19 +39,30 @@ def test_sigterm_checkpoints_exits_75_and_the_same_command_continues(iebench_tre
     assert logged == list(range(1, stopped + 3))
 
 
-@pytest.mark.e2e
-def test_sigusr1_requeues_through_scontrol(iebench_tree, tmp_path):
+def signalled_under_fake_slurm(
+    root, tmp_path, signum: int, show_job: str = ""
+) -> tuple[subprocess.Popen, str, str, Path]:
+    """A run in SLURM job 4242 with a fake ``scontrol`` (records its arguments, answers
+    ``show job`` with ``show_job``) gets ``signum`` after step 2 and ends: the process, its
+    stdout and stderr, and the file of recorded ``scontrol`` calls."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol_calls"
     fake = bin_dir / "scontrol"
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    answer = f'[ "$1" = show ] && echo "{show_job}"\n' if show_job else ""
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{answer}exit 0\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
-    proc = start(fast_args(iebench_tree, 1000, *QUIET), tmp_path, env=env)
+    proc = start(fast_args(root, 1000, *QUIET), tmp_path, env=env)
     wait_for_steps(proc, tmp_path, 2)
-    proc.send_signal(signal.SIGUSR1)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
+    return proc, out, err, calls
+
+
+@pytest.mark.e2e
+def test_sigusr1_requeues_through_scontrol(iebench_tree, tmp_path):
+    proc, out, err, calls = signalled_under_fake_slurm(iebench_tree, tmp_path, signal.SIGUSR1)
     assert proc.returncode == EXIT_OK, err[-3000:]
     assert calls.read_text().split() == ["requeue", "4242"]
     assert "SLURM job requeued" in out + err
@@ -63,20 +76,10 @@ def test_sigterm_requeues_only_at_the_time_limit(iebench_tree, tmp_path, reason,
     (``Reason=TimeLimit``, as SLURM says while stopping such a job) it requeues — before the
     checkpoint, which must fit in SLURM's KillWait — and exits 0; after ``scancel`` it
     checkpoints and exits 75 without requeueing."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "scontrol_calls"
-    fake = bin_dir / "scontrol"
-    fake.write_text(
-        f'#!/bin/sh\necho "$@" >> {calls}\n'
-        f'[ "$1" = show ] && echo "JobId=4242 JobState=COMPLETING Reason={reason}"\nexit 0\n'
+    show_job = f"JobId=4242 JobState=COMPLETING Reason={reason}"
+    proc, out, err, calls = signalled_under_fake_slurm(
+        iebench_tree, tmp_path, signal.SIGTERM, show_job
     )
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242"}
-    proc = start(fast_args(iebench_tree, 1000, *QUIET), tmp_path, env=env)
-    wait_for_steps(proc, tmp_path, 2)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
     asked = ["show job -o 4242"] + (["requeue 4242"] if requeued else [])
     assert calls.read_text().splitlines() == asked
     assert proc.returncode == (EXIT_OK if requeued else EXIT_RESUMABLE), err[-3000:]
