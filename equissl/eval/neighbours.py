@@ -240,7 +240,7 @@ class IVFIndex(BankIndex):
         slot[rows] = np.arange(b)
         del assigned
         vectors = np.empty((b, self.dim), np.float32)
-        for start in chunks:
+        for start in chunks:  # prepared again: cheaper than a second [B, D] copy to permute
             x = prepared(start)
             vectors[slot[start : start + len(x)]] = x
         return [(rows[lo:hi], vectors[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
