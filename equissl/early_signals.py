@@ -3,7 +3,7 @@ model are loaded (which takes seconds to minutes): by default the signal would k
 process, and SLURM's pre-timeout warning or an ``scancel --signal=USR1`` would end the job
 instead of requeueing it. The signal is only recorded here; the training stage
 (:class:`equissl.training.signals.StopSignals`) acts on it at its first step boundary, and
-the evaluation after training requeues (:func:`equissl.training.signals.requeue_on_usr1`).
+the evaluation after training requeues (:func:`equissl.training.signals.requeue_after_training`).
 Standard library only."""
 
 from __future__ import annotations

@@ -3,9 +3,16 @@ only: the batch shell (``equissl.apps.requeueable``) imports it before anything 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import signal
 import subprocess
+
+log = logging.getLogger(__name__)
+
+# What SLURM (and scancel --signal) sends a job to stop or warn it; SIGKILL still ends scontrol.
+_SHIELDED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 
 
 def slurm_job_id() -> str | None:
@@ -16,15 +23,44 @@ def slurm_job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
+class ScontrolFailed(RuntimeError):
+    """``scontrol`` could not be run or did not succeed (the message says which and why)."""
+
+
+def scontrol(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``scontrol ARGS`` immune to the signals that stop the job.
+
+    SLURM signals every process of a job step, children included (measured on slurm-wlm
+    22.05: a ``sleep`` started by the task died of the time limit's SIGTERM), and the time
+    limit sends SIGTERM twice within milliseconds (slurmstepd, then srun's "forcing job
+    termination"): the second one killed the ``scontrol show job`` the first had started, so
+    the time limit went unrecognised. The child is started with those signals blocked, which
+    it keeps through ``exec``; signals reaching this process meanwhile stay pending and are
+    handled when the spawn returns. Raises ``OSError`` / ``subprocess.TimeoutExpired``.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
+    try:
+        proc = subprocess.Popen(
+            ["scontrol", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def request_requeue() -> tuple[bool, str]:
     """``scontrol requeue`` this job: ``(accepted by SLURM, what happened)``."""
     job = slurm_job_id()
     if job is None:
         return False, "SIGUSR1 outside a SLURM job: not requeueing"
     try:
-        res = subprocess.run(
-            ["scontrol", "requeue", job], capture_output=True, text=True, timeout=60
-        )
+        res = scontrol("requeue", job, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
         return False, f"scontrol requeue {job} failed: {err}"
     if res.returncode != 0:
@@ -35,7 +71,7 @@ def request_requeue() -> tuple[bool, str]:
 def time_limit_reached() -> bool:
     """Whether SLURM is ending this job for its time limit (``Reason=TimeLimit`` or
     ``JobState=TIMEOUT`` in ``scontrol show job``): what a SIGTERM means when it is. False
-    outside SLURM or when ``scontrol`` does not answer.
+    outside SLURM, and (logged) when ``scontrol`` does not answer.
 
     Asked at a SIGTERM so that the time limit requeues the job as its warning does: a warning
     (``--signal=USR1@N``) sent before the job's tasks exist reaches nobody, and SLURM sends it
@@ -45,10 +81,22 @@ def time_limit_reached() -> bool:
     if job is None:
         return False
     try:
-        res = subprocess.run(
-            ["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        fields = show_job(job)
+    except ScontrolFailed as err:
+        log.error("%s: taking this SIGTERM as not the time limit", err)
         return False
-    fields = dict(re.findall(r"(\w+)=(\S*)", res.stdout)) if res.returncode == 0 else {}
     return fields.get("Reason") == "TimeLimit" or fields.get("JobState") == "TIMEOUT"
+
+
+def show_job(job: str) -> dict[str, str]:
+    """The fields of ``scontrol show job -o JOB`` (``{"JobState": "RUNNING", ...}``);
+    :class:`ScontrolFailed` says why not."""
+    try:
+        res = scontrol("show", "job", "-o", job, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ScontrolFailed(f"scontrol show job {job} failed: {err}") from err
+    if res.returncode != 0:
+        raise ScontrolFailed(
+            f"scontrol show job {job} failed ({res.returncode}): {res.stderr.strip()}"
+        )
+    return dict(re.findall(r"(\w+)=(\S*)", res.stdout))

@@ -4,6 +4,10 @@ at that moment, measured on a real SLURM: ``JobState=COMPLETING ... Reason=TimeL
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +86,49 @@ def test_request_requeue_says_what_happened(scontrol):
     scontrol("slurm_requeue error: Job is no longer pending execution", rc=1)
     accepted, message = slurm_job.request_requeue()
     assert not accepted and "scontrol requeue 1234 failed (1)" in message
+
+
+@pytest.mark.parametrize(
+    ("ask", "expected"),
+    [
+        (slurm_job.time_limit_reached, True),
+        (slurm_job.request_requeue, (True, "requeued SLURM job 1234")),
+    ],
+)
+def test_scontrol_outlives_the_jobs_next_sigterm(tmp_path, monkeypatch, ask, expected):
+    """SLURM signals every process of a step, and the time limit's SIGTERM comes twice within
+    milliseconds: the second must not kill the ``scontrol`` the first one started. (The fake
+    is a bash script: bash keeps the blocked signals it starts with, as scontrol does; dash,
+    ``/bin/sh`` here, clears them.)"""
+    bin_dir, pid_file = tmp_path / "bin", tmp_path / "pid"
+    bin_dir.mkdir()
+    fake = bin_dir / "scontrol"
+    show = SHOW.format(state="COMPLETING", reason="TimeLimit")
+    fake.write_text(
+        f"#!/bin/bash\necho $$ > {pid_file}.tmp\nmv {pid_file}.tmp {pid_file}\n"
+        f"sleep 1\necho '{show}'\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+
+    def second_sigterm() -> None:
+        while not pid_file.exists():
+            time.sleep(0.01)
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+    killer = threading.Thread(target=second_sigterm)
+    killer.start()
+    try:
+        assert ask() == expected
+    finally:
+        killer.join(timeout=10)
+
+
+def test_scontrol_leaves_this_process_signal_mask_as_it_was(monkeypatch):
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FileNotFoundError):
+        slurm_job.scontrol("show", "config", timeout=5)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before

@@ -152,7 +152,7 @@ def _job_start(cfg: DictConfig) -> tuple[dict[str, Any], Path]:
 def _pretrain_job(cfg: DictConfig) -> None:
     from equissl.eval.evaluate import evaluate_checkpoint
     from equissl.training.pretrain import pretrain
-    from equissl.training.signals import requeue_on_usr1
+    from equissl.training.signals import requeue_after_training
 
     config, run_dir = _job_start(cfg)
     last = pretrain(config, run_dir)
@@ -162,7 +162,7 @@ def _pretrain_job(cfg: DictConfig) -> None:
 
         if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
             return
-        with requeue_on_usr1():  # the requeued job resumes from the feature cache
+        with requeue_after_training():  # the requeued job resumes from the feature cache
             results = evaluate_checkpoint(last, config["eval"], run_dir / "eval")
         print_results(results, run_dir / "eval")
 

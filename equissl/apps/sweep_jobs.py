@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from equissl.slurm_job import slurm_job_id
+from equissl.slurm_job import ScontrolFailed, scontrol, show_job, slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,7 @@ def name_sweep_job(name: str) -> None:
     if os.environ.get("SLURM_PROCID", "0") != "0":
         return
     try:
-        subprocess.run(
-            ["scontrol", "update", f"JobId={job}", f"JobName={name}"],
-            capture_output=True,
-            timeout=30,
-        )
+        scontrol("update", f"JobId={job}", f"JobName={name}", timeout=30)
     except (OSError, subprocess.TimeoutExpired) as err:
         log.info("could not name SLURM job %s: %s", job, err)
 
@@ -77,13 +72,9 @@ def slurm_state(job_id: str) -> str:
     """The job's state as ``scontrol show job`` gives it (no accounting database needed),
     or ``"unknown"``."""
     try:
-        res = subprocess.run(
-            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        return show_job(job_id).get("JobState", "unknown")
+    except ScontrolFailed:
         return "unknown"
-    found = re.search(r"JobState=(\S+)", res.stdout)
-    return found.group(1) if res.returncode == 0 and found else "unknown"
 
 
 def sweep_table(jobs: Sequence[Any], folders: Sequence[Path]) -> str:

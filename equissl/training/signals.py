@@ -26,6 +26,7 @@ Exit codes of ``equissl-pretrain`` (see ``slurm/README.md``):
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,10 +102,13 @@ def request_requeue() -> bool:
 
 
 @contextmanager
-def requeue_on_usr1() -> Iterator[None]:
-    """Around work after training (``evaluate_after``): SIGUSR1 — also one that arrived
-    since training ended — requeues the job at once; the requeued job finds training done
-    and redoes only what its caches lack. Outside SLURM the signal is logged and ignored."""
+def requeue_after_training() -> Iterator[None]:
+    """Around work after training (``evaluate_after``): SLURM's warning (SIGUSR1 — also one
+    that arrived since training ended) requeues the job at once, and so does its time limit's
+    SIGTERM (a warning can be lost: slurm/README.md) before the process dies of it as it
+    would without this; the requeued job finds training done and redoes only what its caches
+    lack. Any other SIGTERM (``scancel``, pre-emption) ends the process unchanged. Outside
+    SLURM SIGUSR1 is logged and ignored."""
     asked = False
 
     def on_usr1(signum: int, _: FrameType | None) -> None:
@@ -114,10 +118,21 @@ def requeue_on_usr1() -> Iterator[None]:
             log.warning("received SIGUSR1 after training: requeueing the job")
             request_requeue()
 
-    previous = signal.signal(signal.SIGUSR1, on_usr1)
+    def on_term(signum: int, _: FrameType | None) -> None:
+        nonlocal asked
+        if not asked and slurm_job.time_limit_reached():
+            asked = True
+            log.warning("time limit reached after training: requeueing the job")
+            request_requeue()
+        signal.signal(signum, previous_term if previous_term is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous_usr1 = signal.signal(signal.SIGUSR1, on_usr1)
+    previous_term = signal.signal(signal.SIGTERM, on_term)
     if early_signals.take_pending() is not None:
         on_usr1(signal.SIGUSR1, None)
     try:
         yield
     finally:
-        signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)
+        for s, previous in ((signal.SIGUSR1, previous_usr1), (signal.SIGTERM, previous_term)):
+            signal.signal(s, previous if previous is not None else signal.SIG_DFL)
