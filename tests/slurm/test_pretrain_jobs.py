@@ -2,8 +2,8 @@
 partition: a plain job; requeues on SIGUSR1 (to the tasks, to the batch shell, at the time
 limit), at the time limit without a warning and on ``scontrol requeue``, each ending in a
 checkpoint bitwise equal to an uninterrupted run's (model, optimizer, step, loader
-position); SIGTERM (``scancel``), two tasks under ``srun`` and SIGUSR1 during
-``evaluate_after``."""
+position); SIGTERM (``scancel``), two tasks under ``srun``, and SIGUSR1 or the time limit
+during ``evaluate_after``."""
 
 from __future__ import annotations
 
@@ -195,3 +195,32 @@ def test_usr1_during_evaluate_after_requeues_and_the_rerun_finishes(
     assert (done.state, done.exit_code) == ("COMPLETED", "0:0"), log[-3000:]
     assert done.restarts == 1 and "SIGUSR1 after training: requeueing" in log
     assert (tmp_path / "run" / "eval" / "results.json").is_file()
+
+
+def test_time_limit_during_evaluate_after_requeues_and_the_rerun_finishes(
+    cluster, tree, tmp_path, job_env
+):
+    """The time limit's SIGTERM in the probes after training (no warning: the template
+    without ``--signal``): the job requeues and dies of it; the rerun, given more time while
+    it waits, finds training done and evaluates."""
+    template = tmp_path / "pretrain-no-warning.sbatch"
+    lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
+    template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
+    # ~15 s of start-up and training, then ~100 s of probes (unloaded): the limit, enforced
+    # 60-90 s in, falls inside them
+    args = pretrain_args(
+        tree, 4, "evaluate_after=true", "eval.num_workers=0", "eval.probes.rotation.epochs=4000"
+    )
+    job = submit(cluster, tmp_path, job_env, "--time=1", args=args, template=template)
+    deadline = time.monotonic() + 300
+    while cluster.job(job).restarts == 0:
+        assert cluster.job(job).state in ("PENDING", "RUNNING", "COMPLETING"), cluster.job(job)
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert cluster.cmd("scontrol", "update", f"JobId={job}", "TimeLimit=UNLIMITED").returncode == 0
+    done = cluster.wait(job, timeout=600)
+    log = (tmp_path / f"slurm-equissl-pretrain-{job}.out").read_text()
+    assert (done.state, done.exit_code, done.restarts) == ("COMPLETED", "0:0", 1), log[-3000:]
+    assert "time limit reached after training: requeueing" in log, log[-3000:]
+    assert (tmp_path / "run" / "eval" / "results.json").is_file()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 4
