@@ -206,10 +206,10 @@ def test_time_limit_during_evaluate_after_requeues_and_the_rerun_finishes(
     template = tmp_path / "pretrain-no-warning.sbatch"
     lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
     template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
-    # ~15 s of start-up and training, then ~100 s of probes (unloaded): the limit, enforced
-    # 60-90 s in, falls inside them
+    # ~15 s of start-up and training, then ~170 s of probes (unloaded; 100 s at 4000 epochs):
+    # the limit, enforced 60-90 s in, falls inside them also on a machine twice as fast
     args = pretrain_args(
-        tree, 4, "evaluate_after=true", "eval.num_workers=0", "eval.probes.rotation.epochs=4000"
+        tree, 4, "evaluate_after=true", "eval.num_workers=0", "eval.probes.rotation.epochs=6000"
     )
     job = submit(cluster, tmp_path, job_env, "--time=1", args=args, template=template)
     deadline = time.monotonic() + 300
