@@ -27,8 +27,9 @@ class ScontrolFailed(RuntimeError):
     """``scontrol`` could not be run or did not succeed (the message says which and why)."""
 
 
-def scontrol(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run ``scontrol ARGS`` immune to the signals that stop the job.
+def scontrol(*args: str, timeout: float) -> str:
+    """Run ``scontrol ARGS`` immune to the signals that stop the job; its standard output.
+    :class:`ScontrolFailed` when it cannot be run, times out or exits non-zero.
 
     SLURM signals every process of a job step, children included (measured on slurm-wlm
     22.05: a ``sleep`` started by the task died of the time limit's SIGTERM), and the time
@@ -36,22 +37,27 @@ def scontrol(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     termination"): the second one killed the ``scontrol show job`` the first had started, so
     the time limit went unrecognised. The child is started with those signals blocked, which
     it keeps through ``exec``; signals reaching this process meanwhile stay pending and are
-    handled when the spawn returns. Raises ``OSError`` / ``subprocess.TimeoutExpired``.
+    handled when the spawn returns.
     """
+    what = f"scontrol {' '.join(args)}"
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _SHIELDED)
     try:
         proc = subprocess.Popen(
             ["scontrol", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+    except OSError as err:
+        raise ScontrolFailed(f"{what} failed: {err}") from err
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        out, errors = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as timed_out:
         proc.kill()
         proc.communicate()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        raise ScontrolFailed(f"{what} failed: {timed_out}") from timed_out
+    if proc.returncode != 0:
+        raise ScontrolFailed(f"{what} failed ({proc.returncode}): {errors.strip()}")
+    return out
 
 
 def request_requeue() -> tuple[bool, str]:
@@ -60,11 +66,9 @@ def request_requeue() -> tuple[bool, str]:
     if job is None:
         return False, "SIGUSR1 outside a SLURM job: not requeueing"
     try:
-        res = scontrol("requeue", job, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return False, f"scontrol requeue {job} failed: {err}"
-    if res.returncode != 0:
-        return False, f"scontrol requeue {job} failed ({res.returncode}): {res.stderr.strip()}"
+        scontrol("requeue", job, timeout=60)
+    except ScontrolFailed as err:
+        return False, str(err)
     return True, f"requeued SLURM job {job}"
 
 
@@ -91,12 +95,4 @@ def time_limit_reached() -> bool:
 def show_job(job: str) -> dict[str, str]:
     """The fields of ``scontrol show job -o JOB`` (``{"JobState": "RUNNING", ...}``);
     :class:`ScontrolFailed` says why not."""
-    try:
-        res = scontrol("show", "job", "-o", job, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise ScontrolFailed(f"scontrol show job {job} failed: {err}") from err
-    if res.returncode != 0:
-        raise ScontrolFailed(
-            f"scontrol show job {job} failed ({res.returncode}): {res.stderr.strip()}"
-        )
-    return dict(re.findall(r"(\w+)=(\S*)", res.stdout))
+    return dict(re.findall(r"(\w+)=(\S*)", scontrol("show", "job", "-o", job, timeout=30)))

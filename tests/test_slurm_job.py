@@ -129,6 +129,6 @@ def test_scontrol_outlives_the_jobs_next_sigterm(tmp_path, monkeypatch, ask, exp
 def test_scontrol_leaves_this_process_signal_mask_as_it_was(monkeypatch):
     before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(slurm_job.ScontrolFailed, match="No such file"):
         slurm_job.scontrol("show", "config", timeout=5)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == before

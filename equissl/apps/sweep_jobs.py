@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +43,7 @@ def name_sweep_job(name: str) -> None:
         return
     try:
         scontrol("update", f"JobId={job}", f"JobName={name}", timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as err:
+    except ScontrolFailed as err:
         log.info("could not name SLURM job %s: %s", job, err)
 
 

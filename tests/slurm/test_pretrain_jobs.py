@@ -29,6 +29,14 @@ def steps_logged(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in losses.read_text().splitlines() if line]
 
 
+def template_without_warning(where: Path) -> Path:
+    """``pretrain.sbatch`` without its ``--signal`` line: as when SLURM's warning is lost."""
+    template = where / "pretrain-no-warning.sbatch"
+    lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
+    template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
+    return template
+
+
 def wait_for_step(run: Path, step: int, cluster: Cluster, job: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not steps_logged(run) or steps_logged(run)[-1] < step:
@@ -146,9 +154,7 @@ def test_a_lost_warning_requeues_at_the_time_limit(cluster, tree, tmp_path, job_
     tasks existed and reached nobody: each attempt runs into ``--time=1``, whose SIGTERM
     requeues (``Reason=TimeLimit``) before the checkpoint; the run ends as the same run
     without a limit."""
-    template = tmp_path / "pretrain-no-warning.sbatch"
-    lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
-    template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
+    template = template_without_warning(tmp_path)
     args = pretrain_args(tree, 3000)  # > 90 s unloaded: SLURM enforces at 60-90 s
     free = submit(cluster, tmp_path / "free", job_env, args=args)
     job = submit(cluster, tmp_path / "limited", job_env, "--time=1", args=args, template=template)
@@ -203,9 +209,7 @@ def test_time_limit_during_evaluate_after_requeues_and_the_rerun_finishes(
     """The time limit's SIGTERM in the probes after training (no warning: the template
     without ``--signal``): the job requeues and dies of it; the rerun, given more time while
     it waits, finds training done and evaluates."""
-    template = tmp_path / "pretrain-no-warning.sbatch"
-    lines = (TEMPLATES / "pretrain.sbatch").read_text().splitlines(keepends=True)
-    template.write_text("".join(ln for ln in lines if not ln.startswith("#SBATCH --signal")))
+    template = template_without_warning(tmp_path)
     # ~15 s of start-up and training, then ~170 s of probes (unloaded; 100 s at 4000 epochs):
     # the limit, enforced 60-90 s in, falls inside them also on a machine twice as fast
     args = pretrain_args(
